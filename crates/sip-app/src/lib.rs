@@ -1,0 +1,5 @@
+//! The application API: router, handlers, sessions, proxy, B2BUA, timers, application router.
+//!
+//! Not built yet: this crate holds its place in the workspace so the one-way
+//! dependency graph of `docs/ARCHITECTURE.md` exists from the first commit.
+//! Its work is tracked in issue 4.

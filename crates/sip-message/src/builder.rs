@@ -1,0 +1,339 @@
+//! Building new messages: requests, and responses built from a request per
+//! RFC 3261 §8.2.6.
+//!
+//! A builder writes the wire text and parses it once at the end, so a built
+//! message is indexed exactly like a received one and a builder can never
+//! produce a message this crate would not accept.
+
+use std::fmt::Write as _;
+
+use bytes::Bytes;
+
+use crate::error::ParseError;
+use crate::headers::To;
+use crate::message::SipMessage;
+use crate::method::Method;
+use crate::name::HeaderName;
+use crate::scan::is_token_str;
+use crate::uri::Uri;
+
+/// Why a message could not be built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// A header name is not a token or a value holds CR, LF or NUL.
+    #[error("header name or value would break the message framing")]
+    Injection,
+    /// The Request-URI does not parse.
+    #[error("invalid Request-URI")]
+    RequestUri,
+    /// The status code is outside 100..=699.
+    #[error("status code outside 100..=699")]
+    Status,
+    /// A response can only be built from a request.
+    #[error("not a request")]
+    NotARequest,
+    /// The result did not parse (a header value broke the grammar).
+    #[error("built message does not parse: {0}")]
+    Parse(ParseError),
+}
+
+/// The reason phrase RFC 3261 §21 (and extensions) give a status code.
+#[must_use]
+pub fn default_reason(code: u16) -> &'static str {
+    match code {
+        100 => "Trying",
+        180 => "Ringing",
+        181 => "Call Is Being Forwarded",
+        182 => "Queued",
+        183 => "Session Progress",
+        199 => "Early Dialog Terminated",
+        200 => "OK",
+        202 => "Accepted",
+        204 => "No Notification",
+        300 => "Multiple Choices",
+        301 => "Moved Permanently",
+        302 => "Moved Temporarily",
+        305 => "Use Proxy",
+        380 => "Alternative Service",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        402 => "Payment Required",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        406 => "Not Acceptable",
+        407 => "Proxy Authentication Required",
+        408 => "Request Timeout",
+        410 => "Gone",
+        412 => "Conditional Request Failed",
+        413 => "Request Entity Too Large",
+        414 => "Request-URI Too Long",
+        415 => "Unsupported Media Type",
+        416 => "Unsupported URI Scheme",
+        420 => "Bad Extension",
+        421 => "Extension Required",
+        422 => "Session Interval Too Small",
+        423 => "Interval Too Brief",
+        429 => "Provide Referrer Identity",
+        480 => "Temporarily Unavailable",
+        481 => "Call/Transaction Does Not Exist",
+        482 => "Loop Detected",
+        483 => "Too Many Hops",
+        484 => "Address Incomplete",
+        485 => "Ambiguous",
+        486 => "Busy Here",
+        487 => "Request Terminated",
+        488 => "Not Acceptable Here",
+        489 => "Bad Event",
+        491 => "Request Pending",
+        493 => "Undecipherable",
+        494 => "Security Agreement Required",
+        500 => "Server Internal Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Server Time-out",
+        505 => "Version Not Supported",
+        513 => "Message Too Large",
+        580 => "Precondition Failure",
+        600 => "Busy Everywhere",
+        603 => "Decline",
+        604 => "Does Not Exist Anywhere",
+        606 => "Not Acceptable",
+        _ => "Unknown",
+    }
+}
+
+fn check(name: &str, value: &str) -> Result<(), BuildError> {
+    if !is_token_str(name) || value.bytes().any(|b| matches!(b, b'\r' | b'\n' | 0)) {
+        return Err(BuildError::Injection);
+    }
+    Ok(())
+}
+
+/// Header lines and body shared by both builders.
+#[derive(Debug, Default)]
+struct Parts {
+    head: String,
+    body: Option<Bytes>,
+    error: Option<BuildError>,
+}
+
+impl Parts {
+    fn header(&mut self, name: &str, value: &str) {
+        if self.error.is_some() {
+            return;
+        }
+        if let Err(e) = check(name, value) {
+            self.error = Some(e);
+            return;
+        }
+        let _ = write!(self.head, "{name}: {value}\r\n");
+    }
+
+    fn finish(self) -> Result<SipMessage, BuildError> {
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        let mut out = self.head.into_bytes();
+        match self.body {
+            Some(body) => {
+                out.extend_from_slice(format!("Content-Length: {}\r\n\r\n", body.len()).as_bytes());
+                out.extend_from_slice(&body);
+            }
+            None => out.extend_from_slice(b"Content-Length: 0\r\n\r\n"),
+        }
+        SipMessage::parse(Bytes::from(out)).map_err(BuildError::Parse)
+    }
+
+    fn body(&mut self, content_type: &str, body: Bytes) {
+        self.header("Content-Type", content_type);
+        self.body = Some(body);
+    }
+}
+
+/// Builds a request. Content-Length is added from the body.
+#[derive(Debug)]
+pub struct RequestBuilder {
+    parts: Parts,
+}
+
+impl RequestBuilder {
+    /// Starts `METHOD uri SIP/2.0`.
+    pub fn new(method: Method<'_>, uri: &str) -> Result<RequestBuilder, BuildError> {
+        if uri.bytes().any(|b| b <= b' ') || Uri::parse(uri).is_err() {
+            return Err(BuildError::RequestUri);
+        }
+        if !is_token_str(method.as_str()) {
+            return Err(BuildError::Injection);
+        }
+        let mut parts = Parts::default();
+        let _ = write!(parts.head, "{method} {uri} SIP/2.0\r\n");
+        Ok(RequestBuilder { parts })
+    }
+
+    /// Adds a header line.
+    #[must_use]
+    pub fn header(mut self, name: &str, value: &str) -> RequestBuilder {
+        self.parts.header(name, value);
+        self
+    }
+
+    /// Sets the body and its Content-Type.
+    #[must_use]
+    pub fn body(mut self, content_type: &str, body: Bytes) -> RequestBuilder {
+        self.parts.body(content_type, body);
+        self
+    }
+
+    /// Writes and parses the request.
+    pub fn build(self) -> Result<SipMessage, BuildError> {
+        self.parts.finish()
+    }
+}
+
+/// Builds a response to a request (§8.2.6.2): Via lines, From, To, Call-ID
+/// and CSeq copied; a To tag added when the request's To had none and the
+/// response is not a 100 (§8.2.6.2); Timestamp copied into a 100 (§8.2.6.1).
+#[derive(Debug)]
+pub struct ResponseBuilder {
+    parts: Parts,
+}
+
+impl ResponseBuilder {
+    /// Starts a response with `code` and the default reason phrase. `to_tag`
+    /// is the tag the UAS chose for its side of the dialog; it is added
+    /// only when the request's To has no tag.
+    pub fn for_request(
+        request: &SipMessage,
+        code: u16,
+        to_tag: Option<&str>,
+    ) -> Result<ResponseBuilder, BuildError> {
+        ResponseBuilder::with_reason(request, code, default_reason(code), to_tag)
+    }
+
+    /// Like [`ResponseBuilder::for_request`] with an explicit reason phrase.
+    pub fn with_reason(
+        request: &SipMessage,
+        code: u16,
+        reason: &str,
+        to_tag: Option<&str>,
+    ) -> Result<ResponseBuilder, BuildError> {
+        if !request.is_request() {
+            return Err(BuildError::NotARequest);
+        }
+        if !(100..=699).contains(&code) {
+            return Err(BuildError::Status);
+        }
+        if reason.bytes().any(|b| b < b' ' && b != b'\t') {
+            return Err(BuildError::Injection);
+        }
+        let mut parts = Parts::default();
+        let _ = write!(parts.head, "SIP/2.0 {code} {reason}\r\n");
+        for via in request.headers_of(HeaderName::Via) {
+            parts.header("Via", &String::from_utf8_lossy(via.value_bytes()));
+        }
+        for name in [HeaderName::From, HeaderName::To, HeaderName::CallId, HeaderName::CSeq] {
+            let Some(h) = request.header(name) else {
+                continue;
+            };
+            let value = String::from_utf8_lossy(h.value_bytes());
+            if name == HeaderName::To && code > 100 {
+                let has_tag = matches!(request.typed::<To<'_>>(), Some(Ok(t)) if t.tag().is_some());
+                if let (false, Some(tag)) = (has_tag, to_tag) {
+                    if !is_token_str(tag) {
+                        return Err(BuildError::Injection);
+                    }
+                    parts.header(name.as_str(), &format!("{value};tag={tag}"));
+                    continue;
+                }
+            }
+            parts.header(name.as_str(), &value);
+        }
+        if code == 100 {
+            if let Some(ts) = request.header(HeaderName::Timestamp) {
+                parts.header("Timestamp", &String::from_utf8_lossy(ts.value_bytes()));
+            }
+        }
+        Ok(ResponseBuilder { parts })
+    }
+
+    /// Adds a header line.
+    #[must_use]
+    pub fn header(mut self, name: &str, value: &str) -> ResponseBuilder {
+        self.parts.header(name, value);
+        self
+    }
+
+    /// Sets the body and its Content-Type.
+    #[must_use]
+    pub fn body(mut self, content_type: &str, body: Bytes) -> ResponseBuilder {
+        self.parts.body(content_type, body);
+        self
+    }
+
+    /// Writes and parses the response.
+    pub fn build(self) -> Result<SipMessage, BuildError> {
+        self.parts.finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::headers::{CSeq, From, Via};
+
+    fn invite() -> SipMessage {
+        RequestBuilder::new(Method::Invite, "sip:bob@example.com")
+            .unwrap()
+            .header("Via", "SIP/2.0/UDP a.example.com;branch=z9hG4bK1")
+            .header("Via", "SIP/2.0/TCP b.example.com;branch=z9hG4bK0")
+            .header("Max-Forwards", "70")
+            .header("To", "Bob <sip:bob@example.com>")
+            .header("From", "<sip:alice@example.com>;tag=a1")
+            .header("Call-ID", "abc@a.example.com")
+            .header("CSeq", "1 INVITE")
+            .header("Timestamp", "54")
+            .body("application/sdp", Bytes::from_static(b"v=0\r\n"))
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn request_builder_sets_content_length() {
+        let m = invite();
+        assert_eq!(m.content_length(), Some(5));
+        assert_eq!(m.body(), b"v=0\r\n");
+        assert!(crate::validate(&m, crate::Role::Uas).is_ok());
+    }
+
+    #[test]
+    fn response_copies_the_transaction_headers() {
+        let req = invite();
+        let resp = ResponseBuilder::for_request(&req, 180, Some("b7")).unwrap().build().unwrap();
+        assert_eq!(resp.status(), Some(180));
+        assert_eq!(resp.reason(), Some("Ringing"));
+        let vias: Vec<_> = resp.typed_all::<Via<'_>>().map(Result::unwrap).collect();
+        assert_eq!(vias.len(), 2);
+        assert_eq!(vias[0].branch(), Some("z9hG4bK1"));
+        assert_eq!(resp.typed::<To<'_>>().unwrap().unwrap().tag(), Some("b7"));
+        assert_eq!(resp.typed::<From<'_>>().unwrap().unwrap().tag(), Some("a1"));
+        assert_eq!(resp.typed::<CSeq<'_>>().unwrap().unwrap().method, Method::Invite);
+        assert!(resp.header(HeaderName::Timestamp).is_none());
+        let trying = ResponseBuilder::for_request(&req, 100, Some("b7")).unwrap().build().unwrap();
+        assert_eq!(trying.typed::<To<'_>>().unwrap().unwrap().tag(), None);
+        assert!(trying.header(HeaderName::Timestamp).is_some());
+    }
+
+    #[test]
+    fn refuses_bad_input() {
+        assert_eq!(RequestBuilder::new(Method::Invite, "not a uri").err(), Some(BuildError::RequestUri));
+        let r = RequestBuilder::new(Method::Invite, "sip:a@b").unwrap().header("X", "a\r\nb").build();
+        assert_eq!(r.err(), Some(BuildError::Injection));
+        let req = invite();
+        assert_eq!(ResponseBuilder::for_request(&req, 700, None).err(), Some(BuildError::Status));
+        let resp = ResponseBuilder::for_request(&req, 200, None).unwrap().build().unwrap();
+        assert_eq!(ResponseBuilder::for_request(&resp, 200, None).err(), Some(BuildError::NotARequest));
+    }
+}

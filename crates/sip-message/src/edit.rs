@@ -1,0 +1,404 @@
+//! Edits as splices: a proxy changes a few headers and forwards the rest of
+//! the bytes verbatim (DESIGN.md, "edits are applied as splices").
+//!
+//! An [`Editor`] records replacements of byte ranges of the original message
+//! and insertions; [`Editor::write_to`] copies the original bytes between
+//! them. Nothing is re-serialized from a parsed form, so headers the editor
+//! did not touch leave exactly as they came.
+
+use std::fmt::Write as _;
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use crate::headers::MaxForwards;
+use crate::message::{SipMessage, Span};
+use crate::name::HeaderName;
+
+/// Why an edit was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum EditError {
+    /// A header name is not a token, or a value holds CR, LF or NUL (which
+    /// would inject header lines).
+    #[error("header name or value would break the message framing")]
+    Injection,
+    /// Max-Forwards is 0: a proxy answers 483 (§16.3 step 3).
+    #[error("Max-Forwards is zero")]
+    TooManyHops,
+    /// Max-Forwards is malformed.
+    #[error("Max-Forwards is malformed")]
+    BadMaxForwards,
+    /// There is no Route header to pop.
+    #[error("no Route header")]
+    NoRoute,
+}
+
+/// Replace `at` (an empty range is a pure insertion) with `text`.
+#[derive(Debug, Clone, Copy)]
+struct Splice {
+    at: Span,
+    text: (u32, u32),
+}
+
+/// A set of edits to one message, applied when serializing.
+#[derive(Debug)]
+pub struct Editor<'m> {
+    msg: &'m SipMessage,
+    splices: Vec<Splice>,
+    arena: String,
+    body: Option<Bytes>,
+}
+
+fn check_value(v: &str) -> Result<(), EditError> {
+    if v.bytes().any(|b| matches!(b, b'\r' | b'\n' | 0)) {
+        Err(EditError::Injection)
+    } else {
+        Ok(())
+    }
+}
+
+fn check_name(n: &str) -> Result<(), EditError> {
+    if crate::scan::is_token_str(n) {
+        Ok(())
+    } else {
+        Err(EditError::Injection)
+    }
+}
+
+impl<'m> Editor<'m> {
+    /// Starts editing `msg`.
+    #[must_use]
+    pub fn new(msg: &'m SipMessage) -> Editor<'m> {
+        Editor {
+            msg,
+            splices: Vec::with_capacity(4),
+            arena: String::with_capacity(160),
+            body: None,
+        }
+    }
+
+    fn splice(&mut self, at: Span, write: impl FnOnce(&mut String)) {
+        let start = u32::try_from(self.arena.len()).unwrap_or(u32::MAX);
+        write(&mut self.arena);
+        let end = u32::try_from(self.arena.len()).unwrap_or(u32::MAX);
+        self.splices.push(Splice {
+            at,
+            text: (start, end),
+        });
+    }
+
+    fn insertion_point(&self, before: Option<HeaderName>) -> u32 {
+        before
+            .and_then(|n| self.msg.fields().iter().find(|f| f.name == n))
+            .map_or_else(
+                || u32::try_from(self.msg.headers_end()).unwrap_or(u32::MAX),
+                |f| f.line.start,
+            )
+    }
+
+    fn insert_line(&mut self, at: u32, name: &str, value: &str) {
+        self.splice(Span { start: at, end: at }, |a| {
+            a.push_str(name);
+            a.push_str(": ");
+            a.push_str(value);
+            a.push_str("\r\n");
+        });
+    }
+
+    /// Adds a Via above the topmost one (§16.6 step 8). `value` is the text
+    /// after `Via: `, e.g. `SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK...`.
+    pub fn prepend_via(&mut self, value: &str) -> Result<&mut Self, EditError> {
+        check_value(value)?;
+        let at = self.insertion_point(Some(HeaderName::Via));
+        self.insert_line(at, "Via", value);
+        Ok(self)
+    }
+
+    /// Adds a header line at the end of the header section.
+    pub fn add(&mut self, name: &str, value: &str) -> Result<&mut Self, EditError> {
+        check_name(name)?;
+        check_value(value)?;
+        let at = self.insertion_point(None);
+        self.insert_line(at, name, value);
+        Ok(self)
+    }
+
+    /// Removes every line of a header (matched by name, case-insensitively,
+    /// compact forms included).
+    pub fn remove(&mut self, name: &str) -> &mut Self {
+        let lines: Vec<Span> = self.msg.headers_named(name).map(|h| h.line_span()).collect();
+        for line in lines {
+            self.splice(line, |_| {});
+        }
+        self
+    }
+
+    /// Replaces every line of a header with one line holding `value`, at
+    /// the place of the first (or at the end, if the header was absent).
+    pub fn replace(&mut self, name: &str, value: &str) -> Result<&mut Self, EditError> {
+        check_name(name)?;
+        check_value(value)?;
+        let mut lines = self.msg.headers_named(name).map(|h| h.line_span());
+        match lines.next() {
+            Some(first) => {
+                let rest: Vec<Span> = lines.collect();
+                self.splice(first, |a| {
+                    let _ = write!(a, "{name}: {value}\r\n");
+                });
+                for l in rest {
+                    self.splice(l, |_| {});
+                }
+            }
+            None => {
+                let at = self.insertion_point(None);
+                self.insert_line(at, name, value);
+            }
+        }
+        Ok(self)
+    }
+
+    /// Decrements Max-Forwards and returns the new value; adds
+    /// `Max-Forwards: 70` when absent (§16.6 step 3). Fails at zero (the
+    /// proxy answers 483, §16.3).
+    pub fn decrement_max_forwards(&mut self) -> Result<u8, EditError> {
+        match self.msg.typed::<MaxForwards>() {
+            None => {
+                let at = self.insertion_point(None);
+                self.insert_line(at, "Max-Forwards", "70");
+                Ok(70)
+            }
+            Some(Err(_)) => Err(EditError::BadMaxForwards),
+            Some(Ok(MaxForwards(0))) => Err(EditError::TooManyHops),
+            Some(Ok(MaxForwards(n))) => {
+                let span = self
+                    .msg
+                    .header(HeaderName::MaxForwards)
+                    .map(|h| h.value_span())
+                    .ok_or(EditError::BadMaxForwards)?;
+                let n = n - 1;
+                self.splice(span, |a| {
+                    let _ = write!(a, "{n}");
+                });
+                Ok(n)
+            }
+        }
+    }
+
+    /// Removes the first Route value (§16.4, §16.12: a loose router pops
+    /// itself). A Route line with several values loses only its first.
+    pub fn pop_route(&mut self) -> Result<&mut Self, EditError> {
+        let h = self.msg.header(HeaderName::Route).ok_or(EditError::NoRoute)?;
+        let value = h.value_span();
+        let text = h.value().map_err(|_| EditError::NoRoute)?;
+        let mut split = crate::scan::ListSplit::new(text);
+        let _first = split.next();
+        match split.next_start() {
+            None => {
+                let line = h.line_span();
+                self.splice(line, |_| {});
+            }
+            Some(offset) => {
+                // Cut from the start of the value to the second element.
+                let cut = Span {
+                    start: value.start,
+                    end: value.start + u32::try_from(offset).unwrap_or(0),
+                };
+                self.splice(cut, |_| {});
+            }
+        }
+        Ok(self)
+    }
+
+    /// Replaces the Request-URI (§16.6 step 2, §16.12 strict routing).
+    pub fn set_request_uri(&mut self, uri: &str) -> Result<&mut Self, EditError> {
+        if uri.is_empty() || uri.bytes().any(|b| b <= b' ' || b == 0x7f) {
+            return Err(EditError::Injection);
+        }
+        if let Some(span) = self.msg.request_uri_span() {
+            self.splice(span, |a| a.push_str(uri));
+        }
+        Ok(self)
+    }
+
+    /// Replaces the body, and with it Content-Length and (when given)
+    /// Content-Type.
+    pub fn set_body(&mut self, content_type: Option<&str>, body: Bytes) -> Result<&mut Self, EditError> {
+        if let Some(ct) = content_type {
+            self.replace("Content-Type", ct)?;
+        }
+        let len = body.len().to_string();
+        self.replace("Content-Length", &len)?;
+        self.body = Some(body);
+        Ok(self)
+    }
+
+    /// Adds Content-Length when the message has none (a datagram forwarded
+    /// onto a stream transport needs one, §18.3).
+    pub fn ensure_content_length(&mut self) -> &mut Self {
+        if self.msg.content_length().is_none() && self.body.is_none() {
+            let len = self.msg.body().len().to_string();
+            let at = self.insertion_point(None);
+            self.insert_line(at, "Content-Length", &len);
+        }
+        self
+    }
+
+    /// The length of the serialized message.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        let sl = self.msg.start_line_span();
+        let body = self.msg.body_span();
+        let mut n = (body.start - sl.start) as usize;
+        for s in &self.splices {
+            n = n + (s.text.1 - s.text.0) as usize - (s.at.end - s.at.start) as usize;
+        }
+        n + self.body.as_ref().map_or(self.msg.body().len(), Bytes::len)
+    }
+
+    /// Whether the serialized message would be empty (never: a message has
+    /// at least a start line).
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Writes the edited message: original bytes between the splices.
+    pub fn write_to(&mut self, out: &mut impl BufMut) {
+        // Stable sort: insertions at one point keep the order they were made.
+        self.splices.sort_by_key(|s| s.at.start);
+        let src = self.msg.as_bytes();
+        let sl = self.msg.start_line_span();
+        let body = self.msg.body_span();
+        let mut cursor = sl.start as usize;
+        for s in &self.splices {
+            let start = s.at.start as usize;
+            if start > cursor {
+                out.put_slice(src.get(cursor..start).unwrap_or_default());
+                cursor = start;
+            }
+            out.put_slice(
+                self.arena
+                    .as_bytes()
+                    .get(s.text.0 as usize..s.text.1 as usize)
+                    .unwrap_or_default(),
+            );
+            cursor = cursor.max(s.at.end as usize);
+        }
+        let head_end = body.start as usize;
+        if cursor < head_end {
+            out.put_slice(src.get(cursor..head_end).unwrap_or_default());
+        }
+        match &self.body {
+            Some(b) => out.put_slice(b),
+            None => out.put_slice(self.msg.body()),
+        }
+    }
+
+    /// Serializes into new bytes.
+    #[must_use]
+    pub fn to_bytes(mut self) -> Bytes {
+        let mut out = BytesMut::with_capacity(self.len());
+        self.write_to(&mut out);
+        out.freeze()
+    }
+}
+
+impl SipMessage {
+    /// Starts a set of edits on this message.
+    #[must_use]
+    pub fn edit(&self) -> Editor<'_> {
+        Editor::new(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const INVITE: &str = "INVITE sip:bob@example.com SIP/2.0\r\n\
+        Via: SIP/2.0/UDP a.example.com;branch=z9hG4bK1\r\n\
+        Route: <sip:p1.example.com;lr>, <sip:p2.example.com;lr>\r\n\
+        Route: <sip:p3.example.com;lr>\r\n\
+        Max-Forwards: 70\r\n\
+        x-custom :   Kept   As   Is\r\n\
+        Content-Length: 4\r\n\r\nbody";
+
+    fn msg(s: &str) -> SipMessage {
+        SipMessage::parse(Bytes::copy_from_slice(s.as_bytes())).unwrap()
+    }
+
+    #[test]
+    fn unedited_message_round_trips_byte_for_byte() {
+        let m = msg(INVITE);
+        assert_eq!(m.edit().to_bytes(), INVITE.as_bytes());
+    }
+
+    #[test]
+    fn forward_rewrite() {
+        let m = msg(INVITE);
+        let mut e = m.edit();
+        e.prepend_via("SIP/2.0/UDP proxy;branch=z9hG4bK2").unwrap();
+        assert_eq!(e.decrement_max_forwards(), Ok(69));
+        e.pop_route().unwrap();
+        let len = e.len();
+        let out = e.to_bytes();
+        assert_eq!(out.len(), len);
+        let expected = "INVITE sip:bob@example.com SIP/2.0\r\n\
+            Via: SIP/2.0/UDP proxy;branch=z9hG4bK2\r\n\
+            Via: SIP/2.0/UDP a.example.com;branch=z9hG4bK1\r\n\
+            Route: <sip:p2.example.com;lr>\r\n\
+            Route: <sip:p3.example.com;lr>\r\n\
+            Max-Forwards: 69\r\n\
+            x-custom :   Kept   As   Is\r\n\
+            Content-Length: 4\r\n\r\nbody";
+        assert_eq!(std::str::from_utf8(&out).unwrap(), expected);
+    }
+
+    #[test]
+    fn pop_route_twice_removes_the_line() {
+        let m = msg(INVITE);
+        let once = m.edit().pop_route().map(|_| ()).ok();
+        assert!(once.is_some());
+        let m2 = msg(&String::from_utf8(m.edit().pop_route().unwrap().to_owned_bytes()).unwrap());
+        let out = m2.edit().pop_route().unwrap().to_owned_bytes();
+        let m3 = msg(std::str::from_utf8(&out).unwrap());
+        let routes: Vec<_> = m3.values(HeaderName::Route).map(Result::unwrap).collect();
+        assert_eq!(routes, ["<sip:p3.example.com;lr>"]);
+    }
+
+    #[test]
+    fn replace_remove_add_body() {
+        let m = msg(INVITE);
+        let mut e = m.edit();
+        e.remove("X-Custom");
+        e.replace("Route", "<sip:only;lr>").unwrap();
+        e.add("Subject", "hi").unwrap();
+        e.set_body(Some("text/plain"), Bytes::from_static(b"hello")).unwrap();
+        let out = msg(std::str::from_utf8(&e.to_bytes()).unwrap());
+        assert_eq!(out.body(), b"hello");
+        assert_eq!(out.content_length(), Some(5));
+        assert_eq!(out.count(HeaderName::Route), 1);
+        assert!(out.headers_named("x-custom").next().is_none());
+        assert_eq!(out.header(HeaderName::Subject).unwrap().value().unwrap(), "hi");
+    }
+
+    #[test]
+    fn refuses_injection_and_zero_hops() {
+        let m = msg(INVITE);
+        assert_eq!(m.edit().add("X", "a\r\nVia: evil").err(), Some(EditError::Injection));
+        assert_eq!(m.edit().add("Bad Name", "v").err(), Some(EditError::Injection));
+        let z = msg(&INVITE.replace("Max-Forwards: 70", "Max-Forwards: 0"));
+        assert_eq!(z.edit().decrement_max_forwards(), Err(EditError::TooManyHops));
+        let none = msg(&INVITE.replace("Max-Forwards: 70\r\n", ""));
+        let mut e = none.edit();
+        assert_eq!(e.decrement_max_forwards(), Ok(70));
+    }
+
+    impl Editor<'_> {
+        fn to_owned_bytes(&mut self) -> Vec<u8> {
+            let mut v = Vec::new();
+            self.write_to(&mut v);
+            v
+        }
+    }
+}

@@ -1,0 +1,787 @@
+//! The message: one parse of the bytes into an index of the start line and
+//! header lines (RFC 3261 §7), with typed values parsed on demand.
+//!
+//! The index stores byte ranges into the original [`Bytes`]; a header value
+//! keeps its folding (`CRLF 1*WSP`, §7.3.1) and typed parsers treat the fold
+//! as whitespace, so nothing is copied or unfolded.
+
+use std::fmt;
+
+use bytes::Bytes;
+
+use crate::HeaderName;
+use crate::error::{HeaderError, HeaderErrorKind, ParseError, StartLineFault};
+use crate::headers::TypedHeader;
+use crate::method::Method;
+use crate::scan::{ListSplit, is_token, parse_decimal};
+use crate::uri::Uri;
+
+/// A byte range into the message. `u32` keeps the index small.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Span {
+    pub(crate) start: u32,
+    pub(crate) end: u32,
+}
+
+impl Span {
+    fn new(start: usize, end: usize) -> Span {
+        // Messages are bounded by `Limits::max_message_size` (u32).
+        Span {
+            start: u32::try_from(start).unwrap_or(u32::MAX),
+            end: u32::try_from(end).unwrap_or(u32::MAX),
+        }
+    }
+
+    pub(crate) fn range(self) -> std::ops::Range<usize> {
+        self.start as usize..self.end as usize
+    }
+}
+
+/// Size limits enforced while parsing and framing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest message (start line, headers and body) in bytes.
+    pub max_message_size: u32,
+    /// Largest number of header lines (continuation lines not counted).
+    pub max_headers: u32,
+}
+
+impl Default for Limits {
+    /// 64 KiB (the largest UDP datagram) and 256 header lines.
+    fn default() -> Self {
+        Limits {
+            max_message_size: 65_535,
+            max_headers: 256,
+        }
+    }
+}
+
+/// Whether the message came in a datagram or was framed from a stream; it
+/// decides what a missing or short Content-Length means (RFC 3261 §18.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// UDP: no Content-Length means the body is the rest of the datagram;
+    /// bytes past Content-Length are discarded.
+    Datagram,
+    /// TCP, TLS, WebSocket: Content-Length is mandatory and must match.
+    Stream,
+}
+
+/// The parsed start line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StartLine {
+    Request {
+        method: Span,
+        uri: Span,
+        version: Span,
+    },
+    Response {
+        version: Span,
+        code: u16,
+        reason: Span,
+    },
+}
+
+/// One header line in the index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct HeaderField {
+    pub(crate) name: HeaderName,
+    pub(crate) name_span: Span,
+    pub(crate) value: Span,
+    /// The whole line including its continuation lines and final line break.
+    pub(crate) line: Span,
+}
+
+/// Positions of the headers a proxy reads on every message, found while
+/// indexing so that reading them is a lookup, not a scan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct Hot {
+    via: Option<u16>,
+    from: Option<u16>,
+    to: Option<u16>,
+    call_id: Option<u16>,
+    cseq: Option<u16>,
+    max_forwards: Option<u16>,
+    route: Option<u16>,
+    content_length: Option<u16>,
+}
+
+/// A parsed SIP request or response: the original bytes and an index over
+/// them.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SipMessage {
+    buf: Bytes,
+    start: StartLine,
+    start_line: Span,
+    headers: Vec<HeaderField>,
+    hot: Hot,
+    /// Offset of the empty line that ends the header section.
+    headers_end: u32,
+    body: Span,
+    content_length: Option<u32>,
+}
+
+impl fmt::Debug for SipMessage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SipMessage")
+            .field("start_line", &self.start_line_str())
+            .field("headers", &self.headers.len())
+            .field("body", &self.body().len())
+            .finish()
+    }
+}
+
+/// A view of one header line.
+#[derive(Debug, Clone, Copy)]
+pub struct HeaderRef<'m> {
+    msg: &'m SipMessage,
+    field: &'m HeaderField,
+}
+
+impl<'m> HeaderRef<'m> {
+    /// The header's name.
+    #[must_use]
+    pub fn name(&self) -> HeaderName {
+        self.field.name
+    }
+
+    /// The name as spelled on the wire (e.g. `v`, `VIA`).
+    #[must_use]
+    pub fn wire_name(&self) -> &'m [u8] {
+        self.msg.slice(self.field.name_span)
+    }
+
+    /// The raw value, folding included, surrounding whitespace trimmed.
+    #[must_use]
+    pub fn value_bytes(&self) -> &'m [u8] {
+        self.msg.slice(self.field.value)
+    }
+
+    pub(crate) fn value_span(&self) -> Span {
+        self.field.value
+    }
+
+    pub(crate) fn line_span(&self) -> Span {
+        self.field.line
+    }
+
+    /// The value as UTF-8, or [`HeaderErrorKind::Encoding`].
+    pub fn value(&self) -> Result<&'m str, HeaderError> {
+        std::str::from_utf8(self.value_bytes())
+            .map_err(|_| HeaderErrorKind::Encoding.at(self.field.name))
+    }
+}
+
+/// The maximum value of `Content-Length` this crate accepts.
+const MAX_CONTENT_LENGTH: u64 = u32::MAX as u64;
+
+impl SipMessage {
+    /// Parses one message received in a datagram (RFC 3261 §18.3), with
+    /// default [`Limits`].
+    pub fn parse(buf: Bytes) -> Result<SipMessage, ParseError> {
+        SipMessage::parse_with(buf, Transport::Datagram, &Limits::default())
+    }
+
+    /// Parses one message with explicit transport semantics and limits.
+    pub fn parse_with(
+        buf: Bytes,
+        transport: Transport,
+        limits: &Limits,
+    ) -> Result<SipMessage, ParseError> {
+        if buf.len() > limits.max_message_size as usize {
+            return Err(ParseError::TooLarge {
+                limit: limits.max_message_size,
+            });
+        }
+        let b: &[u8] = &buf;
+        // §7.5: CRLFs before the start line are ignored.
+        let mut pos = 0;
+        while b.get(pos..pos + 2) == Some(b"\r\n") {
+            pos += 2;
+        }
+        if pos >= b.len() {
+            return Err(ParseError::Empty);
+        }
+        let (sl_end, next) = line_end(b, pos).ok_or(ParseError::Unterminated)?;
+        let start_line = Span::new(pos, sl_end);
+        let start = parse_start_line(b, pos, sl_end)?;
+        pos = next;
+
+        let mut headers: Vec<HeaderField> = Vec::with_capacity(24);
+        let mut hot = Hot::default();
+        let mut content_length = None;
+        let mut line_no: u32 = 1;
+        let headers_end;
+        loop {
+            line_no += 1;
+            let Some((end, next)) = line_end(b, pos) else {
+                return Err(ParseError::Unterminated);
+            };
+            if end == pos {
+                headers_end = u32::try_from(pos).unwrap_or(u32::MAX);
+                pos = next;
+                break;
+            }
+            let first = b.get(pos).copied().unwrap_or(b'\r');
+            if first == b' ' || first == b'\t' {
+                // Continuation of the previous header (§7.3.1).
+                let Some(prev) = headers.last_mut() else {
+                    return Err(ParseError::HeaderLine { line: line_no });
+                };
+                let value_end = trim_end(b, pos, end);
+                if value_end > pos {
+                    if prev.value.start == prev.value.end {
+                        prev.value.start = u32::try_from(skip_wsp(b, pos, end)).unwrap_or(u32::MAX);
+                    }
+                    prev.value.end = u32::try_from(value_end).unwrap_or(u32::MAX);
+                }
+                prev.line.end = u32::try_from(next).unwrap_or(u32::MAX);
+                pos = next;
+                continue;
+            }
+            if headers.len() >= limits.max_headers as usize {
+                return Err(ParseError::TooManyHeaders {
+                    limit: limits.max_headers,
+                });
+            }
+            let line = b.get(pos..end).unwrap_or_default();
+            let colon = memchr::memchr(b':', line).ok_or(ParseError::HeaderLine { line: line_no })?;
+            let name_end = trim_end(b, pos, pos + colon);
+            let name_bytes = b.get(pos..name_end).unwrap_or_default();
+            if name_bytes.is_empty() || !name_bytes.iter().all(|&c| is_token(c)) {
+                return Err(ParseError::HeaderLine { line: line_no });
+            }
+            let name = HeaderName::from_bytes(name_bytes);
+            let vstart = skip_wsp(b, pos + colon + 1, end);
+            let vend = trim_end(b, vstart, end);
+            let idx = u16::try_from(headers.len()).unwrap_or(u16::MAX);
+            let slot = match name {
+                HeaderName::Via => Some(&mut hot.via),
+                HeaderName::From => Some(&mut hot.from),
+                HeaderName::To => Some(&mut hot.to),
+                HeaderName::CallId => Some(&mut hot.call_id),
+                HeaderName::CSeq => Some(&mut hot.cseq),
+                HeaderName::MaxForwards => Some(&mut hot.max_forwards),
+                HeaderName::Route => Some(&mut hot.route),
+                HeaderName::ContentLength => {
+                    if hot.content_length.is_some() {
+                        return Err(ParseError::DuplicateContentLength);
+                    }
+                    Some(&mut hot.content_length)
+                }
+                _ => None,
+            };
+            if let Some(slot) = slot {
+                slot.get_or_insert(idx);
+            }
+            headers.push(HeaderField {
+                name,
+                name_span: Span::new(pos, name_end),
+                value: Span::new(vstart, vend),
+                line: Span::new(pos, next),
+            });
+            pos = next;
+        }
+        if let Some(i) = hot.content_length {
+            let f = headers.get(usize::from(i)).ok_or(ParseError::BadContentLength)?;
+            let v = std::str::from_utf8(b.get(f.value.range()).unwrap_or_default())
+                .map_err(|_| ParseError::BadContentLength)?;
+            let v = crate::scan::trim(v);
+            let n = parse_decimal(v, MAX_CONTENT_LENGTH).map_err(|_| ParseError::BadContentLength)?;
+            content_length = Some(u32::try_from(n).map_err(|_| ParseError::BadContentLength)?);
+        }
+        let available = b.len() - pos;
+        let body_len = match (content_length, transport) {
+            (Some(n), _) => {
+                if n as usize > available {
+                    return Err(ParseError::Truncated {
+                        declared: n,
+                        available: u32::try_from(available).unwrap_or(u32::MAX),
+                    });
+                }
+                n as usize
+            }
+            (None, Transport::Datagram) => available,
+            (None, Transport::Stream) => return Err(ParseError::MissingContentLength),
+        };
+        Ok(SipMessage {
+            start,
+            start_line,
+            headers,
+            hot,
+            headers_end,
+            body: Span::new(pos, pos + body_len),
+            content_length,
+            buf,
+        })
+    }
+
+    // ---- raw access -------------------------------------------------------
+
+    pub(crate) fn slice(&self, s: Span) -> &[u8] {
+        self.buf.get(s.range()).unwrap_or_default()
+    }
+
+    fn str_of(&self, s: Span) -> &str {
+        std::str::from_utf8(self.slice(s)).unwrap_or_default()
+    }
+
+    /// The bytes the message was parsed from (including any bytes after the
+    /// body that a datagram carried and Content-Length excluded).
+    #[must_use]
+    pub fn as_bytes(&self) -> &Bytes {
+        &self.buf
+    }
+
+    /// The bytes of the message itself: start line to the end of the body.
+    #[must_use]
+    pub fn message_bytes(&self) -> Bytes {
+        self.buf.slice(self.start_line.start as usize..self.body.end as usize)
+    }
+
+    /// The start line, without its line break.
+    #[must_use]
+    pub fn start_line_str(&self) -> &str {
+        self.str_of(self.start_line)
+    }
+
+    /// The body.
+    #[must_use]
+    pub fn body(&self) -> &[u8] {
+        self.slice(self.body)
+    }
+
+    /// The body as a cheap reference-counted slice.
+    #[must_use]
+    pub fn body_bytes(&self) -> Bytes {
+        self.buf.slice(self.body.range())
+    }
+
+    /// The declared Content-Length, if any.
+    #[must_use]
+    pub fn content_length(&self) -> Option<u32> {
+        self.content_length
+    }
+
+    pub(crate) fn fields(&self) -> &[HeaderField] {
+        &self.headers
+    }
+
+    pub(crate) fn headers_end(&self) -> usize {
+        self.headers_end as usize
+    }
+
+    pub(crate) fn start_line_span(&self) -> Span {
+        self.start_line
+    }
+
+    pub(crate) fn body_span(&self) -> Span {
+        self.body
+    }
+
+    // ---- start line -------------------------------------------------------
+
+    /// Whether this is a request.
+    #[must_use]
+    pub fn is_request(&self) -> bool {
+        matches!(self.start, StartLine::Request { .. })
+    }
+
+    /// The method of a request; `None` for a response.
+    #[must_use]
+    pub fn method(&self) -> Option<Method<'_>> {
+        match self.start {
+            StartLine::Request { method, .. } => Some(Method::from_token(self.str_of(method))),
+            StartLine::Response { .. } => None,
+        }
+    }
+
+    /// The Request-URI as written; `None` for a response.
+    #[must_use]
+    pub fn request_uri_str(&self) -> Option<&str> {
+        match self.start {
+            StartLine::Request { uri, .. } => Some(self.str_of(uri)),
+            StartLine::Response { .. } => None,
+        }
+    }
+
+    pub(crate) fn request_uri_span(&self) -> Option<Span> {
+        match self.start {
+            StartLine::Request { uri, .. } => Some(uri),
+            StartLine::Response { .. } => None,
+        }
+    }
+
+    /// The Request-URI; `None` for a response. (It was checked when the
+    /// message was parsed.)
+    #[must_use]
+    pub fn request_uri(&self) -> Option<Uri<'_>> {
+        self.request_uri_str().and_then(|s| Uri::parse(s).ok())
+    }
+
+    /// The SIP-Version text of the start line (e.g. `SIP/2.0`).
+    #[must_use]
+    pub fn version(&self) -> &str {
+        match self.start {
+            StartLine::Request { version, .. } | StartLine::Response { version, .. } => {
+                self.str_of(version)
+            }
+        }
+    }
+
+    /// Whether the version is SIP/2.0 (case-insensitive).
+    #[must_use]
+    pub fn is_sip_2_0(&self) -> bool {
+        self.version().eq_ignore_ascii_case("SIP/2.0")
+    }
+
+    /// The status code of a response; `None` for a request.
+    #[must_use]
+    pub fn status(&self) -> Option<u16> {
+        match self.start {
+            StartLine::Response { code, .. } => Some(code),
+            StartLine::Request { .. } => None,
+        }
+    }
+
+    /// The reason phrase of a response (may be empty); `None` for a request.
+    #[must_use]
+    pub fn reason(&self) -> Option<&str> {
+        match self.start {
+            StartLine::Response { reason, .. } => Some(self.str_of(reason)),
+            StartLine::Request { .. } => None,
+        }
+    }
+
+    // ---- headers ----------------------------------------------------------
+
+    /// All header lines in order.
+    pub fn headers(&self) -> impl Iterator<Item = HeaderRef<'_>> {
+        self.headers.iter().map(move |field| HeaderRef { msg: self, field })
+    }
+
+    /// Header lines with the given name, in order. For
+    /// [`HeaderName::Other`], use [`SipMessage::headers_named`].
+    pub fn headers_of(&self, name: HeaderName) -> impl Iterator<Item = HeaderRef<'_>> {
+        self.headers
+            .iter()
+            .filter(move |f| f.name == name)
+            .map(move |field| HeaderRef { msg: self, field })
+    }
+
+    /// Header lines whose name matches `name` case-insensitively (compact
+    /// forms of known headers included).
+    pub fn headers_named<'s>(&'s self, name: &'s str) -> impl Iterator<Item = HeaderRef<'s>> + 's {
+        let known = HeaderName::from_bytes(name.as_bytes());
+        self.headers
+            .iter()
+            .filter(move |f| {
+                if known == HeaderName::Other {
+                    f.name == HeaderName::Other
+                        && self.slice(f.name_span).eq_ignore_ascii_case(name.as_bytes())
+                } else {
+                    f.name == known
+                }
+            })
+            .map(move |field| HeaderRef { msg: self, field })
+    }
+
+    /// The first line of a header, raw.
+    #[must_use]
+    pub fn header(&self, name: HeaderName) -> Option<HeaderRef<'_>> {
+        let idx = match name {
+            HeaderName::Via => self.hot.via,
+            HeaderName::From => self.hot.from,
+            HeaderName::To => self.hot.to,
+            HeaderName::CallId => self.hot.call_id,
+            HeaderName::CSeq => self.hot.cseq,
+            HeaderName::MaxForwards => self.hot.max_forwards,
+            HeaderName::Route => self.hot.route,
+            HeaderName::ContentLength => self.hot.content_length,
+            _ => {
+                return self.headers_of(name).next();
+            }
+        };
+        let field = self.headers.get(usize::from(idx?))?;
+        Some(HeaderRef { msg: self, field })
+    }
+
+    /// How many lines of a header there are.
+    #[must_use]
+    pub fn count(&self, name: HeaderName) -> usize {
+        self.headers.iter().filter(|f| f.name == name).count()
+    }
+
+    /// Every value of a header, list headers split at top-level commas
+    /// (§7.3.1), as UTF-8 text.
+    pub fn values(&self, name: HeaderName) -> impl Iterator<Item = Result<&str, HeaderError>> {
+        self.headers_of(name).flat_map(move |h| {
+            let (single, list) = match h.value() {
+                Err(e) => (Some(Err(e)), None),
+                Ok(v) if name.is_list() => (None, Some(ListSplit::new(v).map(Ok))),
+                Ok(v) => (Some(Ok(v)), None),
+            };
+            single.into_iter().chain(list.into_iter().flatten())
+        })
+    }
+
+    /// The first value of a typed header: `None` when absent.
+    #[must_use]
+    pub fn typed<'m, H: TypedHeader<'m>>(&'m self) -> Option<Result<H, HeaderError>> {
+        let h = self.header(H::NAME)?;
+        Some(h.value().and_then(|v| {
+            let first = if H::NAME.is_list() {
+                ListSplit::new(v).next().unwrap_or(v)
+            } else {
+                v
+            };
+            H::parse(first).map_err(|k| k.at(H::NAME))
+        }))
+    }
+
+    /// Every value of a typed header, in order, list values split. An empty
+    /// list element (`a,,b`) is reported as an error.
+    pub fn typed_all<'m, H: TypedHeader<'m>>(
+        &'m self,
+    ) -> impl Iterator<Item = Result<H, HeaderError>> + 'm {
+        self.headers_of(H::NAME)
+            .filter(|h| !(H::ALLOW_EMPTY && h.value_bytes().is_empty()))
+            .flat_map(|h| {
+                let (single, list) = match h.value() {
+                    Err(e) => (Some(Err(e)), None),
+                    Ok(v) if H::NAME.is_list() => (None, Some(ListSplit::new(v).map(Ok))),
+                    Ok(v) => (Some(Ok(v)), None),
+                };
+                single.into_iter().chain(list.into_iter().flatten())
+            })
+            .map(|v: Result<&'m str, HeaderError>| {
+                let v = v?;
+                if v.is_empty() {
+                    return Err(HeaderErrorKind::EmptyElement.at(H::NAME));
+                }
+                H::parse(v).map_err(|k| k.at(H::NAME))
+            })
+    }
+}
+
+/// Finds the end of the line starting at `pos`: returns (end of content,
+/// start of next line). Accepts CRLF and, as met in the field, a bare LF.
+fn line_end(b: &[u8], pos: usize) -> Option<(usize, usize)> {
+    let rest = b.get(pos..)?;
+    let lf = memchr::memchr(b'\n', rest)?;
+    let end = if lf > 0 && rest.get(lf - 1) == Some(&b'\r') {
+        pos + lf - 1
+    } else {
+        pos + lf
+    };
+    Some((end, pos + lf + 1))
+}
+
+fn skip_wsp(b: &[u8], mut from: usize, to: usize) -> usize {
+    while from < to && matches!(b.get(from), Some(b' ' | b'\t')) {
+        from += 1;
+    }
+    from
+}
+
+fn trim_end(b: &[u8], from: usize, mut to: usize) -> usize {
+    while to > from && matches!(b.get(to - 1), Some(b' ' | b'\t' | b'\r')) {
+        to -= 1;
+    }
+    to
+}
+
+fn parse_start_line(b: &[u8], start: usize, end: usize) -> Result<StartLine, ParseError> {
+    let line = b.get(start..end).unwrap_or_default();
+    let is_response = line.get(..4).is_some_and(|p| p.eq_ignore_ascii_case(b"SIP/"));
+    let fault = |f| {
+        if is_response {
+            ParseError::StatusLine(f)
+        } else {
+            ParseError::RequestLine(f)
+        }
+    };
+    let text = std::str::from_utf8(line).map_err(|_| fault(StartLineFault::Encoding))?;
+    // Offsets within the line: [0, sp1) SP [sp1+1, sp2) SP [sp2+1, len).
+    let sp1 = text.find(' ').ok_or(fault(StartLineFault::Spacing))?;
+    let first = text.get(..sp1).unwrap_or("");
+    let rest = text.get(sp1 + 1..).unwrap_or("");
+    let span = |from: usize, to: usize| Span::new(start + from, start + to);
+    if is_response {
+        // Status-Line = SIP-Version SP Status-Code SP Reason-Phrase (§7.2)
+        if !valid_version(first) {
+            return Err(fault(StartLineFault::Version));
+        }
+        let code_end = rest.find(' ').unwrap_or(rest.len());
+        let code = rest.get(..code_end).unwrap_or("");
+        let reason_start = (sp1 + 1 + code_end + 1).min(text.len());
+        let reason = text.get(reason_start..).unwrap_or("");
+        if code.len() != 3 || !code.bytes().all(|c| c.is_ascii_digit()) {
+            return Err(fault(StartLineFault::StatusCode));
+        }
+        let n: u16 = code.parse().map_err(|_| fault(StartLineFault::StatusCode))?;
+        if !(100..=699).contains(&n) {
+            return Err(fault(StartLineFault::StatusCode));
+        }
+        if reason.bytes().any(|c| (c < 0x20 && c != b'\t') || c == 0x7f) {
+            return Err(fault(StartLineFault::Reason));
+        }
+        return Ok(StartLine::Response {
+            version: span(0, sp1),
+            code: n,
+            reason: span(reason_start, text.len()),
+        });
+    }
+    // Request-Line = Method SP Request-URI SP SIP-Version (§7.1): exactly
+    // two single spaces, nothing trailing (RFC 4475 §3.1.2.8 to §3.1.2.10).
+    if first.is_empty() {
+        return Err(fault(StartLineFault::Spacing));
+    }
+    if !first.bytes().all(is_token) {
+        return Err(fault(StartLineFault::Method));
+    }
+    let sp2 = sp1 + 1 + rest.find(' ').ok_or(fault(StartLineFault::Spacing))?;
+    let uri = text.get(sp1 + 1..sp2).unwrap_or("");
+    let version = text.get(sp2 + 1..).unwrap_or("");
+    if uri.is_empty() || version.is_empty() || version.contains([' ', '\t']) || uri.contains('\t') {
+        return Err(fault(StartLineFault::Spacing));
+    }
+    if !valid_version(version) {
+        return Err(fault(StartLineFault::Version));
+    }
+    if uri.starts_with('<') || Uri::parse(uri).is_err() {
+        return Err(fault(StartLineFault::RequestUri));
+    }
+    Ok(StartLine::Request {
+        method: span(0, sp1),
+        uri: span(sp1 + 1, sp2),
+        version: span(sp2 + 1, text.len()),
+    })
+}
+
+/// SIP-Version = "SIP" "/" 1*DIGIT "." 1*DIGIT (§25.1; "SIP" case-insensitive).
+fn valid_version(v: &str) -> bool {
+    let Some(num) = v.get(..4).filter(|p| p.eq_ignore_ascii_case("SIP/")).and(v.get(4..)) else {
+        return false;
+    };
+    match num.split_once('.') {
+        Some((maj, min)) => {
+            !maj.is_empty()
+                && !min.is_empty()
+                && maj.bytes().all(|c| c.is_ascii_digit())
+                && min.bytes().all(|c| c.is_ascii_digit())
+        }
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<SipMessage, ParseError> {
+        SipMessage::parse(Bytes::copy_from_slice(s.as_bytes()))
+    }
+
+    const OPTIONS: &str = "OPTIONS sip:bob@example.com SIP/2.0\r\n\
+        Via: SIP/2.0/UDP a.example.com;branch=z9hG4bK1\r\n\
+        To: <sip:bob@example.com>\r\n\
+        From: <sip:alice@example.com>;tag=1\r\n\
+        Call-ID: c1\r\n\
+        CSeq: 1 OPTIONS\r\n\
+        Max-Forwards: 70\r\n\
+        Content-Length: 0\r\n\r\n";
+
+    #[test]
+    fn indexes_a_request() {
+        let m = parse(OPTIONS).unwrap();
+        assert!(m.is_request());
+        assert_eq!(m.method(), Some(Method::Options));
+        assert_eq!(m.request_uri_str(), Some("sip:bob@example.com"));
+        assert_eq!(m.version(), "SIP/2.0");
+        assert_eq!(m.header(HeaderName::CallId).unwrap().value().unwrap(), "c1");
+        assert_eq!(m.count(HeaderName::Via), 1);
+        assert_eq!(m.body(), b"");
+    }
+
+    #[test]
+    fn folding_is_kept_in_the_value() {
+        let m = parse(
+            "MESSAGE sip:b@c SIP/2.0\r\nSubject: one\r\n  two\r\nX-A:\r\n three\r\nContent-Length: 0\r\n\r\n",
+        )
+        .unwrap();
+        let s = m.header(HeaderName::Subject).unwrap();
+        assert_eq!(s.value().unwrap(), "one\r\n  two");
+        let x = m.headers_named("x-a").next().unwrap();
+        assert_eq!(x.value().unwrap(), "three");
+    }
+
+    #[test]
+    fn datagram_body_rules() {
+        let m = parse("MESSAGE sip:b@c SIP/2.0\r\nl: 3\r\n\r\nabcdef").unwrap();
+        assert_eq!(m.body(), b"abc");
+        let m = parse("MESSAGE sip:b@c SIP/2.0\r\n\r\nabcdef").unwrap();
+        assert_eq!(m.body(), b"abcdef");
+        assert_eq!(
+            parse("MESSAGE sip:b@c SIP/2.0\r\nl: 9\r\n\r\nabc"),
+            Err(ParseError::Truncated {
+                declared: 9,
+                available: 3
+            })
+        );
+        assert_eq!(parse("MESSAGE sip:b@c SIP/2.0\r\nl: -1\r\n\r\n"), Err(ParseError::BadContentLength));
+        assert_eq!(
+            parse("MESSAGE sip:b@c SIP/2.0\r\nl: 1\r\nContent-Length: 1\r\n\r\na"),
+            Err(ParseError::DuplicateContentLength)
+        );
+        let stream = SipMessage::parse_with(
+            Bytes::from_static(b"MESSAGE sip:b@c SIP/2.0\r\n\r\n"),
+            Transport::Stream,
+            &Limits::default(),
+        );
+        assert_eq!(stream, Err(ParseError::MissingContentLength));
+    }
+
+    #[test]
+    fn start_line_faults() {
+        let bad = |s: &str| parse(&format!("{s}\r\nl: 0\r\n\r\n")).unwrap_err();
+        assert_eq!(bad("INVITE  sip:a@b SIP/2.0"), ParseError::RequestLine(StartLineFault::Spacing));
+        assert_eq!(bad("INVITE sip:a@b SIP/2.0 "), ParseError::RequestLine(StartLineFault::Spacing));
+        assert_eq!(bad("INVITE <sip:a@b> SIP/2.0"), ParseError::RequestLine(StartLineFault::RequestUri));
+        assert_eq!(bad("INVITE sip:a@b; lr SIP/2.0"), ParseError::RequestLine(StartLineFault::Spacing));
+        assert_eq!(bad("INVITE sip:a@b SIP/2"), ParseError::RequestLine(StartLineFault::Version));
+        assert_eq!(bad("SIP/2.0 4294967301 x"), ParseError::StatusLine(StartLineFault::StatusCode));
+        assert_eq!(bad("SIP/2.0 099 x"), ParseError::StatusLine(StartLineFault::StatusCode));
+        assert_eq!(bad("SIP/2.0"), ParseError::StatusLine(StartLineFault::Spacing));
+        let m = parse("SIP/2.0 100\r\nl: 0\r\n\r\n").unwrap();
+        assert_eq!(m.status(), Some(100));
+        assert_eq!(m.reason(), Some(""));
+    }
+
+    #[test]
+    fn header_line_faults_and_limits() {
+        assert_eq!(
+            parse("OPTIONS sip:a@b SIP/2.0\r\nNoColon\r\n\r\n"),
+            Err(ParseError::HeaderLine { line: 2 })
+        );
+        assert_eq!(
+            parse("OPTIONS sip:a@b SIP/2.0\r\n continued\r\n\r\n"),
+            Err(ParseError::HeaderLine { line: 2 })
+        );
+        assert_eq!(parse("OPTIONS sip:a@b SIP/2.0\r\nl: 0\r\n"), Err(ParseError::Unterminated));
+        let many = format!("OPTIONS sip:a@b SIP/2.0\r\n{}\r\n", "X: y\r\n".repeat(300));
+        assert_eq!(parse(&many), Err(ParseError::TooManyHeaders { limit: 256 }));
+        assert_eq!(parse(""), Err(ParseError::Empty));
+        assert_eq!(parse("\r\n\r\n"), Err(ParseError::Empty));
+    }
+
+    #[test]
+    fn list_values_split_at_top_level_commas() {
+        let m = parse(
+            "OPTIONS sip:a@b SIP/2.0\r\nRoute: <sip:a;lr>, \"x,y\" <sip:b;lr>\r\nRoute: <sip:c>\r\n\r\n",
+        )
+        .unwrap();
+        let v: Vec<_> = m.values(HeaderName::Route).map(Result::unwrap).collect();
+        assert_eq!(v, ["<sip:a;lr>", "\"x,y\" <sip:b;lr>", "<sip:c>"]);
+    }
+}

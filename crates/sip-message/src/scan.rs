@@ -1,0 +1,401 @@
+//! Lexical building blocks of RFC 3261 §25.1 over header values.
+//!
+//! Header values handed to typed parsers are slices of the original message
+//! and may contain folded lines (`CRLF 1*WSP`); every whitespace skip here
+//! treats CR and LF as linear white space, so folding needs no unfolding copy.
+
+use crate::error::HeaderErrorKind;
+
+/// `token` characters (§25.1): alphanum and `-.!%*_+`'~`.
+#[inline]
+pub(crate) const fn is_token(b: u8) -> bool {
+    matches!(b,
+        b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9'
+        | b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~')
+}
+
+/// `word` characters (§25.1), used by Call-ID.
+#[inline]
+pub(crate) const fn is_word(b: u8) -> bool {
+    is_token(b)
+        || matches!(
+            b,
+            b'(' | b')'
+                | b'<'
+                | b'>'
+                | b':'
+                | b'\\'
+                | b'"'
+                | b'/'
+                | b'['
+                | b']'
+                | b'?'
+                | b'{'
+                | b'}'
+        )
+}
+
+/// Linear white space inside a header value (folding included).
+#[inline]
+pub(crate) const fn is_lws(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\r' | b'\n')
+}
+
+/// Trims linear white space from both ends.
+#[inline]
+pub(crate) fn trim(s: &str) -> &str {
+    s.trim_matches(|c: char| c.is_ascii() && is_lws(c as u8))
+}
+
+/// Whether every byte is a token character and there is at least one.
+#[inline]
+pub(crate) fn is_token_str(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(is_token)
+}
+
+/// A cursor over one header value.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Cursor<'a> {
+    s: &'a str,
+    pos: usize,
+}
+
+impl<'a> Cursor<'a> {
+    pub(crate) fn new(s: &'a str) -> Self {
+        Cursor { s, pos: 0 }
+    }
+
+    pub(crate) fn pos(&self) -> usize {
+        self.pos
+    }
+
+    pub(crate) fn rest(&self) -> &'a str {
+        self.s.get(self.pos..).unwrap_or("")
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.pos >= self.s.len()
+    }
+
+    pub(crate) fn peek(&self) -> Option<u8> {
+        self.s.as_bytes().get(self.pos).copied()
+    }
+
+    pub(crate) fn bump(&mut self) {
+        if self.pos < self.s.len() {
+            self.pos += 1;
+        }
+    }
+
+    pub(crate) fn slice(&self, from: usize, to: usize) -> &'a str {
+        self.s.get(from..to).unwrap_or("")
+    }
+
+    /// Skips linear white space; returns whether any was skipped.
+    pub(crate) fn skip_ws(&mut self) -> bool {
+        let start = self.pos;
+        while self.peek().is_some_and(is_lws) {
+            self.pos += 1;
+        }
+        self.pos > start
+    }
+
+    /// Consumes `b` (after optional whitespace on both sides, as SWS
+    /// around separators allows, §25.1) and returns whether it was there.
+    pub(crate) fn eat_sep(&mut self, b: u8) -> bool {
+        let save = self.pos;
+        self.skip_ws();
+        if self.peek() == Some(b) {
+            self.pos += 1;
+            self.skip_ws();
+            true
+        } else {
+            self.pos = save;
+            false
+        }
+    }
+
+    /// Consumes `b` exactly here.
+    pub(crate) fn eat(&mut self, b: u8) -> bool {
+        if self.peek() == Some(b) {
+            self.pos += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Takes bytes while `f` holds.
+    pub(crate) fn take_while(&mut self, f: impl Fn(u8) -> bool) -> &'a str {
+        let start = self.pos;
+        while self.peek().is_some_and(&f) {
+            self.pos += 1;
+        }
+        self.slice(start, self.pos)
+    }
+
+    /// A non-empty token.
+    pub(crate) fn token(&mut self) -> Result<&'a str, HeaderErrorKind> {
+        let t = self.take_while(is_token);
+        if t.is_empty() {
+            Err(HeaderErrorKind::Token)
+        } else {
+            Ok(t)
+        }
+    }
+
+    /// A quoted string starting at `"`; returns the content between the
+    /// quotes with quoted-pairs left escaped (§25.1).
+    pub(crate) fn quoted(&mut self) -> Result<&'a str, HeaderErrorKind> {
+        if !self.eat(b'"') {
+            return Err(HeaderErrorKind::Token);
+        }
+        let start = self.pos;
+        let bytes = self.s.as_bytes();
+        while let Some(&b) = bytes.get(self.pos) {
+            match b {
+                b'"' => {
+                    let inner = self.slice(start, self.pos);
+                    self.pos += 1;
+                    return Ok(inner);
+                }
+                // quoted-pair = "\" (%x00-09 / %x0B-0C / %x0E-7F)
+                b'\\' => {
+                    match bytes.get(self.pos + 1) {
+                        Some(&n) if n <= 0x7f && n != b'\r' && n != b'\n' => self.pos += 2,
+                        _ => return Err(HeaderErrorKind::UnterminatedQuote),
+                    }
+                }
+                _ => self.pos += 1,
+            }
+        }
+        Err(HeaderErrorKind::UnterminatedQuote)
+    }
+
+    /// A non-negative decimal integer that fits `max`.
+    pub(crate) fn number(&mut self, max: u64) -> Result<u64, HeaderErrorKind> {
+        let digits = self.take_while(|b| b.is_ascii_digit());
+        parse_decimal(digits, max)
+    }
+
+    /// Fails unless only whitespace is left.
+    pub(crate) fn end(&mut self) -> Result<(), HeaderErrorKind> {
+        self.skip_ws();
+        if self.is_empty() {
+            Ok(())
+        } else {
+            Err(HeaderErrorKind::Trailing)
+        }
+    }
+}
+
+/// Parses decimal digits (at least one, at most 20) into a value `<= max`.
+pub(crate) fn parse_decimal(digits: &str, max: u64) -> Result<u64, HeaderErrorKind> {
+    if digits.is_empty() || digits.len() > 20 {
+        return Err(HeaderErrorKind::Number);
+    }
+    let mut v: u64 = 0;
+    for b in digits.bytes() {
+        if !b.is_ascii_digit() {
+            return Err(HeaderErrorKind::Number);
+        }
+        v = v
+            .checked_mul(10)
+            .and_then(|v| v.checked_add(u64::from(b - b'0')))
+            .ok_or(HeaderErrorKind::Number)?;
+    }
+    if v > max {
+        return Err(HeaderErrorKind::Number);
+    }
+    Ok(v)
+}
+
+/// Splits a list header value at top-level commas: commas inside quoted
+/// strings or `<...>` do not separate values (§7.3.1). Yields the trimmed
+/// elements, including empty ones (callers decide whether `,,` is an error).
+#[derive(Debug, Clone)]
+pub(crate) struct ListSplit<'a> {
+    s: &'a str,
+    pos: usize,
+    done: bool,
+}
+
+impl<'a> ListSplit<'a> {
+    pub(crate) fn new(s: &'a str) -> Self {
+        ListSplit {
+            s,
+            pos: 0,
+            done: false,
+        }
+    }
+
+    /// Where the next element starts (leading whitespace skipped), if any.
+    pub(crate) fn next_start(&self) -> Option<usize> {
+        if self.done {
+            return None;
+        }
+        let b = self.s.as_bytes();
+        let mut i = self.pos;
+        while b.get(i).copied().is_some_and(is_lws) {
+            i += 1;
+        }
+        Some(i)
+    }
+}
+
+impl<'a> Iterator for ListSplit<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        if self.done {
+            return None;
+        }
+        let bytes = self.s.as_bytes();
+        let start = self.pos;
+        let mut i = start;
+        let mut in_quote = false;
+        let mut in_angle = false;
+        while let Some(&b) = bytes.get(i) {
+            match b {
+                b'\\' if in_quote => i += 1,
+                b'"' if !in_angle => in_quote = !in_quote,
+                b'<' if !in_quote => in_angle = true,
+                b'>' if !in_quote => in_angle = false,
+                b',' if !in_quote && !in_angle => {
+                    self.pos = i + 1;
+                    return Some(trim(self.s.get(start..i).unwrap_or("")));
+                }
+                _ => {}
+            }
+            i += 1;
+        }
+        self.done = true;
+        Some(trim(self.s.get(start..).unwrap_or("")))
+    }
+}
+
+/// Compares two strings with `%HH` escapes decoded (RFC 3261 §19.1.4), either
+/// case-sensitively or ASCII case-insensitively. No allocation.
+pub(crate) fn eq_unescaped(a: &str, b: &str, ignore_case: bool) -> bool {
+    let mut x = Unescape::new(a.as_bytes());
+    let mut y = Unescape::new(b.as_bytes());
+    loop {
+        match (x.next(), y.next()) {
+            (None, None) => return true,
+            (Some(p), Some(q)) => {
+                let same = if ignore_case {
+                    p.eq_ignore_ascii_case(&q)
+                } else {
+                    p == q
+                };
+                if !same {
+                    return false;
+                }
+            }
+            _ => return false,
+        }
+    }
+}
+
+/// Iterator over the bytes of a string with `%HH` escapes decoded; a `%` not
+/// followed by two hex digits stands for itself.
+#[derive(Debug, Clone)]
+pub(crate) struct Unescape<'a> {
+    s: &'a [u8],
+    i: usize,
+}
+
+impl<'a> Unescape<'a> {
+    pub(crate) fn new(s: &'a [u8]) -> Self {
+        Unescape { s, i: 0 }
+    }
+}
+
+fn hex(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+impl Iterator for Unescape<'_> {
+    type Item = u8;
+
+    fn next(&mut self) -> Option<u8> {
+        let b = *self.s.get(self.i)?;
+        if b == b'%' {
+            if let (Some(h), Some(l)) = (
+                self.s.get(self.i + 1).copied().and_then(hex),
+                self.s.get(self.i + 2).copied().and_then(hex),
+            ) {
+                self.i += 3;
+                return Some(h << 4 | l);
+            }
+        }
+        self.i += 1;
+        Some(b)
+    }
+}
+
+/// Decodes `%HH` escapes into an owned byte vector (for callers that need
+/// the user part as bytes, e.g. a registrar key).
+#[must_use]
+pub fn unescape(s: &str) -> Vec<u8> {
+    Unescape::new(s.as_bytes()).collect()
+}
+
+/// Whether every `%` in `s` starts a valid `%HH` escape.
+pub(crate) fn escapes_valid(s: &str) -> bool {
+    let b = s.as_bytes();
+    let mut i = 0;
+    while let Some(&c) = b.get(i) {
+        if c == b'%' {
+            let ok = b.get(i + 1).copied().and_then(hex).is_some()
+                && b.get(i + 2).copied().and_then(hex).is_some();
+            if !ok {
+                return false;
+            }
+            i += 3;
+        } else {
+            i += 1;
+        }
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn list_split_respects_quotes_and_angles() {
+        let v: Vec<_> =
+            ListSplit::new(r#""a, b" <sip:x@y;p=1,2>, <sip:z>;q=0.5 , sip:w"#).collect();
+        assert_eq!(v, [r#""a, b" <sip:x@y;p=1,2>"#, "<sip:z>;q=0.5", "sip:w"]);
+        let v: Vec<_> = ListSplit::new(r#""a\", b", c"#).collect();
+        assert_eq!(v, [r#""a\", b""#, "c"]);
+        let v: Vec<_> = ListSplit::new("a,,b").collect();
+        assert_eq!(v, ["a", "", "b"]);
+    }
+
+    #[test]
+    fn quoted_strings_and_numbers() {
+        let mut c = Cursor::new(r#""a \"b\"" rest"#);
+        assert_eq!(c.quoted(), Ok(r#"a \"b\""#));
+        assert_eq!(Cursor::new("\"abc").quoted(), Err(HeaderErrorKind::UnterminatedQuote));
+        assert_eq!(parse_decimal("4294967296", u64::from(u32::MAX)), Err(HeaderErrorKind::Number));
+        assert_eq!(parse_decimal("42", 100), Ok(42));
+        assert_eq!(parse_decimal("36893488147419103232", u64::MAX), Err(HeaderErrorKind::Number));
+    }
+
+    #[test]
+    fn unescaped_comparison() {
+        assert!(eq_unescaped("al%69ce", "alice", false));
+        assert!(!eq_unescaped("Alice", "alice", false));
+        assert!(eq_unescaped("%41lice", "alice", true));
+        assert!(eq_unescaped("100%", "100%", false));
+        assert_eq!(unescape("a%00b"), b"a\0b");
+    }
+}
