@@ -1,1 +1,110 @@
-fn main() {}
+//! `switchboard`: the command line of the Switchboard SIP platform.
+//!
+//! Subcommands: `dev` (a whole local cluster), `container`, `edge`,
+//! `sprayer`, `check-config`, and `inspect` (decode one raw SIP message).
+//! Those whose server is not built yet say so and exit non-zero.
+
+use std::io::Read as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod inspect;
+
+/// Switchboard: a SIP + HTTP application platform.
+#[derive(Debug, Parser)]
+#[command(name = "switchboard", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a whole local cluster (sprayer, two edges, three containers, the
+    /// sample applications, memory store) on loopback.
+    Dev,
+    /// Run one application container.
+    Container {
+        /// The container's TOML configuration.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Run one edge proxy.
+    Edge {
+        /// The edge's TOML configuration.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Run the L4 sprayer.
+    Sprayer {
+        /// The sprayer's TOML configuration.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Validate a configuration file and report every error with its path.
+    CheckConfig {
+        /// The TOML file to check.
+        file: PathBuf,
+    },
+    /// Decode one raw SIP message (from FILE, or `-` for stdin), print its
+    /// start line and routing headers as JSON, or the validation error with
+    /// the status a server would answer. Exit 0 when valid, 1 when not.
+    Inspect {
+        /// The file holding the message bytes, or `-` for standard input.
+        file: String,
+        /// Validate as a forwarding proxy (routing headers only) instead of a UAS.
+        #[arg(long)]
+        forward: bool,
+        /// Treat the bytes as framed from a stream (Content-Length mandatory).
+        #[arg(long)]
+        stream: bool,
+    },
+}
+
+fn not_built(what: &str, issue: u32) -> ExitCode {
+    eprintln!("switchboard {what}: not built yet (tracked in issue {issue})");
+    ExitCode::from(2)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Dev => not_built("dev", 5),
+        Command::Container { .. } => not_built("container", 4),
+        Command::Edge { .. } => not_built("edge", 5),
+        Command::Sprayer { .. } => not_built("sprayer", 5),
+        Command::CheckConfig { .. } => not_built("check-config", 4),
+        Command::Inspect {
+            file,
+            forward,
+            stream,
+        } => {
+            let bytes = match read_input(&file) {
+                Ok(b) => b,
+                Err(e) => {
+                    eprintln!("switchboard inspect: cannot read {file}: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let report = inspect::inspect(bytes.into(), forward, stream);
+            println!("{}", report.json);
+            if report.valid {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+    }
+}
+
+fn read_input(file: &str) -> std::io::Result<Vec<u8>> {
+    if file == "-" {
+        let mut buf = Vec::new();
+        std::io::stdin().read_to_end(&mut buf)?;
+        Ok(buf)
+    } else {
+        std::fs::read(file)
+    }
+}
