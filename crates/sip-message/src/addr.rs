@@ -204,7 +204,10 @@ mod tests {
 
     #[test]
     fn torture_faults() {
-        assert_eq!(p(r#""Mr. J. User <sip:j.user@example.com>"#), Err(HeaderErrorKind::UnterminatedQuote));
+        assert_eq!(
+            p(r#""Mr. J. User <sip:j.user@example.com>"#),
+            Err(HeaderErrorKind::UnterminatedQuote)
+        );
         assert!(p(r#""Watson, Thomas" < sip:t.watson@example.org >"#).is_err());
         assert!(p("Bell, Alexander <sip:a.g.bell@example.com>;tag=43").is_err());
         assert_eq!(

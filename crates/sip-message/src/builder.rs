@@ -234,7 +234,12 @@ impl ResponseBuilder {
         for via in request.headers_of(HeaderName::Via) {
             parts.header("Via", &String::from_utf8_lossy(via.value_bytes()));
         }
-        for name in [HeaderName::From, HeaderName::To, HeaderName::CallId, HeaderName::CSeq] {
+        for name in [
+            HeaderName::From,
+            HeaderName::To,
+            HeaderName::CallId,
+            HeaderName::CSeq,
+        ] {
             let Some(h) = request.header(name) else {
                 continue;
             };
@@ -251,10 +256,10 @@ impl ResponseBuilder {
             }
             parts.header(name.as_str(), &value);
         }
-        if code == 100 {
-            if let Some(ts) = request.header(HeaderName::Timestamp) {
-                parts.header("Timestamp", &String::from_utf8_lossy(ts.value_bytes()));
-            }
+        if code == 100
+            && let Some(ts) = request.header(HeaderName::Timestamp)
+        {
+            parts.header("Timestamp", &String::from_utf8_lossy(ts.value_bytes()));
         }
         Ok(ResponseBuilder { parts })
     }
@@ -311,7 +316,10 @@ mod tests {
     #[test]
     fn response_copies_the_transaction_headers() {
         let req = invite();
-        let resp = ResponseBuilder::for_request(&req, 180, Some("b7")).unwrap().build().unwrap();
+        let resp = ResponseBuilder::for_request(&req, 180, Some("b7"))
+            .unwrap()
+            .build()
+            .unwrap();
         assert_eq!(resp.status(), Some(180));
         assert_eq!(resp.reason(), Some("Ringing"));
         let vias: Vec<_> = resp.typed_all::<Via<'_>>().map(Result::unwrap).collect();
@@ -319,21 +327,42 @@ mod tests {
         assert_eq!(vias[0].branch(), Some("z9hG4bK1"));
         assert_eq!(resp.typed::<To<'_>>().unwrap().unwrap().tag(), Some("b7"));
         assert_eq!(resp.typed::<From<'_>>().unwrap().unwrap().tag(), Some("a1"));
-        assert_eq!(resp.typed::<CSeq<'_>>().unwrap().unwrap().method, Method::Invite);
+        assert_eq!(
+            resp.typed::<CSeq<'_>>().unwrap().unwrap().method,
+            Method::Invite
+        );
         assert!(resp.header(HeaderName::Timestamp).is_none());
-        let trying = ResponseBuilder::for_request(&req, 100, Some("b7")).unwrap().build().unwrap();
+        let trying = ResponseBuilder::for_request(&req, 100, Some("b7"))
+            .unwrap()
+            .build()
+            .unwrap();
         assert_eq!(trying.typed::<To<'_>>().unwrap().unwrap().tag(), None);
         assert!(trying.header(HeaderName::Timestamp).is_some());
     }
 
     #[test]
     fn refuses_bad_input() {
-        assert_eq!(RequestBuilder::new(Method::Invite, "not a uri").err(), Some(BuildError::RequestUri));
-        let r = RequestBuilder::new(Method::Invite, "sip:a@b").unwrap().header("X", "a\r\nb").build();
+        assert_eq!(
+            RequestBuilder::new(Method::Invite, "not a uri").err(),
+            Some(BuildError::RequestUri)
+        );
+        let r = RequestBuilder::new(Method::Invite, "sip:a@b")
+            .unwrap()
+            .header("X", "a\r\nb")
+            .build();
         assert_eq!(r.err(), Some(BuildError::Injection));
         let req = invite();
-        assert_eq!(ResponseBuilder::for_request(&req, 700, None).err(), Some(BuildError::Status));
-        let resp = ResponseBuilder::for_request(&req, 200, None).unwrap().build().unwrap();
-        assert_eq!(ResponseBuilder::for_request(&resp, 200, None).err(), Some(BuildError::NotARequest));
+        assert_eq!(
+            ResponseBuilder::for_request(&req, 700, None).err(),
+            Some(BuildError::Status)
+        );
+        let resp = ResponseBuilder::for_request(&req, 200, None)
+            .unwrap()
+            .build()
+            .unwrap();
+        assert_eq!(
+            ResponseBuilder::for_request(&resp, 200, None).err(),
+            Some(BuildError::NotARequest)
+        );
     }
 }

@@ -126,7 +126,11 @@ impl<'m> Editor<'m> {
     /// Removes every line of a header (matched by name, case-insensitively,
     /// compact forms included).
     pub fn remove(&mut self, name: &str) -> &mut Self {
-        let lines: Vec<Span> = self.msg.headers_named(name).map(|h| h.line_span()).collect();
+        let lines: Vec<Span> = self
+            .msg
+            .headers_named(name)
+            .map(|h| h.line_span())
+            .collect();
         for line in lines {
             self.splice(line, |_| {});
         }
@@ -187,7 +191,10 @@ impl<'m> Editor<'m> {
     /// Removes the first Route value (§16.4, §16.12: a loose router pops
     /// itself). A Route line with several values loses only its first.
     pub fn pop_route(&mut self) -> Result<&mut Self, EditError> {
-        let h = self.msg.header(HeaderName::Route).ok_or(EditError::NoRoute)?;
+        let h = self
+            .msg
+            .header(HeaderName::Route)
+            .ok_or(EditError::NoRoute)?;
         let value = h.value_span();
         let text = h.value().map_err(|_| EditError::NoRoute)?;
         let mut split = crate::scan::ListSplit::new(text);
@@ -222,7 +229,11 @@ impl<'m> Editor<'m> {
 
     /// Replaces the body, and with it Content-Length and (when given)
     /// Content-Type.
-    pub fn set_body(&mut self, content_type: Option<&str>, body: Bytes) -> Result<&mut Self, EditError> {
+    pub fn set_body(
+        &mut self,
+        content_type: Option<&str>,
+        body: Bytes,
+    ) -> Result<&mut Self, EditError> {
         if let Some(ct) = content_type {
             self.replace("Content-Type", ct)?;
         }
@@ -359,8 +370,8 @@ mod tests {
         let m = msg(INVITE);
         let once = m.edit().pop_route().map(|_| ()).ok();
         assert!(once.is_some());
-        let m2 = msg(&String::from_utf8(m.edit().pop_route().unwrap().to_owned_bytes()).unwrap());
-        let out = m2.edit().pop_route().unwrap().to_owned_bytes();
+        let m2 = msg(&String::from_utf8(m.edit().pop_route().unwrap().serialized()).unwrap());
+        let out = m2.edit().pop_route().unwrap().serialized();
         let m3 = msg(std::str::from_utf8(&out).unwrap());
         let routes: Vec<_> = m3.values(HeaderName::Route).map(Result::unwrap).collect();
         assert_eq!(routes, ["<sip:p3.example.com;lr>"]);
@@ -373,29 +384,42 @@ mod tests {
         e.remove("X-Custom");
         e.replace("Route", "<sip:only;lr>").unwrap();
         e.add("Subject", "hi").unwrap();
-        e.set_body(Some("text/plain"), Bytes::from_static(b"hello")).unwrap();
+        e.set_body(Some("text/plain"), Bytes::from_static(b"hello"))
+            .unwrap();
         let out = msg(std::str::from_utf8(&e.to_bytes()).unwrap());
         assert_eq!(out.body(), b"hello");
         assert_eq!(out.content_length(), Some(5));
         assert_eq!(out.count(HeaderName::Route), 1);
         assert!(out.headers_named("x-custom").next().is_none());
-        assert_eq!(out.header(HeaderName::Subject).unwrap().value().unwrap(), "hi");
+        assert_eq!(
+            out.header(HeaderName::Subject).unwrap().value().unwrap(),
+            "hi"
+        );
     }
 
     #[test]
     fn refuses_injection_and_zero_hops() {
         let m = msg(INVITE);
-        assert_eq!(m.edit().add("X", "a\r\nVia: evil").err(), Some(EditError::Injection));
-        assert_eq!(m.edit().add("Bad Name", "v").err(), Some(EditError::Injection));
+        assert_eq!(
+            m.edit().add("X", "a\r\nVia: evil").err(),
+            Some(EditError::Injection)
+        );
+        assert_eq!(
+            m.edit().add("Bad Name", "v").err(),
+            Some(EditError::Injection)
+        );
         let z = msg(&INVITE.replace("Max-Forwards: 70", "Max-Forwards: 0"));
-        assert_eq!(z.edit().decrement_max_forwards(), Err(EditError::TooManyHops));
+        assert_eq!(
+            z.edit().decrement_max_forwards(),
+            Err(EditError::TooManyHops)
+        );
         let none = msg(&INVITE.replace("Max-Forwards: 70\r\n", ""));
         let mut e = none.edit();
         assert_eq!(e.decrement_max_forwards(), Ok(70));
     }
 
     impl Editor<'_> {
-        fn to_owned_bytes(&mut self) -> Vec<u8> {
+        fn serialized(&mut self) -> Vec<u8> {
             let mut v = Vec::new();
             self.write_to(&mut v);
             v

@@ -96,7 +96,11 @@ impl StreamFramer {
         };
         let head_end = from + rel + 4;
         let head = buf.get(..head_end).unwrap_or_default();
-        let lines = self.lines + count_lines(buf.get(self.scanned.min(head_end)..head_end).unwrap_or_default());
+        let lines = self.lines
+            + count_lines(
+                buf.get(self.scanned.min(head_end)..head_end)
+                    .unwrap_or_default(),
+            );
         if lines > self.limits.max_headers + 2 {
             return Err(ParseError::TooManyHeaders {
                 limit: self.limits.max_headers,
@@ -152,15 +156,15 @@ fn content_length(head: &[u8]) -> Result<Option<u32>, ParseError> {
         let rest = head.get(pos..).unwrap_or_default();
         let line_end = memchr::memchr(b'\n', rest).map_or(head.len(), |i| pos + i);
         let line = head.get(pos..line_end).unwrap_or_default();
-        if !matches!(line.first(), Some(b' ' | b'\t')) {
-            if let Some(colon) = memchr::memchr(b':', line) {
-                let name = trim_ascii_end(line.get(..colon).unwrap_or_default());
-                if name.eq_ignore_ascii_case(b"content-length") || name.eq_ignore_ascii_case(b"l") {
-                    if found.is_some() {
-                        return Err(ParseError::DuplicateContentLength);
-                    }
-                    found = Some(content_length_value(head, pos + colon + 1)?);
+        if !matches!(line.first(), Some(b' ' | b'\t'))
+            && let Some(colon) = memchr::memchr(b':', line)
+        {
+            let name = trim_ascii_end(line.get(..colon).unwrap_or_default());
+            if name.eq_ignore_ascii_case(b"content-length") || name.eq_ignore_ascii_case(b"l") {
+                if found.is_some() {
+                    return Err(ParseError::DuplicateContentLength);
                 }
+                found = Some(content_length_value(head, pos + colon + 1)?);
             }
         }
         pos = line_end + 1;
@@ -216,7 +220,8 @@ fn trim_ascii_end(mut s: &[u8]) -> &[u8] {
 mod tests {
     use super::*;
 
-    const MSG: &[u8] = b"MESSAGE sip:b@c SIP/2.0\r\nVia: SIP/2.0/TCP h;branch=z9hG4bK1\r\nl: 5\r\n\r\nhello";
+    const MSG: &[u8] =
+        b"MESSAGE sip:b@c SIP/2.0\r\nVia: SIP/2.0/TCP h;branch=z9hG4bK1\r\nl: 5\r\n\r\nhello";
 
     fn frames(input: &[u8], chunk: usize) -> Result<Vec<Frame>, ParseError> {
         let mut f = StreamFramer::default();
@@ -239,8 +244,15 @@ mod tests {
         input.extend_from_slice(MSG);
         for chunk in [1, 2, 3, 7, 64, 4096] {
             let got = frames(&input, chunk).unwrap();
-            let messages: Vec<_> = got.iter().filter(|f| matches!(f, Frame::Message(_))).collect();
-            assert_eq!(messages, [&Frame::Message(Bytes::from_static(MSG)); 2], "chunk {chunk}");
+            let messages: Vec<_> = got
+                .iter()
+                .filter(|f| matches!(f, Frame::Message(_)))
+                .collect();
+            assert_eq!(
+                messages,
+                [&Frame::Message(Bytes::from_static(MSG)); 2],
+                "chunk {chunk}"
+            );
             assert!(got.len() <= 4, "chunk {chunk}: {got:?}");
         }
         assert_eq!(frames(&input, 4096).unwrap()[1], Frame::Ping);
@@ -261,11 +273,20 @@ mod tests {
         let two = b"MESSAGE sip:b@c SIP/2.0\r\nl: 1\r\nContent-Length : 1\r\n\r\nx";
         assert_eq!(frames(two, 4096), Err(ParseError::DuplicateContentLength));
         let huge = b"MESSAGE sip:b@c SIP/2.0\r\nl: 99999999\r\n\r\n";
-        assert_eq!(frames(huge, 4096), Err(ParseError::TooLarge { limit: 65_535 }));
+        assert_eq!(
+            frames(huge, 4096),
+            Err(ParseError::TooLarge { limit: 65_535 })
+        );
         let endless = vec![b'a'; 70_000];
-        assert_eq!(frames(&endless, 1000), Err(ParseError::TooLarge { limit: 65_535 }));
+        assert_eq!(
+            frames(&endless, 1000),
+            Err(ParseError::TooLarge { limit: 65_535 })
+        );
         let many = format!("MESSAGE sip:b@c SIP/2.0\r\n{}", "X: y\r\n".repeat(400));
-        assert_eq!(frames(many.as_bytes(), 50), Err(ParseError::TooManyHeaders { limit: 256 }));
+        assert_eq!(
+            frames(many.as_bytes(), 50),
+            Err(ParseError::TooManyHeaders { limit: 256 })
+        );
     }
 
     #[test]

@@ -120,10 +120,10 @@ impl<'a> TypedHeader<'a> for Via<'a> {
         if let Some(m) = params.get("maddr") {
             Host::parse(m.unwrap_or("")).map_err(|_| HeaderErrorKind::Param)?;
         }
-        if let Some(b) = params.get("branch") {
-            if !b.is_some_and(is_token_str) {
-                return Err(HeaderErrorKind::Param);
-            }
+        if let Some(b) = params.get("branch")
+            && !b.is_some_and(is_token_str)
+        {
+            return Err(HeaderErrorKind::Param);
         }
         Ok(via)
     }
@@ -475,7 +475,8 @@ impl ContentType<'_> {
     /// Case-insensitive comparison with `type/subtype`.
     #[must_use]
     pub fn is(&self, media_type: &str, subtype: &str) -> bool {
-        self.media_type.eq_ignore_ascii_case(media_type) && self.subtype.eq_ignore_ascii_case(subtype)
+        self.media_type.eq_ignore_ascii_case(media_type)
+            && self.subtype.eq_ignore_ascii_case(subtype)
     }
 }
 
@@ -524,7 +525,9 @@ impl<'a> TypedHeader<'a> for Allow<'a> {
     const ALLOW_EMPTY: bool = true;
 
     fn parse(value: &'a str) -> R<Self> {
-        Method::parse(trim(value)).map(Allow).ok_or(HeaderErrorKind::Token)
+        Method::parse(trim(value))
+            .map(Allow)
+            .ok_or(HeaderErrorKind::Token)
     }
 }
 
@@ -729,12 +732,16 @@ impl<'a> Challenge<'a> {
     /// `stale=true`.
     #[must_use]
     pub fn stale(&self) -> bool {
-        self.params.get("stale").is_some_and(|s| s.eq_ignore_ascii_case("true"))
+        self.params
+            .get("stale")
+            .is_some_and(|s| s.eq_ignore_ascii_case("true"))
     }
     /// `algorithm` (MD5 when absent).
     #[must_use]
     pub fn algorithm(&self) -> Algorithm<'a> {
-        self.params.get("algorithm").map_or(Algorithm::Md5, Algorithm::parse)
+        self.params
+            .get("algorithm")
+            .map_or(Algorithm::Md5, Algorithm::parse)
     }
     /// The `qop` options offered (`auth`, `auth-int`).
     pub fn qop_options(&self) -> impl Iterator<Item = &'a str> + 'a {
@@ -753,7 +760,9 @@ impl<'a> Challenge<'a> {
     /// `userhash=true` (RFC 7616).
     #[must_use]
     pub fn userhash(&self) -> bool {
-        self.params.get("userhash").is_some_and(|s| s.eq_ignore_ascii_case("true"))
+        self.params
+            .get("userhash")
+            .is_some_and(|s| s.eq_ignore_ascii_case("true"))
     }
 }
 
@@ -791,7 +800,9 @@ impl<'a> Credentials<'a> {
     /// `algorithm` (MD5 when absent).
     #[must_use]
     pub fn algorithm(&self) -> Algorithm<'a> {
-        self.params.get("algorithm").map_or(Algorithm::Md5, Algorithm::parse)
+        self.params
+            .get("algorithm")
+            .map_or(Algorithm::Md5, Algorithm::parse)
     }
     /// `cnonce`.
     #[must_use]
@@ -816,7 +827,9 @@ impl<'a> Credentials<'a> {
     /// `userhash=true` (RFC 7616).
     #[must_use]
     pub fn userhash(&self) -> bool {
-        self.params.get("userhash").is_some_and(|s| s.eq_ignore_ascii_case("true"))
+        self.params
+            .get("userhash")
+            .is_some_and(|s| s.eq_ignore_ascii_case("true"))
     }
 }
 
@@ -1237,12 +1250,17 @@ mod tests {
         assert_eq!(v.host(), Host::Ipv4("192.0.2.2".parse().unwrap()));
         assert_eq!(v.branch(), Some("390skdjuw"));
         assert!(!v.has_magic_cookie());
-        let v = Via::parse("SIP/2.0/UDP [2001:db8::9:1]:6050;received=2001:db8::9:255;branch=z9hG4bKas3;rport")
-            .unwrap();
+        let v = Via::parse(
+            "SIP/2.0/UDP [2001:db8::9:1]:6050;received=2001:db8::9:255;branch=z9hG4bKas3;rport",
+        )
+        .unwrap();
         assert_eq!(v.port(), Some(6050));
         assert_eq!(v.received(), Some("2001:db8::9:255".parse().unwrap()));
         assert_eq!(v.rport(), Some(None));
-        let v = Via::parse("SIP/2.0/TCP h;received=[2001:db8::9:255];rport=5062;ttl=16;maddr=224.2.0.1").unwrap();
+        let v = Via::parse(
+            "SIP/2.0/TCP h;received=[2001:db8::9:255];rport=5062;ttl=16;maddr=224.2.0.1",
+        )
+        .unwrap();
         assert_eq!(v.received(), Some("2001:db8::9:255".parse().unwrap()));
         assert_eq!(v.rport(), Some(Some(5062)));
         assert_eq!(v.ttl(), Some(16));
@@ -1289,7 +1307,10 @@ mod tests {
         let c = Contact::parse(r#"<sip:a@b>;q=0.7;expires=3600;+sip.instance="<urn:uuid:00000000-0000-1000-8000-000A95A0E128>";reg-id=1"#).unwrap();
         assert_eq!(c.q(), Some(700));
         assert_eq!(c.expires(), Some(3600));
-        assert_eq!(c.instance(), Some("<urn:uuid:00000000-0000-1000-8000-000A95A0E128>"));
+        assert_eq!(
+            c.instance(),
+            Some("<urn:uuid:00000000-0000-1000-8000-000A95A0E128>")
+        );
         assert_eq!(c.reg_id(), Some(1));
         assert_eq!(Contact::parse(" * "), Ok(Contact::Star));
         assert!(Contact::parse("<sip:a@b>;expires=280297596632815").is_err());
@@ -1325,7 +1346,9 @@ mod tests {
         assert_eq!(s.retry_after(), Some(30));
         let r = RAck::parse("776656 1 INVITE").unwrap();
         assert_eq!((r.rseq, r.cseq, r.method), (776_656, 1, Method::Invite));
-        let r = Replaces::parse("98732@sip.example.com;from-tag=r33th4x0r;to-tag=ff87ff;early-only").unwrap();
+        let r =
+            Replaces::parse("98732@sip.example.com;from-tag=r33th4x0r;to-tag=ff87ff;early-only")
+                .unwrap();
         assert_eq!(r.call_id, "98732@sip.example.com");
         assert_eq!(r.to_tag(), Some("ff87ff"));
         assert!(r.early_only());
@@ -1337,7 +1360,10 @@ mod tests {
         let s = SessionExpires::parse("1800;refresher=uas").unwrap();
         assert_eq!((s.delta, s.refresher()), (1800, Some("uas")));
         let r = Reason::parse(r#"Q.850 ;cause=16 ;text="Terminated""#).unwrap();
-        assert_eq!((r.protocol, r.cause(), r.text()), ("Q.850", Some(16), Some("Terminated")));
+        assert_eq!(
+            (r.protocol, r.cause(), r.text()),
+            ("Q.850", Some(16), Some("Terminated"))
+        );
         let r = RetryAfter::parse("18000 (I'm in a meeting) ;duration=3600").unwrap();
         assert_eq!((r.delta, r.comment), (18000, Some("I'm in a meeting")));
         let t = Timestamp::parse("54.2 0.5").unwrap();

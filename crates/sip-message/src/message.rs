@@ -245,7 +245,8 @@ impl SipMessage {
                 });
             }
             let line = b.get(pos..end).unwrap_or_default();
-            let colon = memchr::memchr(b':', line).ok_or(ParseError::HeaderLine { line: line_no })?;
+            let colon =
+                memchr::memchr(b':', line).ok_or(ParseError::HeaderLine { line: line_no })?;
             let name_end = trim_end(b, pos, pos + colon);
             let name_bytes = b.get(pos..name_end).unwrap_or_default();
             if name_bytes.is_empty() || !name_bytes.iter().all(|&c| is_token(c)) {
@@ -283,11 +284,14 @@ impl SipMessage {
             pos = next;
         }
         if let Some(i) = hot.content_length {
-            let f = headers.get(usize::from(i)).ok_or(ParseError::BadContentLength)?;
+            let f = headers
+                .get(usize::from(i))
+                .ok_or(ParseError::BadContentLength)?;
             let v = std::str::from_utf8(b.get(f.value.range()).unwrap_or_default())
                 .map_err(|_| ParseError::BadContentLength)?;
             let v = crate::scan::trim(v);
-            let n = parse_decimal(v, MAX_CONTENT_LENGTH).map_err(|_| ParseError::BadContentLength)?;
+            let n =
+                parse_decimal(v, MAX_CONTENT_LENGTH).map_err(|_| ParseError::BadContentLength)?;
             content_length = Some(u32::try_from(n).map_err(|_| ParseError::BadContentLength)?);
         }
         let available = b.len() - pos;
@@ -336,7 +340,8 @@ impl SipMessage {
     /// The bytes of the message itself: start line to the end of the body.
     #[must_use]
     pub fn message_bytes(&self) -> Bytes {
-        self.buf.slice(self.start_line.start as usize..self.body.end as usize)
+        self.buf
+            .slice(self.start_line.start as usize..self.body.end as usize)
     }
 
     /// The start line, without its line break.
@@ -457,7 +462,9 @@ impl SipMessage {
 
     /// All header lines in order.
     pub fn headers(&self) -> impl Iterator<Item = HeaderRef<'_>> {
-        self.headers.iter().map(move |field| HeaderRef { msg: self, field })
+        self.headers
+            .iter()
+            .map(move |field| HeaderRef { msg: self, field })
     }
 
     /// Header lines with the given name, in order. For
@@ -478,7 +485,9 @@ impl SipMessage {
             .filter(move |f| {
                 if known == HeaderName::Other {
                     f.name == HeaderName::Other
-                        && self.slice(f.name_span).eq_ignore_ascii_case(name.as_bytes())
+                        && self
+                            .slice(f.name_span)
+                            .eq_ignore_ascii_case(name.as_bytes())
                 } else {
                     f.name == known
                 }
@@ -593,7 +602,9 @@ fn trim_end(b: &[u8], from: usize, mut to: usize) -> usize {
 
 fn parse_start_line(b: &[u8], start: usize, end: usize) -> Result<StartLine, ParseError> {
     let line = b.get(start..end).unwrap_or_default();
-    let is_response = line.get(..4).is_some_and(|p| p.eq_ignore_ascii_case(b"SIP/"));
+    let is_response = line
+        .get(..4)
+        .is_some_and(|p| p.eq_ignore_ascii_case(b"SIP/"));
     let fault = |f| {
         if is_response {
             ParseError::StatusLine(f)
@@ -619,11 +630,16 @@ fn parse_start_line(b: &[u8], start: usize, end: usize) -> Result<StartLine, Par
         if code.len() != 3 || !code.bytes().all(|c| c.is_ascii_digit()) {
             return Err(fault(StartLineFault::StatusCode));
         }
-        let n: u16 = code.parse().map_err(|_| fault(StartLineFault::StatusCode))?;
+        let n: u16 = code
+            .parse()
+            .map_err(|_| fault(StartLineFault::StatusCode))?;
         if !(100..=699).contains(&n) {
             return Err(fault(StartLineFault::StatusCode));
         }
-        if reason.bytes().any(|c| (c < 0x20 && c != b'\t') || c == 0x7f) {
+        if reason
+            .bytes()
+            .any(|c| (c < 0x20 && c != b'\t') || c == 0x7f)
+        {
             return Err(fault(StartLineFault::Reason));
         }
         return Ok(StartLine::Response {
@@ -661,7 +677,11 @@ fn parse_start_line(b: &[u8], start: usize, end: usize) -> Result<StartLine, Par
 
 /// SIP-Version = "SIP" "/" 1*DIGIT "." 1*DIGIT (§25.1; "SIP" case-insensitive).
 fn valid_version(v: &str) -> bool {
-    let Some(num) = v.get(..4).filter(|p| p.eq_ignore_ascii_case("SIP/")).and(v.get(4..)) else {
+    let Some(num) = v
+        .get(..4)
+        .filter(|p| p.eq_ignore_ascii_case("SIP/"))
+        .and(v.get(4..))
+    else {
         return false;
     };
     match num.split_once('.') {
@@ -729,7 +749,10 @@ mod tests {
                 available: 3
             })
         );
-        assert_eq!(parse("MESSAGE sip:b@c SIP/2.0\r\nl: -1\r\n\r\n"), Err(ParseError::BadContentLength));
+        assert_eq!(
+            parse("MESSAGE sip:b@c SIP/2.0\r\nl: -1\r\n\r\n"),
+            Err(ParseError::BadContentLength)
+        );
         assert_eq!(
             parse("MESSAGE sip:b@c SIP/2.0\r\nl: 1\r\nContent-Length: 1\r\n\r\na"),
             Err(ParseError::DuplicateContentLength)
@@ -745,14 +768,38 @@ mod tests {
     #[test]
     fn start_line_faults() {
         let bad = |s: &str| parse(&format!("{s}\r\nl: 0\r\n\r\n")).unwrap_err();
-        assert_eq!(bad("INVITE  sip:a@b SIP/2.0"), ParseError::RequestLine(StartLineFault::Spacing));
-        assert_eq!(bad("INVITE sip:a@b SIP/2.0 "), ParseError::RequestLine(StartLineFault::Spacing));
-        assert_eq!(bad("INVITE <sip:a@b> SIP/2.0"), ParseError::RequestLine(StartLineFault::RequestUri));
-        assert_eq!(bad("INVITE sip:a@b; lr SIP/2.0"), ParseError::RequestLine(StartLineFault::Spacing));
-        assert_eq!(bad("INVITE sip:a@b SIP/2"), ParseError::RequestLine(StartLineFault::Version));
-        assert_eq!(bad("SIP/2.0 4294967301 x"), ParseError::StatusLine(StartLineFault::StatusCode));
-        assert_eq!(bad("SIP/2.0 099 x"), ParseError::StatusLine(StartLineFault::StatusCode));
-        assert_eq!(bad("SIP/2.0"), ParseError::StatusLine(StartLineFault::Spacing));
+        assert_eq!(
+            bad("INVITE  sip:a@b SIP/2.0"),
+            ParseError::RequestLine(StartLineFault::Spacing)
+        );
+        assert_eq!(
+            bad("INVITE sip:a@b SIP/2.0 "),
+            ParseError::RequestLine(StartLineFault::Spacing)
+        );
+        assert_eq!(
+            bad("INVITE <sip:a@b> SIP/2.0"),
+            ParseError::RequestLine(StartLineFault::RequestUri)
+        );
+        assert_eq!(
+            bad("INVITE sip:a@b; lr SIP/2.0"),
+            ParseError::RequestLine(StartLineFault::Spacing)
+        );
+        assert_eq!(
+            bad("INVITE sip:a@b SIP/2"),
+            ParseError::RequestLine(StartLineFault::Version)
+        );
+        assert_eq!(
+            bad("SIP/2.0 4294967301 x"),
+            ParseError::StatusLine(StartLineFault::StatusCode)
+        );
+        assert_eq!(
+            bad("SIP/2.0 099 x"),
+            ParseError::StatusLine(StartLineFault::StatusCode)
+        );
+        assert_eq!(
+            bad("SIP/2.0"),
+            ParseError::StatusLine(StartLineFault::Spacing)
+        );
         let m = parse("SIP/2.0 100\r\nl: 0\r\n\r\n").unwrap();
         assert_eq!(m.status(), Some(100));
         assert_eq!(m.reason(), Some(""));
@@ -768,7 +815,10 @@ mod tests {
             parse("OPTIONS sip:a@b SIP/2.0\r\n continued\r\n\r\n"),
             Err(ParseError::HeaderLine { line: 2 })
         );
-        assert_eq!(parse("OPTIONS sip:a@b SIP/2.0\r\nl: 0\r\n"), Err(ParseError::Unterminated));
+        assert_eq!(
+            parse("OPTIONS sip:a@b SIP/2.0\r\nl: 0\r\n"),
+            Err(ParseError::Unterminated)
+        );
         let many = format!("OPTIONS sip:a@b SIP/2.0\r\n{}\r\n", "X: y\r\n".repeat(300));
         assert_eq!(parse(&many), Err(ParseError::TooManyHeaders { limit: 256 }));
         assert_eq!(parse(""), Err(ParseError::Empty));

@@ -108,7 +108,10 @@ mod tests {
     fn methods_are_case_sensitive() {
         assert_eq!(Method::from_token("INVITE"), Method::Invite);
         assert_eq!(Method::from_token("invite"), Method::Extension("invite"));
-        assert_eq!(Method::parse("RE%47IST%45R"), Some(Method::Extension("RE%47IST%45R")));
+        assert_eq!(
+            Method::parse("RE%47IST%45R"),
+            Some(Method::Extension("RE%47IST%45R"))
+        );
         assert_eq!(Method::parse("BAD METHOD"), None);
         assert_eq!(Method::Extension("FOO").as_str(), "FOO");
     }

@@ -160,12 +160,10 @@ impl<'a> Cursor<'a> {
                     return Ok(inner);
                 }
                 // quoted-pair = "\" (%x00-09 / %x0B-0C / %x0E-7F)
-                b'\\' => {
-                    match bytes.get(self.pos + 1) {
-                        Some(&n) if n <= 0x7f && n != b'\r' && n != b'\n' => self.pos += 2,
-                        _ => return Err(HeaderErrorKind::UnterminatedQuote),
-                    }
-                }
+                b'\\' => match bytes.get(self.pos + 1) {
+                    Some(&n) if n <= 0x7f && n != b'\r' && n != b'\n' => self.pos += 2,
+                    _ => return Err(HeaderErrorKind::UnterminatedQuote),
+                },
                 _ => self.pos += 1,
             }
         }
@@ -325,14 +323,14 @@ impl Iterator for Unescape<'_> {
 
     fn next(&mut self) -> Option<u8> {
         let b = *self.s.get(self.i)?;
-        if b == b'%' {
-            if let (Some(h), Some(l)) = (
+        if b == b'%'
+            && let (Some(h), Some(l)) = (
                 self.s.get(self.i + 1).copied().and_then(hex),
                 self.s.get(self.i + 2).copied().and_then(hex),
-            ) {
-                self.i += 3;
-                return Some(h << 4 | l);
-            }
+            )
+        {
+            self.i += 3;
+            return Some(h << 4 | l);
         }
         self.i += 1;
         Some(b)
@@ -384,10 +382,19 @@ mod tests {
     fn quoted_strings_and_numbers() {
         let mut c = Cursor::new(r#""a \"b\"" rest"#);
         assert_eq!(c.quoted(), Ok(r#"a \"b\""#));
-        assert_eq!(Cursor::new("\"abc").quoted(), Err(HeaderErrorKind::UnterminatedQuote));
-        assert_eq!(parse_decimal("4294967296", u64::from(u32::MAX)), Err(HeaderErrorKind::Number));
+        assert_eq!(
+            Cursor::new("\"abc").quoted(),
+            Err(HeaderErrorKind::UnterminatedQuote)
+        );
+        assert_eq!(
+            parse_decimal("4294967296", u64::from(u32::MAX)),
+            Err(HeaderErrorKind::Number)
+        );
         assert_eq!(parse_decimal("42", 100), Ok(42));
-        assert_eq!(parse_decimal("36893488147419103232", u64::MAX), Err(HeaderErrorKind::Number));
+        assert_eq!(
+            parse_decimal("36893488147419103232", u64::MAX),
+            Err(HeaderErrorKind::Number)
+        );
     }
 
     #[test]

@@ -165,7 +165,8 @@ fn parse_ipv6(s: &str) -> Option<Ipv6Addr> {
     let (head, tail) = (s.get(..at)?, s.get(at + 1..)?);
     let len = head.len() + tail.len();
     buf.get_mut(..head.len())?.copy_from_slice(head.as_bytes());
-    buf.get_mut(head.len()..len)?.copy_from_slice(tail.as_bytes());
+    buf.get_mut(head.len()..len)?
+        .copy_from_slice(tail.as_bytes());
     std::str::from_utf8(buf.get(..len)?).ok()?.parse().ok()
 }
 
@@ -186,12 +187,19 @@ pub struct SipUri<'a> {
 /// `unreserved` (§25.1): alphanum and `-_.!~*'()`.
 const fn is_unreserved(b: u8) -> bool {
     b.is_ascii_alphanumeric()
-        || matches!(b, b'-' | b'_' | b'.' | b'!' | b'~' | b'*' | b'\'' | b'(' | b')')
+        || matches!(
+            b,
+            b'-' | b'_' | b'.' | b'!' | b'~' | b'*' | b'\'' | b'(' | b')'
+        )
 }
 
 fn is_user_char(b: u8) -> bool {
     // user-unreserved = "&" / "=" / "+" / "$" / "," / ";" / "?" / "/"
-    is_unreserved(b) || matches!(b, b'%' | b'&' | b'=' | b'+' | b'$' | b',' | b';' | b'?' | b'/')
+    is_unreserved(b)
+        || matches!(
+            b,
+            b'%' | b'&' | b'=' | b'+' | b'$' | b',' | b';' | b'?' | b'/'
+        )
 }
 
 fn is_password_char(b: u8) -> bool {
@@ -201,13 +209,20 @@ fn is_password_char(b: u8) -> bool {
 fn is_param_char(b: u8) -> bool {
     // paramchar = param-unreserved / unreserved / escaped, plus '=' between
     // name and value; '[' ']' ':' for IPv6 maddr (param-unreserved).
-    is_unreserved(b) || matches!(b, b'%' | b'[' | b']' | b'/' | b':' | b'&' | b'+' | b'$' | b'=')
+    is_unreserved(b)
+        || matches!(
+            b,
+            b'%' | b'[' | b']' | b'/' | b':' | b'&' | b'+' | b'$' | b'='
+        )
 }
 
 fn is_header_char(b: u8) -> bool {
     // hnv-unreserved = "[" / "]" / "/" / "?" / ":" / "+" / "$"
     is_unreserved(b)
-        || matches!(b, b'%' | b'[' | b']' | b'/' | b'?' | b':' | b'+' | b'$' | b'=' | b'&')
+        || matches!(
+            b,
+            b'%' | b'[' | b']' | b'/' | b'?' | b':' | b'+' | b'$' | b'=' | b'&'
+        )
 }
 
 impl<'a> SipUri<'a> {
@@ -237,10 +252,10 @@ impl<'a> SipUri<'a> {
                 if user.is_empty() || !user.bytes().all(is_user_char) || !escapes_valid(user) {
                     return Err(UriError::User);
                 }
-                if let Some(p) = password {
-                    if !p.bytes().all(is_password_char) || !escapes_valid(p) {
-                        return Err(UriError::User);
-                    }
+                if let Some(p) = password
+                    && (!p.bytes().all(is_password_char) || !escapes_valid(p))
+                {
+                    return Err(UriError::User);
                 }
                 (Some(user), password, hostpart)
             }
@@ -250,9 +265,7 @@ impl<'a> SipUri<'a> {
         let host_end = if hostpart.starts_with('[') {
             hostpart.find(']').map(|i| i + 1).ok_or(UriError::Host)?
         } else {
-            hostpart
-                .find([':', ';', '?'])
-                .unwrap_or(hostpart.len())
+            hostpart.find([':', ';', '?']).unwrap_or(hostpart.len())
         };
         let host_text = hostpart.get(..host_end).ok_or(UriError::Host)?;
         let host = Host::parse(host_text)?;
@@ -404,13 +417,9 @@ impl<'a> SipUri<'a> {
         // either side has them; others only when both have them.
         for (name, value) in self.params.iter() {
             match other.params.get_unescaped(name) {
-                Some(v) => {
-                    if !eq_opt_unescaped(value, v) {
-                        return false;
-                    }
-                }
+                Some(v) if !eq_opt_unescaped(value, v) => return false,
                 None if is_significant_uri_param(name) => return false,
-                None => {}
+                _ => {}
             }
         }
         for (name, _) in other.params.iter() {
@@ -496,7 +505,9 @@ impl<'a> TelUri<'a> {
             global.bytes().any(|b| b.is_ascii_digit())
                 && global.bytes().all(|b| b.is_ascii_digit() || visual(b))
         } else {
-            number.bytes().any(|b| b.is_ascii_hexdigit() || b == b'*' || b == b'#')
+            number
+                .bytes()
+                .any(|b| b.is_ascii_hexdigit() || b == b'*' || b == b'#')
                 && number
                     .bytes()
                     .all(|b| b.is_ascii_hexdigit() || b == b'*' || b == b'#' || visual(b))
@@ -549,10 +560,12 @@ impl<'a> TelUri<'a> {
             return false;
         }
         self.params.iter().count() == other.params.iter().count()
-            && self
-                .params
-                .iter()
-                .all(|(n, v)| other.params.get_unescaped(n).is_some_and(|w| eq_opt_unescaped(v, w)))
+            && self.params.iter().all(|(n, v)| {
+                other
+                    .params
+                    .get_unescaped(n)
+                    .is_some_and(|w| eq_opt_unescaped(v, w))
+            })
     }
 }
 
@@ -581,11 +594,18 @@ impl<'a> AbsoluteUri<'a> {
         if !scheme_ok {
             return Err(UriError::Scheme);
         }
-        if rest.is_empty() || rest.bytes().any(|b| b <= b' ' || b == 0x7f || b == b'<' || b == b'>')
+        if rest.is_empty()
+            || rest
+                .bytes()
+                .any(|b| b <= b' ' || b == 0x7f || b == b'<' || b == b'>')
         {
             return Err(UriError::Char);
         }
-        Ok(AbsoluteUri { raw: s, scheme, rest })
+        Ok(AbsoluteUri {
+            raw: s,
+            scheme,
+            rest,
+        })
     }
 
     /// The scheme.
@@ -671,9 +691,18 @@ mod tests {
     fn comparison_rules_of_19_1_4() {
         let eq = |a: &str, b: &str| sip(a).eq_rfc(&sip(b));
         // The equal pairs of §19.1.4.
-        assert!(eq("sip:%61lice@atlanta.com;transport=TCP", "sip:alice@AtLanTa.CoM;Transport=tcp"));
-        assert!(eq("sip:carol@chicago.com", "sip:carol@chicago.com;newparam=5"));
-        assert!(eq("sip:carol@chicago.com;security=on", "sip:carol@chicago.com;newparam=5"));
+        assert!(eq(
+            "sip:%61lice@atlanta.com;transport=TCP",
+            "sip:alice@AtLanTa.CoM;Transport=tcp"
+        ));
+        assert!(eq(
+            "sip:carol@chicago.com",
+            "sip:carol@chicago.com;newparam=5"
+        ));
+        assert!(eq(
+            "sip:carol@chicago.com;security=on",
+            "sip:carol@chicago.com;newparam=5"
+        ));
         assert!(eq(
             "sip:biloxi.com;transport=tcp;method=REGISTER?to=sip:bob%40biloxi.com",
             "sip:biloxi.com;method=REGISTER;transport=tcp?to=sip:bob%40biloxi.com"
@@ -683,13 +712,28 @@ mod tests {
             "sip:alice@atlanta.com?priority=urgent&subject=project%20x"
         ));
         // The unequal pairs.
-        assert!(!eq("SIP:ALICE@AtLanTa.CoM;Transport=udp", "sip:alice@AtLanTa.CoM;Transport=UDP"));
+        assert!(!eq(
+            "SIP:ALICE@AtLanTa.CoM;Transport=udp",
+            "sip:alice@AtLanTa.CoM;Transport=UDP"
+        ));
         assert!(!eq("sip:bob@biloxi.com", "sip:bob@biloxi.com:5060"));
-        assert!(!eq("sip:bob@biloxi.com", "sip:bob@biloxi.com;transport=udp"));
-        assert!(!eq("sip:bob@biloxi.com", "sip:bob@biloxi.com:6000;transport=tcp"));
-        assert!(!eq("sip:carol@chicago.com", "sip:carol@chicago.com?Subject=next%20meeting"));
+        assert!(!eq(
+            "sip:bob@biloxi.com",
+            "sip:bob@biloxi.com;transport=udp"
+        ));
+        assert!(!eq(
+            "sip:bob@biloxi.com",
+            "sip:bob@biloxi.com:6000;transport=tcp"
+        ));
+        assert!(!eq(
+            "sip:carol@chicago.com",
+            "sip:carol@chicago.com?Subject=next%20meeting"
+        ));
         assert!(!eq("sip:bob@phone21.boxesbybob.com", "sip:bob@192.0.2.4"));
-        assert!(!eq("sip:carol@chicago.com;security=on", "sip:carol@chicago.com;security=off"));
+        assert!(!eq(
+            "sip:carol@chicago.com;security=on",
+            "sip:carol@chicago.com;security=off"
+        ));
         assert!(!eq("sips:a@b", "sip:a@b"));
     }
 

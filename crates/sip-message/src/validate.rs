@@ -130,10 +130,10 @@ pub fn validate(msg: &SipMessage, role: Role) -> Result<(), ValidationError> {
     for r in msg.typed_all::<h::Route<'_>>() {
         r.map_err(bad)?;
     }
-    if let Some(method) = msg.method() {
-        if cseq.method != method {
-            return Err(ValidationError::CSeqMethod);
-        }
+    if let Some(method) = msg.method()
+        && cseq.method != method
+    {
+        return Err(ValidationError::CSeqMethod);
     }
     if role == Role::Forward {
         return Ok(());
@@ -254,25 +254,45 @@ mod tests {
 
     #[test]
     fn unrelated_bad_header_is_forwardable_but_not_acceptable() {
-        let m = msg(&format!("{BASE}Date: yesterday\r\nContent-Length: 0\r\n\r\n"));
+        let m = msg(&format!(
+            "{BASE}Date: yesterday\r\nContent-Length: 0\r\n\r\n"
+        ));
         assert_eq!(validate(&m, Role::Forward), Ok(()));
         let e = validate(&m, Role::Uas).unwrap_err();
         assert_eq!(e.status(), 400);
-        assert_eq!(e.reason_phrase(), "Bad Date header: not an RFC 1123 date in GMT");
+        assert_eq!(
+            e.reason_phrase(),
+            "Bad Date header: not an RFC 1123 date in GMT"
+        );
     }
 
     #[test]
     fn faults_and_their_statuses() {
         let m = msg("INVITE sip:a@b SIP/2.0\r\nCSeq: 1 INVITE\r\n\r\n");
         let e = validate(&m, Role::Forward).unwrap_err();
-        assert_eq!((e.status(), e.reason_phrase().as_str()), (400, "Missing Via header"));
+        assert_eq!(
+            (e.status(), e.reason_phrase().as_str()),
+            (400, "Missing Via header")
+        );
         let m = msg(&format!("{BASE}CSeq: 2 INVITE\r\n\r\n"));
-        assert_eq!(validate(&m, Role::Forward), Err(ValidationError::Repeated(HeaderName::CSeq)));
+        assert_eq!(
+            validate(&m, Role::Forward),
+            Err(ValidationError::Repeated(HeaderName::CSeq))
+        );
         let m = msg(&format!("{}\r\n", BASE.replace("1 INVITE", "1 ACK")));
-        assert_eq!(validate(&m, Role::Forward), Err(ValidationError::CSeqMethod));
-        let m = msg(&format!("{}\r\n", BASE.replace("SIP/2.0\r\n", "SIP/7.0\r\n")));
+        assert_eq!(
+            validate(&m, Role::Forward),
+            Err(ValidationError::CSeqMethod)
+        );
+        let m = msg(&format!(
+            "{}\r\n",
+            BASE.replace("SIP/2.0\r\n", "SIP/7.0\r\n")
+        ));
         assert_eq!(validate(&m, Role::Forward).unwrap_err().status(), 505);
-        let m = msg(&format!("{}\r\n", BASE.replace("sip:bob@example.com SIP", "mailto:bob@example.com SIP")));
+        let m = msg(&format!(
+            "{}\r\n",
+            BASE.replace("sip:bob@example.com SIP", "mailto:bob@example.com SIP")
+        ));
         assert_eq!(validate(&m, Role::Forward), Ok(()));
         assert_eq!(validate(&m, Role::Uas).unwrap_err().status(), 416);
     }

@@ -5,6 +5,9 @@
 //! The messages come bit-exact from the `sipx-testkit` crate; the verdicts
 //! below are ours, written from the RFC text (each case cites its section).
 
+// Test helpers outside #[test] functions may fail loudly on their fixtures.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
+
 use bytes::Bytes;
 use sip_message::headers::{
     CSeq, CallId, Contact, ContentType, From, MaxForwards, RecordRoute, To, Via,
@@ -106,7 +109,11 @@ fn check_case_inner(name: &str, bytes: Bytes, expected: Verdict) {
     assert_eq!(verdict, expected, "{name}: {detail}");
     if let Ok(msg) = got {
         // Unedited serialization is the message, byte for byte.
-        assert_eq!(msg.edit().to_bytes(), msg.message_bytes(), "{name}: round trip");
+        assert_eq!(
+            msg.edit().to_bytes(),
+            msg.message_bytes(),
+            "{name}: round trip"
+        );
         let again = SipMessage::parse(msg.message_bytes()).expect("reparse");
         assert_eq!(again.headers().count(), msg.headers().count(), "{name}");
     }
@@ -123,7 +130,11 @@ fn rfc4475_every_case_has_its_verdict() {
             let _ = observe(Bytes::from_static(case.bytes));
             continue;
         };
-        failures.extend(check_case(case.name, Bytes::from_static(case.bytes), expected));
+        failures.extend(check_case(
+            case.name,
+            Bytes::from_static(case.bytes),
+            expected,
+        ));
         checked += 1;
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
@@ -150,7 +161,10 @@ fn msg4475(name: &str) -> SipMessage {
 }
 
 fn msg5118(name: &str) -> SipMessage {
-    let case = rfc5118::CASES.iter().find(|c| c.name == name).expect("case");
+    let case = rfc5118::CASES
+        .iter()
+        .find(|c| c.name == name)
+        .expect("case");
     SipMessage::parse(case.wire()).expect("parses")
 }
 
@@ -162,7 +176,10 @@ fn vias(m: &SipMessage) -> Vec<Via<'_>> {
 fn wsinv_values() {
     let m = msg4475("wsinv");
     assert_eq!(m.method(), Some(Method::Invite));
-    assert_eq!(m.request_uri_str(), Some("sip:vivekg@chair-dnrc.example.com;unknownparam"));
+    assert_eq!(
+        m.request_uri_str(),
+        Some("sip:vivekg@chair-dnrc.example.com;unknownparam")
+    );
     let to: To<'_> = m.typed().unwrap().unwrap();
     assert_eq!(to.tag(), Some("1918181833n"));
     assert_eq!(to.uri().as_str(), "sip:vivekg@chair-dnrc.example.com");
@@ -174,13 +191,22 @@ fn wsinv_values() {
     assert_eq!((cseq.seq, cseq.method), (9, Method::Invite));
     let v = vias(&m);
     assert_eq!(v.len(), 3);
-    assert_eq!((v[0].transport(), v[0].branch()), ("UDP", Some("390skdjuw")));
-    assert_eq!((v[1].transport(), v[1].branch()), ("TCP", Some("z9hG4bK9ikj8")));
+    assert_eq!(
+        (v[0].transport(), v[0].branch()),
+        ("UDP", Some("390skdjuw"))
+    );
+    assert_eq!(
+        (v[1].transport(), v[1].branch()),
+        ("TCP", Some("z9hG4bK9ikj8"))
+    );
     assert_eq!(v[2].host(), Host::Ipv4("192.168.255.111".parse().unwrap()));
     assert_eq!(v[2].branch(), Some("z9hG4bK30239"));
     assert_eq!(m.body().len(), 150);
     assert_eq!(m.headers_named("NewFangledHeader").count(), 1);
-    let route = m.typed::<sip_message::headers::Route<'_>>().unwrap().unwrap();
+    let route = m
+        .typed::<sip_message::headers::Route<'_>>()
+        .unwrap()
+        .unwrap();
     assert!(route.uri().as_sip().unwrap().lr());
     let ct: ContentType<'_> = m.typed().unwrap().unwrap();
     assert!(ct.is("application", "sdp"));
@@ -190,19 +216,30 @@ fn wsinv_values() {
 fn intmeth_values() {
     let m = msg4475("intmeth");
     let method = m.method().unwrap();
-    assert_eq!(method.as_str(), "!interesting-Method0123456789_*+`.%indeed'~");
+    assert_eq!(
+        method.as_str(),
+        "!interesting-Method0123456789_*+`.%indeed'~"
+    );
     let cseq: CSeq<'_> = m.typed().unwrap().unwrap();
     assert_eq!(cseq.method, method);
     let uri = m.request_uri().unwrap();
     let sip = uri.as_sip().unwrap();
-    assert_eq!(sip.user(), Some("1_unusual.URI~(to-be!sure)&isn't+it$/crazy?,/;;*"));
-    assert_eq!(sip.password(), Some("&it+has=1,weird!*pas$wo~d_too.(doesn't-it)"));
+    assert_eq!(
+        sip.user(),
+        Some("1_unusual.URI~(to-be!sure)&isn't+it$/crazy?,/;;*")
+    );
+    assert_eq!(
+        sip.password(),
+        Some("&it+has=1,weird!*pas$wo~d_too.(doesn't-it)")
+    );
     let from: From<'_> = m.typed().unwrap().unwrap();
-    assert_eq!(from.tag(), Some("_token~1'+`*%!-.")) ;
+    assert_eq!(from.tag(), Some("_token~1'+`*%!-."));
     assert_eq!(from.display_name(), Some("token1~` token2'+_ token3*%!.-"));
     assert_eq!(
         from.params().get("fromParam''~+*_!.-%"),
-        Some(Some("\u{0440}\u{0430}\u{0431}\u{043e}\u{0442}\u{0430}\u{044e}\u{0449}\u{0438}\u{0439}"))
+        Some(Some(
+            "\u{0440}\u{0430}\u{0431}\u{043e}\u{0442}\u{0430}\u{044e}\u{0449}\u{0438}\u{0439}"
+        ))
     );
     let call_id: CallId<'_> = m.typed().unwrap().unwrap();
     assert_eq!(call_id.0, "intmeth.word%ZK-!.*_+'@word`~)(><:\\/\"][?}{");
@@ -212,14 +249,27 @@ fn intmeth_values() {
 fn escapes() {
     let m = msg4475("esc01");
     let uri = m.request_uri().unwrap();
-    assert_eq!(uri.as_sip().unwrap().user(), Some("sips%3Auser%40example.com"));
-    assert_eq!(sip_message::unescape("sips%3Auser%40example.com"), b"sips:user@example.com");
+    assert_eq!(
+        uri.as_sip().unwrap().user(),
+        Some("sips%3Auser%40example.com")
+    );
+    assert_eq!(
+        sip_message::unescape("sips%3Auser%40example.com"),
+        b"sips:user@example.com"
+    );
     let m = msg4475("esc02");
     assert_eq!(m.method().unwrap().as_str(), "RE%47IST%45R");
     let m = msg4475("escnull");
     let contacts: Vec<_> = m.typed_all::<Contact<'_>>().map(Result::unwrap).collect();
     assert_eq!(contacts.len(), 2);
-    let user = contacts[1].addr().unwrap().uri().as_sip().unwrap().user().unwrap();
+    let user = contacts[1]
+        .addr()
+        .unwrap()
+        .uri()
+        .as_sip()
+        .unwrap()
+        .user()
+        .unwrap();
     assert_eq!(sip_message::unescape(user), b"\0\0");
     let m = msg4475("esc01");
     let to: To<'_> = m.typed().unwrap().unwrap();
@@ -228,13 +278,19 @@ fn escapes() {
     let c: Contact<'_> = m.typed().unwrap().unwrap();
     let sip = *c.addr().unwrap().uri().as_sip().unwrap();
     assert_eq!(sip.params().get_unescaped("lr"), Some(None));
-    assert_eq!(sip.params().get_unescaped("name"), Some(Some("v%61lue%25%34%31")));
+    assert_eq!(
+        sip.params().get_unescaped("name"),
+        Some(Some("v%61lue%25%34%31"))
+    );
 }
 
 #[test]
 fn assorted_valid_values() {
     let m = msg4475("lwsdisp");
-    assert_eq!(m.typed::<From<'_>>().unwrap().unwrap().display_name(), Some("caller"));
+    assert_eq!(
+        m.typed::<From<'_>>().unwrap().unwrap().display_name(),
+        Some("caller")
+    );
 
     let m = msg4475("longreq");
     assert_eq!(vias(&m).len(), 34);
@@ -246,7 +302,10 @@ fn assorted_valid_values() {
     assert!(m.message_bytes().len() < m.as_bytes().len());
 
     let m = msg4475("semiuri");
-    assert_eq!(m.request_uri().unwrap().as_sip().unwrap().user(), Some("user;par=u%40example.net"));
+    assert_eq!(
+        m.request_uri().unwrap().as_sip().unwrap().user(),
+        Some("user;par=u%40example.net")
+    );
     assert_eq!(m.values(HeaderName::Accept).count(), 6);
 
     let m = msg4475("transports");
@@ -260,7 +319,10 @@ fn assorted_valid_values() {
 
     let m = msg4475("unreason");
     assert_eq!(m.status(), Some(200));
-    assert_eq!(m.reason(), Some("= 2**3 * 5**2 но сто девяносто девять - простое"));
+    assert_eq!(
+        m.reason(),
+        Some("= 2**3 * 5**2 но сто девяносто девять - простое")
+    );
 
     let m = msg4475("noreason");
     assert_eq!((m.status(), m.reason()), (Some(100), Some("")));
@@ -275,7 +337,10 @@ fn assorted_valid_values() {
     assert!(matches!(to.uri(), Uri::Other(u) if u.scheme() == "isbn"));
 
     let m = msg4475("bcast");
-    assert_eq!(vias(&m)[1].host(), Host::Ipv4("255.255.255.255".parse().unwrap()));
+    assert_eq!(
+        vias(&m)[1].host(),
+        Host::Ipv4("255.255.255.255".parse().unwrap())
+    );
 
     let m = msg4475("zeromf");
     assert_eq!(m.typed::<MaxForwards>().unwrap(), Ok(MaxForwards(0)));
@@ -284,11 +349,27 @@ fn assorted_valid_values() {
     let c: Contact<'_> = m.typed().unwrap().unwrap();
     // §3.3.12: in the addr-spec form, `;unknownparam` belongs to the header.
     assert_eq!(c.addr().unwrap().params().get("unknownparam"), Some(None));
-    assert!(c.addr().unwrap().uri().as_sip().unwrap().params().is_empty());
+    assert!(
+        c.addr()
+            .unwrap()
+            .uri()
+            .as_sip()
+            .unwrap()
+            .params()
+            .is_empty()
+    );
 
     let m = msg4475("cparam02");
     let c: Contact<'_> = m.typed().unwrap().unwrap();
-    assert!(c.addr().unwrap().uri().as_sip().unwrap().params().contains("unknownparam"));
+    assert!(
+        c.addr()
+            .unwrap()
+            .uri()
+            .as_sip()
+            .unwrap()
+            .params()
+            .contains("unknownparam")
+    );
 
     let m = msg4475("regescrt");
     let c: Contact<'_> = m.typed().unwrap().unwrap();
@@ -319,16 +400,40 @@ fn invalid_cases_name_their_fault() {
         ValidationError::Header(e) if e.header == HeaderName::Date));
     assert!(matches!(fault("regbadct", Role::Uas),
         ValidationError::Header(e) if e.header == HeaderName::Contact && e.kind == HeaderErrorKind::NeedsAngleBrackets));
-    assert_eq!(fault("escruri", Role::Uas), ValidationError::RequestUriHeaders);
-    assert_eq!(fault("badvers", Role::Forward), ValidationError::Version(7, 0));
-    assert_eq!(fault("mismatch01", Role::Forward), ValidationError::CSeqMethod);
-    assert_eq!(fault("mismatch02", Role::Forward), ValidationError::CSeqMethod);
-    assert!(matches!(fault("insuf", Role::Forward), ValidationError::Missing(_)));
-    assert!(matches!(fault("multi01", Role::Forward), ValidationError::Repeated(_)));
+    assert_eq!(
+        fault("escruri", Role::Uas),
+        ValidationError::RequestUriHeaders
+    );
+    assert_eq!(
+        fault("badvers", Role::Forward),
+        ValidationError::Version(7, 0)
+    );
+    assert_eq!(
+        fault("mismatch01", Role::Forward),
+        ValidationError::CSeqMethod
+    );
+    assert_eq!(
+        fault("mismatch02", Role::Forward),
+        ValidationError::CSeqMethod
+    );
+    assert!(matches!(
+        fault("insuf", Role::Forward),
+        ValidationError::Missing(_)
+    ));
+    assert!(matches!(
+        fault("multi01", Role::Forward),
+        ValidationError::Repeated(_)
+    ));
     assert_eq!(fault("unkscm", Role::Uas), ValidationError::UriScheme);
     assert_eq!(fault("novelsc", Role::Uas), ValidationError::UriScheme);
-    assert_eq!(fault("badvers", Role::Forward).reason_phrase(), "Version Not Supported");
-    assert_eq!(fault("mismatch01", Role::Forward).reason_phrase(), "CSeq method does not match the request method");
+    assert_eq!(
+        fault("badvers", Role::Forward).reason_phrase(),
+        "Version Not Supported"
+    );
+    assert_eq!(
+        fault("mismatch01", Role::Forward).reason_phrase(),
+        "CSeq method does not match the request method"
+    );
 }
 
 #[test]
@@ -340,27 +445,49 @@ fn rfc5118_values() {
     let m = msg5118("port-ambiguous");
     let u = m.request_uri().unwrap();
     let sip = u.as_sip().unwrap();
-    assert_eq!((sip.host(), sip.port()), (Host::Ipv6("2001:db8::10:5070".parse().unwrap()), None));
+    assert_eq!(
+        (sip.host(), sip.port()),
+        (Host::Ipv6("2001:db8::10:5070".parse().unwrap()), None)
+    );
 
     let m = msg5118("port-unambiguous");
     let u = m.request_uri().unwrap();
     let sip = u.as_sip().unwrap();
-    assert_eq!((sip.host(), sip.port()), (Host::Ipv6("2001:db8::10".parse().unwrap()), Some(5070)));
+    assert_eq!(
+        (sip.host(), sip.port()),
+        (Host::Ipv6("2001:db8::10".parse().unwrap()), Some(5070))
+    );
 
-    for name in ["via-received-param-with-delim", "via-received-param-no-delim"] {
+    for name in [
+        "via-received-param-with-delim",
+        "via-received-param-no-delim",
+    ] {
         let m = msg5118(name);
-        assert_eq!(vias(&m)[0].received(), Some("2001:db8::9:255".parse().unwrap()), "{name}");
+        assert_eq!(
+            vias(&m)[0].received(),
+            Some("2001:db8::9:255".parse().unwrap()),
+            "{name}"
+        );
     }
 
     let m = msg5118("mult-ip-in-header");
     let v = vias(&m);
     assert_eq!(v.len(), 3);
-    assert_eq!((v[0].host(), v[0].port()), (Host::Ipv6("2001:db8::9:1".parse().unwrap()), Some(6050)));
+    assert_eq!(
+        (v[0].host(), v[0].port()),
+        (Host::Ipv6("2001:db8::9:1".parse().unwrap()), Some(6050))
+    );
     assert_eq!(v[2].received(), Some("192.0.2.200".parse().unwrap()));
 
     let m = msg5118("ipv4-mapped-ipv6");
     let v = vias(&m);
-    assert_eq!((v[0].host(), v[0].port()), (Host::Ipv6("::ffff:192.0.2.10".parse().unwrap()), Some(19823)));
+    assert_eq!(
+        (v[0].host(), v[0].port()),
+        (
+            Host::Ipv6("::ffff:192.0.2.10".parse().unwrap()),
+            Some(19823)
+        )
+    );
     let c: Contact<'_> = m.typed().unwrap().unwrap();
     let host = c.addr().unwrap().uri().as_sip().unwrap().host();
     assert_eq!(host, Host::Ipv6("::ffff:192.0.2.2".parse().unwrap()));
@@ -368,6 +495,10 @@ fn rfc5118_values() {
     for name in ["ipv6-bug-abnf-3-colons", "ipv6-correct-abnf-2-colons"] {
         let m = msg5118(name);
         let host = m.request_uri().unwrap().as_sip().unwrap().host();
-        assert_eq!(host, Host::Ipv6("2001:db8::192.0.2.1".parse().unwrap()), "{name}");
+        assert_eq!(
+            host,
+            Host::Ipv6("2001:db8::192.0.2.1".parse().unwrap()),
+            "{name}"
+        );
     }
 }

@@ -58,7 +58,10 @@ fn pretty(v: &Value) -> String {
 
 /// Typed values, or the header error as a string, so a malformed header
 /// still shows what is wrong with it.
-fn or_error<T>(r: Option<Result<T, sip_message::HeaderError>>, f: impl FnOnce(T) -> Value) -> Value {
+fn or_error<T>(
+    r: Option<Result<T, sip_message::HeaderError>>,
+    f: impl FnOnce(T) -> Value,
+) -> Value {
     match r {
         None => Value::Null,
         Some(Ok(v)) => f(v),
@@ -91,7 +94,10 @@ fn addr_json(a: &NameAddr<'_>) -> Value {
     })
 }
 
-fn list<T>(items: impl Iterator<Item = Result<T, sip_message::HeaderError>>, f: impl Fn(T) -> Value) -> Value {
+fn list<T>(
+    items: impl Iterator<Item = Result<T, sip_message::HeaderError>>,
+    f: impl Fn(T) -> Value,
+) -> Value {
     Value::Array(
         items
             .map(|r| match r {
@@ -107,7 +113,10 @@ fn describe(msg: &SipMessage) -> Map<String, Value> {
     m.insert("start_line".into(), json!(msg.start_line_str()));
     if msg.is_request() {
         m.insert("type".into(), json!("request"));
-        m.insert("method".into(), json!(msg.method().map(|x| x.as_str().to_owned())));
+        m.insert(
+            "method".into(),
+            json!(msg.method().map(|x| x.as_str().to_owned())),
+        );
         m.insert(
             "request_uri".into(),
             msg.request_uri().map_or(Value::Null, |u| uri_json(&u)),
@@ -133,15 +142,33 @@ fn describe(msg: &SipMessage) -> Map<String, Value> {
             })
         }),
     );
-    m.insert("from".into(), or_error(msg.typed::<From<'_>>(), |f| addr_json(&f)));
-    m.insert("to".into(), or_error(msg.typed::<To<'_>>(), |t| addr_json(&t)));
-    m.insert("call_id".into(), or_error(msg.typed::<CallId<'_>>(), |c| json!(c.0)));
+    m.insert(
+        "from".into(),
+        or_error(msg.typed::<From<'_>>(), |f| addr_json(&f)),
+    );
+    m.insert(
+        "to".into(),
+        or_error(msg.typed::<To<'_>>(), |t| addr_json(&t)),
+    );
+    m.insert(
+        "call_id".into(),
+        or_error(msg.typed::<CallId<'_>>(), |c| json!(c.0)),
+    );
     m.insert(
         "cseq".into(),
-        or_error(msg.typed::<CSeq<'_>>(), |c| json!({ "seq": c.seq, "method": c.method.as_str() })),
+        or_error(
+            msg.typed::<CSeq<'_>>(),
+            |c| json!({ "seq": c.seq, "method": c.method.as_str() }),
+        ),
     );
-    m.insert("max_forwards".into(), or_error(msg.typed::<MaxForwards>(), |mf| json!(mf.0)));
-    m.insert("route".into(), list(msg.typed_all::<Route<'_>>(), |r| addr_json(&r)));
+    m.insert(
+        "max_forwards".into(),
+        or_error(msg.typed::<MaxForwards>(), |mf| json!(mf.0)),
+    );
+    m.insert(
+        "route".into(),
+        list(msg.typed_all::<Route<'_>>(), |r| addr_json(&r)),
+    );
     m.insert(
         "record_route".into(),
         list(msg.typed_all::<RecordRoute<'_>>(), |r| addr_json(&r)),
@@ -184,7 +211,11 @@ mod tests {
         assert_eq!(v["via"][0]["branch"], "z9hG4bK1");
         assert_eq!(v["from"]["tag"], "1");
 
-        let bad = inspect(Bytes::from_static(b"OPTIONS sip:a@b SIP/7.0\r\n\r\n"), false, false);
+        let bad = inspect(
+            Bytes::from_static(b"OPTIONS sip:a@b SIP/7.0\r\n\r\n"),
+            false,
+            false,
+        );
         assert!(!bad.valid);
         let v: Value = serde_json::from_str(&bad.json).unwrap();
         assert_eq!(v["status"], 505);

@@ -4,6 +4,9 @@
 //! `sprayer`, `check-config`, and `inspect` (decode one raw SIP message).
 //! Those whose server is not built yet say so and exit non-zero.
 
+// A command-line tool prints to its terminal; the libraries never do.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
 use std::io::Read as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
