@@ -31,6 +31,9 @@ pub enum EditError {
     /// There is no Route header to pop.
     #[error("no Route header")]
     NoRoute,
+    /// There is no Via header.
+    #[error("no Via header")]
+    NoVia,
 }
 
 /// Replace `at` (an empty range is a pure insertion) with `text`.
@@ -216,6 +219,32 @@ impl<'m> Editor<'m> {
         Ok(self)
     }
 
+    /// Records where a request came from in its top Via (§18.2.1, RFC 3581
+    /// §4): appends `;received=<ip>` and fills a bare `;rport` with the
+    /// source port. Only the top Via value changes.
+    pub fn via_received(&mut self, received: &str, rport: Option<u16>) -> Result<&mut Self, EditError> {
+        if received.is_empty() || !received.bytes().all(|b| b.is_ascii_hexdigit() || b == b'.' || b == b':') {
+            return Err(EditError::Injection);
+        }
+        let h = self.msg.header(HeaderName::Via).ok_or(EditError::NoVia)?;
+        let value = h.value_span();
+        let text = h.value().map_err(|_| EditError::NoVia)?;
+        let end = crate::scan::first_element_end(text);
+        let element = text.get(..end).unwrap_or("");
+        if let (Some(port), Some(at)) = (rport, bare_param_end(element, "rport")) {
+            let at = value.start + u32::try_from(at).unwrap_or(0);
+            self.splice(Span { start: at, end: at }, |a| {
+                let _ = write!(a, "={port}");
+            });
+        }
+        let at = value.start + u32::try_from(end).unwrap_or(0);
+        self.splice(Span { start: at, end: at }, |a| {
+            a.push_str(";received=");
+            a.push_str(received);
+        });
+        Ok(self)
+    }
+
     /// Replaces the Request-URI (§16.6 step 2, §16.12 strict routing).
     pub fn set_request_uri(&mut self, uri: &str) -> Result<&mut Self, EditError> {
         if uri.is_empty() || uri.bytes().any(|b| b <= b' ' || b == 0x7f) {
@@ -311,6 +340,34 @@ impl<'m> Editor<'m> {
         let mut out = BytesMut::with_capacity(self.len());
         self.write_to(&mut out);
         out.freeze()
+    }
+}
+
+/// The end offset of the name of a parameter `name` that has no value, in a
+/// Via value like `SIP/2.0/UDP h;branch=x;rport`.
+fn bare_param_end(element: &str, name: &str) -> Option<usize> {
+    let bytes = element.as_bytes();
+    let mut offset = element.find(';')?;
+    let mut start = offset + 1;
+    let mut in_quote = false;
+    let matches = |from: usize, to: usize| {
+        let param = element.get(from..to).unwrap_or("");
+        let trimmed = param.trim_end_matches([' ', '\t', '\r', '\n']);
+        trimmed.trim_start().eq_ignore_ascii_case(name).then_some(from + trimmed.len())
+    };
+    loop {
+        offset += 1;
+        match bytes.get(offset) {
+            Some(b'"') => in_quote = !in_quote,
+            Some(b';') if !in_quote => {
+                if let Some(end) = matches(start, offset) {
+                    return Some(end);
+                }
+                start = offset + 1;
+            }
+            None => return matches(start, offset),
+            _ => {}
+        }
     }
 }
 
@@ -416,6 +473,24 @@ mod tests {
         let none = msg(&INVITE.replace("Max-Forwards: 70\r\n", ""));
         let mut e = none.edit();
         assert_eq!(e.decrement_max_forwards(), Ok(70));
+    }
+
+    #[test]
+    fn via_received_and_rport() {
+        let m = msg("OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h:5060;rport;branch=z9hG4bK1 , SIP/2.0/UDP x\r\nl: 0\r\n\r\n");
+        let mut e = m.edit();
+        e.via_received("192.0.2.1", Some(40000)).unwrap();
+        let out = String::from_utf8(e.serialized()).unwrap();
+        assert!(
+            out.contains("Via: SIP/2.0/UDP h:5060;rport=40000;branch=z9hG4bK1;received=192.0.2.1 , SIP/2.0/UDP x\r\n"),
+            "{out}"
+        );
+        let m = msg("OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1;rport\r\nl: 0\r\n\r\n");
+        let mut e = m.edit();
+        e.via_received("2001:db8::1", Some(5)).unwrap();
+        let out = String::from_utf8(e.serialized()).unwrap();
+        assert!(out.contains("branch=z9hG4bK1;rport=5;received=2001:db8::1\r\n"), "{out}");
+        assert_eq!(m.edit().via_received("evil;x", None).err(), Some(EditError::Injection));
     }
 
     impl Editor<'_> {

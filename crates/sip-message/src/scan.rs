@@ -272,6 +272,15 @@ impl<'a> Iterator for ListSplit<'a> {
     }
 }
 
+/// The end of the first element of a list value: the first top-level comma
+/// (not in quotes or `<>`), or the end, with trailing whitespace trimmed.
+pub(crate) fn first_element_end(s: &str) -> usize {
+    let first = ListSplit::new(s).next().unwrap_or("");
+    // `first` is a trimmed subslice that starts at or after index 0.
+    let lead = s.len() - s.trim_start_matches(|c: char| c.is_ascii() && is_lws(c as u8)).len();
+    lead + first.len()
+}
+
 /// Compares two strings with `%HH` escapes decoded (RFC 3261 §19.1.4), either
 /// case-sensitively or ASCII case-insensitively. No allocation.
 pub(crate) fn eq_unescaped(a: &str, b: &str, ignore_case: bool) -> bool {

@@ -1,0 +1,957 @@
+//! The transaction layer endpoint: owns every transaction, matches messages
+//! to them, runs their timers, and says what to send and what happened.
+//!
+//! The contract (as in quinn-proto and str0m): after every call that
+//! mutates the endpoint (`receive`, `send_request`, `respond`, `cancel`,
+//! `transport_error`, `handle_timeout`), drain [`Endpoint::poll_output`]
+//! until it returns `None`, then sleep until [`Endpoint::poll_timeout`].
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use sip_message::headers::{CSeq, Via};
+use sip_message::{
+    HeaderName, Method, RequestBuilder, ResponseBuilder, Role, SipMessage, validate,
+};
+
+use crate::error::ProtoError;
+use crate::key::{AckKey, TxKey};
+use crate::transaction::{TimerName, Transaction, TxKind, TxState};
+use crate::types::{IdGenerator, Peer, Timers, TxId};
+
+/// Something the endpoint wants done or wants known.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// Send these bytes to this peer.
+    Transmit(Transmit),
+    /// Tell the transaction user.
+    Event(Event),
+}
+
+/// Bytes to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    /// Where to.
+    pub peer: Peer,
+    /// The message.
+    pub bytes: Bytes,
+    /// The transaction it belongs to; `None` for stateless sends.
+    pub tx: Option<TxId>,
+}
+
+/// What the transaction user (the UA core, a proxy core, a dialog layer)
+/// hears from the transaction layer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// A new request created a server transaction; answer it with
+    /// [`Endpoint::respond`].
+    Request {
+        /// The new server transaction.
+        tx: TxId,
+        /// The request (with `received` / `rport` recorded in its top Via).
+        request: SipMessage,
+        /// Where it came from.
+        source: Peer,
+    },
+    /// An ACK for a 2xx (its own transaction, §17.1.1.3): for the dialog
+    /// layer. `tx` is the INVITE server transaction whose 2xx it
+    /// acknowledges, if this endpoint still has it (its 2xx retransmissions
+    /// stop).
+    Ack {
+        /// The INVITE server transaction, if known.
+        tx: Option<TxId>,
+        /// The ACK.
+        request: SipMessage,
+        /// Where it came from.
+        source: Peer,
+    },
+    /// A CANCEL matched an INVITE server transaction that has not answered
+    /// finally; the endpoint answered the CANCEL with 200 (§9.2). The TU
+    /// should answer the INVITE with 487.
+    Cancelled {
+        /// The INVITE server transaction.
+        invite: TxId,
+    },
+    /// A response for a client transaction (provisional, final, and in
+    /// Accepted every further 2xx: retransmissions and forks, RFC 6026).
+    Response {
+        /// The client transaction.
+        tx: TxId,
+        /// The response.
+        response: SipMessage,
+    },
+    /// A response that matches no client transaction (§18.1.2). A UA drops
+    /// it; a stateless proxy forwards it.
+    StrayResponse {
+        /// The response.
+        response: SipMessage,
+        /// Where it came from.
+        source: Peer,
+    },
+    /// The transaction timed out: timer B or F (no final response; the TU
+    /// treats it as 408, §8.1.3.1), H (no ACK for a non-2xx), or L with the
+    /// 2xx never acknowledged (§13.3.1.4: the UAS should end the session).
+    Timeout {
+        /// The transaction.
+        tx: TxId,
+        /// Which timer.
+        timer: TimerName,
+    },
+    /// The transport failed for this transaction (§8.1.3.1, §17.1.4).
+    TransportError {
+        /// The transaction.
+        tx: TxId,
+    },
+    /// A request that failed validation was answered statelessly.
+    Rejected {
+        /// The status sent (400, 416, 505, ...).
+        status: u16,
+        /// Where the request came from.
+        source: Peer,
+    },
+    /// The transaction is gone; no further event names it.
+    Terminated {
+        /// The transaction.
+        tx: TxId,
+    },
+}
+
+/// The transaction layer.
+#[derive(Debug)]
+pub struct Endpoint {
+    cfg: Timers,
+    ids: IdGenerator,
+    next_tx: u64,
+    txs: HashMap<TxId, Transaction>,
+    by_key: HashMap<TxKey, TxId>,
+    by_ack: HashMap<AckKey, TxId>,
+    clock: TimerTable,
+    out: Outbox,
+}
+
+/// Armed timers in firing order, and each one's deadline so it can be
+/// disarmed.
+#[derive(Debug, Default)]
+struct TimerTable {
+    armed: BTreeSet<(Instant, TxId, TimerName)>,
+    deadlines: HashMap<(TxId, TimerName), Instant>,
+}
+
+impl TimerTable {
+    fn arm(&mut self, tx: TxId, timer: TimerName, at: Instant) {
+        self.disarm(tx, timer);
+        self.armed.insert((at, tx, timer));
+        self.deadlines.insert((tx, timer), at);
+    }
+
+    fn disarm(&mut self, tx: TxId, timer: TimerName) {
+        if let Some(at) = self.deadlines.remove(&(tx, timer)) {
+            self.armed.remove(&(at, tx, timer));
+        }
+    }
+
+    fn is_armed(&self, tx: TxId, timer: TimerName) -> bool {
+        self.deadlines.contains_key(&(tx, timer))
+    }
+
+    fn disarm_all(&mut self, tx: TxId) {
+        let mine: Vec<(TimerName, Instant)> = self
+            .deadlines
+            .iter()
+            .filter(|((t, _), _)| *t == tx)
+            .map(|((_, name), at)| (*name, *at))
+            .collect();
+        for (name, at) in mine {
+            self.deadlines.remove(&(tx, name));
+            self.armed.remove(&(at, tx, name));
+        }
+    }
+
+    fn next(&self) -> Option<Instant> {
+        self.armed.first().map(|(at, _, _)| *at)
+    }
+
+    /// Removes and returns the earliest timer due at `now`.
+    fn pop_due(&mut self, now: Instant) -> Option<(TxId, TimerName)> {
+        let &(at, tx, timer) = self.armed.first()?;
+        if at > now {
+            return None;
+        }
+        self.armed.remove(&(at, tx, timer));
+        self.deadlines.remove(&(tx, timer));
+        Some((tx, timer))
+    }
+}
+
+/// Outputs waiting for [`Endpoint::poll_output`].
+#[derive(Debug, Default)]
+struct Outbox {
+    queue: VecDeque<Output>,
+}
+
+impl Outbox {
+    fn event(&mut self, e: Event) {
+        self.queue.push_back(Output::Event(e));
+    }
+
+    fn transmit(&mut self, peer: Peer, bytes: Bytes, tx: Option<TxId>) {
+        self.queue
+            .push_back(Output::Transmit(Transmit { peer, bytes, tx }));
+    }
+}
+
+impl Endpoint {
+    /// An endpoint with the given timer values and a seed for the branches,
+    /// tags and Call-IDs it generates.
+    #[must_use]
+    pub fn new(timers: Timers, seed: u64) -> Endpoint {
+        Endpoint {
+            cfg: timers,
+            ids: IdGenerator::new(seed),
+            next_tx: 1,
+            txs: HashMap::new(),
+            by_key: HashMap::new(),
+            by_ack: HashMap::new(),
+            clock: TimerTable::default(),
+            out: Outbox::default(),
+        }
+    }
+
+    /// The generator for branches, tags and Call-IDs of requests the TU builds.
+    pub fn ids(&mut self) -> &mut IdGenerator {
+        &mut self.ids
+    }
+
+    /// The timer values.
+    #[must_use]
+    pub fn timers(&self) -> &Timers {
+        &self.cfg
+    }
+
+    /// How many transactions are alive.
+    #[must_use]
+    pub fn transaction_count(&self) -> usize {
+        self.txs.len()
+    }
+
+    /// The state of a transaction, if it exists.
+    #[must_use]
+    pub fn state(&self, tx: TxId) -> Option<TxState> {
+        self.txs.get(&tx).map(|t| t.state)
+    }
+
+    /// The next output, if any.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.out.queue.pop_front()
+    }
+
+    /// When [`Endpoint::handle_timeout`] must next be called.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.clock.next()
+    }
+
+    fn terminate(&mut self, id: TxId) {
+        let Some(tx) = self.txs.remove(&id) else {
+            return;
+        };
+        self.by_key.remove(&tx.key);
+        if let Some(k) = &tx.ack_key {
+            self.by_ack.remove(k);
+        }
+        self.clock.disarm_all(id);
+        self.out.event(Event::Terminated { tx: id });
+    }
+
+    fn new_id(&mut self) -> TxId {
+        let id = TxId(self.next_tx);
+        self.next_tx += 1;
+        id
+    }
+
+    // ---- from the network -------------------------------------------------
+
+    /// A message arrived from the transport.
+    pub fn receive(&mut self, now: Instant, msg: SipMessage, source: Peer) {
+        if msg.is_request() {
+            self.receive_request(now, msg, source);
+        } else {
+            self.receive_response(now, msg, source);
+        }
+    }
+
+    fn receive_request(&mut self, now: Instant, msg: SipMessage, source: Peer) {
+        if let Err(e) = validate(&msg, Role::Forward) {
+            // §8.2, §16.3, §21.4.1: answer what can be answered; never answer an ACK.
+            if msg.method() != Some(Method::Ack)
+                && msg.typed::<Via<'_>>().is_some_and(|v| v.is_ok())
+            {
+                let tag = self.ids.tag();
+                if let Ok(resp) =
+                    ResponseBuilder::with_reason(&msg, e.status(), &e.reason_phrase(), Some(&tag))
+                        .and_then(ResponseBuilder::build)
+                {
+                    self.out.transmit(source, resp.message_bytes(), None);
+                }
+                self.out.event(Event::Rejected {
+                    status: e.status(),
+                    source,
+                });
+            }
+            return;
+        }
+        let msg = record_source(msg, source);
+        let method = msg.method().unwrap_or(Method::Extension(""));
+        let Some(key) = TxKey::server(&msg, None) else {
+            return;
+        };
+        if method == Method::Cancel {
+            self.receive_cancel(now, msg, key, source);
+            return;
+        }
+        if let Some(&id) = self.by_key.get(&key) {
+            self.retransmitted_request(now, id, &msg, source);
+            return;
+        }
+        if method == Method::Ack {
+            // An ACK that matches no transaction acknowledges a 2xx (§17.2.3:
+            // it is not part of the INVITE transaction).
+            let tx = AckKey::of(&msg).and_then(|k| self.by_ack.get(&k).copied());
+            if let Some(id) = tx {
+                self.clock.disarm(id, TimerName::Retransmit2xx);
+            }
+            self.out.event(Event::Ack {
+                tx,
+                request: msg,
+                source,
+            });
+            return;
+        }
+        let id = self.new_id();
+        let (kind, state) = if method == Method::Invite {
+            (TxKind::ServerInvite, TxState::Proceeding)
+        } else {
+            (TxKind::ServerNonInvite, TxState::Trying)
+        };
+        self.txs.insert(
+            id,
+            Transaction {
+                kind,
+                state,
+                peer: response_peer(&msg, source),
+                request: msg.clone(),
+                request_bytes: Bytes::new(),
+                last_response: None,
+                ack: None,
+                interval: self.cfg.t1,
+                provisional_sent: false,
+                cancel_pending: false,
+                key: key.clone(),
+                ack_key: None,
+            },
+        );
+        self.by_key.insert(key, id);
+        if kind == TxKind::ServerInvite {
+            // §17.2.1: 100 Trying if the TU has not answered in 200 ms.
+            self.clock.arm(id, TimerName::Trying, now + self.cfg.trying);
+        }
+        self.out.event(Event::Request {
+            tx: id,
+            request: msg,
+            source,
+        });
+    }
+
+    /// A request that matched an existing server transaction.
+    fn retransmitted_request(&mut self, now: Instant, id: TxId, msg: &SipMessage, source: Peer) {
+        let Some(tx) = self.txs.get_mut(&id) else {
+            return;
+        };
+        let is_ack = msg.method() == Some(Method::Ack);
+        match (tx.kind, tx.state, is_ack) {
+            // §17.2.1: the ACK for a non-2xx confirms; timer I absorbs
+            // further ACKs (zero on reliable transports).
+            (TxKind::ServerInvite, TxState::Completed, true) => {
+                tx.state = TxState::Confirmed;
+                let wait = if tx.reliable() {
+                    Duration::ZERO
+                } else {
+                    self.cfg.t4
+                };
+                self.clock.disarm(id, TimerName::G);
+                self.clock.disarm(id, TimerName::H);
+                self.clock.arm(id, TimerName::I, now + wait);
+            }
+            (TxKind::ServerInvite, TxState::Confirmed, true) => {}
+            // An RFC 2543 ACK for a 2xx can carry the INVITE's branch.
+            (TxKind::ServerInvite, TxState::Accepted, true) => {
+                self.clock.disarm(id, TimerName::Retransmit2xx);
+                self.out.event(Event::Ack {
+                    tx: Some(id),
+                    request: msg.clone(),
+                    source,
+                });
+            }
+            (_, _, true) => {}
+            // §17.2.1: a retransmitted INVITE gets the last provisional or
+            // final again; RFC 6026 §7.1: in Accepted it is absorbed.
+            (TxKind::ServerInvite, TxState::Proceeding | TxState::Completed, false) => {
+                if let Some(b) = tx.last_response.clone() {
+                    let peer = tx.peer;
+                    self.out.transmit(peer, b, Some(id));
+                }
+            }
+            (TxKind::ServerInvite, _, false) => {}
+            // §17.2.2: Trying absorbs; Proceeding and Completed resend.
+            (TxKind::ServerNonInvite, TxState::Proceeding | TxState::Completed, false) => {
+                if let Some(b) = tx.last_response.clone() {
+                    let peer = tx.peer;
+                    self.out.transmit(peer, b, Some(id));
+                }
+            }
+            (TxKind::ServerNonInvite, _, false) => {}
+            (TxKind::ClientInvite | TxKind::ClientNonInvite, _, false) => {}
+        }
+    }
+
+    /// §9.2: a CANCEL is its own non-INVITE server transaction, answered by
+    /// the endpoint: 200 when it matches a transaction, 481 when not.
+    fn receive_cancel(&mut self, now: Instant, msg: SipMessage, key: TxKey, source: Peer) {
+        if let Some(&id) = self.by_key.get(&key) {
+            self.retransmitted_request(now, id, &msg, source);
+            return;
+        }
+        let target = TxKey::server(&msg, Some("INVITE"))
+            .and_then(|k| self.by_key.get(&k).copied())
+            .filter(|id| {
+                self.txs
+                    .get(id)
+                    .is_some_and(|t| t.kind == TxKind::ServerInvite)
+            });
+        let id = self.new_id();
+        self.txs.insert(
+            id,
+            Transaction {
+                kind: TxKind::ServerNonInvite,
+                state: TxState::Trying,
+                peer: response_peer(&msg, source),
+                request: msg,
+                request_bytes: Bytes::new(),
+                last_response: None,
+                ack: None,
+                interval: self.cfg.t1,
+                provisional_sent: false,
+                cancel_pending: false,
+                key: key.clone(),
+                ack_key: None,
+            },
+        );
+        self.by_key.insert(key, id);
+        let status = if target.is_some() { 200 } else { 481 };
+        let _ = self.respond_inner(now, id, status);
+        if let Some(invite) = target
+            && self
+                .txs
+                .get(&invite)
+                .is_some_and(|t| t.state == TxState::Proceeding)
+        {
+            self.out.event(Event::Cancelled { invite });
+        }
+    }
+
+    fn respond_inner(&mut self, now: Instant, id: TxId, status: u16) -> Result<(), ProtoError> {
+        let tx = self
+            .txs
+            .get(&id)
+            .ok_or(ProtoError::UnknownTransaction(id))?;
+        let tag = self.ids.tag();
+        let resp = ResponseBuilder::for_request(&tx.request, status, Some(&tag))?.build()?;
+        self.respond(now, id, resp)
+    }
+
+    fn receive_response(&mut self, now: Instant, msg: SipMessage, source: Peer) {
+        let id = TxKey::client_for_response(&msg).and_then(|k| self.by_key.get(&k).copied());
+        let Some(id) = id else {
+            self.out.event(Event::StrayResponse {
+                response: msg,
+                source,
+            });
+            return;
+        };
+        let Some(status) = msg.status() else {
+            return;
+        };
+        let Some(tx) = self.txs.get_mut(&id) else {
+            return;
+        };
+        let reliable = tx.reliable();
+        let provisional = status < 200;
+        let success = (200..300).contains(&status);
+        match (tx.kind, tx.state) {
+            // §17.1.1.2, Figure 5.
+            (TxKind::ClientInvite, TxState::Calling | TxState::Proceeding) => {
+                self.clock.disarm(id, TimerName::A);
+                self.clock.disarm(id, TimerName::B);
+                if provisional {
+                    let was_calling = tx.state == TxState::Calling;
+                    tx.state = TxState::Proceeding;
+                    let cancel_pending = std::mem::take(&mut tx.cancel_pending);
+                    self.out.event(Event::Response {
+                        tx: id,
+                        response: msg,
+                    });
+                    if was_calling && cancel_pending {
+                        let _ = self.send_cancel(now, id);
+                    }
+                } else if success {
+                    // RFC 6026 §7.2: Accepted; the TU sends the ACK.
+                    tx.state = TxState::Accepted;
+                    self.clock.arm(id, TimerName::M, now + self.cfg.t1x64());
+                    self.out.event(Event::Response {
+                        tx: id,
+                        response: msg,
+                    });
+                } else {
+                    // §17.1.1.3: the transaction ACKs a non-2xx itself.
+                    tx.state = TxState::Completed;
+                    let ack = build_ack(&tx.request, &msg).map(|a| a.message_bytes()).ok();
+                    tx.ack = ack.clone();
+                    let peer = tx.peer;
+                    if let Some(ack) = ack {
+                        self.out.transmit(peer, ack, Some(id));
+                    }
+                    let wait = if reliable { Duration::ZERO } else { self.cfg.d };
+                    self.clock.arm(id, TimerName::D, now + wait);
+                    self.out.event(Event::Response {
+                        tx: id,
+                        response: msg,
+                    });
+                }
+            }
+            (TxKind::ClientInvite, TxState::Completed) => {
+                // A retransmitted final: ACK it again, the TU hears nothing.
+                if !provisional
+                    && !success
+                    && let Some(ack) = tx.ack.clone()
+                {
+                    let peer = tx.peer;
+                    self.out.transmit(peer, ack, Some(id));
+                }
+            }
+            (TxKind::ClientInvite, TxState::Accepted) => {
+                // RFC 6026 §8.4: every 2xx goes to the TU (forks, retransmissions).
+                if success {
+                    self.out.event(Event::Response {
+                        tx: id,
+                        response: msg,
+                    });
+                }
+            }
+            // §17.1.2.2, Figure 6.
+            (TxKind::ClientNonInvite, TxState::Trying | TxState::Proceeding) => {
+                if provisional {
+                    tx.state = TxState::Proceeding;
+                } else {
+                    tx.state = TxState::Completed;
+                    self.clock.disarm(id, TimerName::E);
+                    self.clock.disarm(id, TimerName::F);
+                    let wait = if reliable {
+                        Duration::ZERO
+                    } else {
+                        self.cfg.t4
+                    };
+                    self.clock.arm(id, TimerName::K, now + wait);
+                }
+                self.out.event(Event::Response {
+                    tx: id,
+                    response: msg,
+                });
+            }
+            (TxKind::ClientNonInvite, _) | (TxKind::ClientInvite, _) => {}
+            (TxKind::ServerInvite | TxKind::ServerNonInvite, _) => {}
+        }
+    }
+
+    // ---- from the transaction user ----------------------------------------
+
+    /// Starts a client transaction: sends `request` to `peer` and runs its
+    /// retransmissions and timeout. The request must carry a top Via with
+    /// an RFC 3261 branch (use [`Endpoint::ids`]). ACK is not a transaction:
+    /// send it with [`Endpoint::send_stateless`].
+    pub fn send_request(
+        &mut self,
+        now: Instant,
+        request: SipMessage,
+        peer: Peer,
+    ) -> Result<TxId, ProtoError> {
+        let method = request.method().ok_or(ProtoError::NotARequest)?;
+        if method == Method::Ack {
+            return Err(ProtoError::AckIsNotATransaction);
+        }
+        let key = TxKey::client_for_request(&request).ok_or(ProtoError::MissingBranch)?;
+        if self.by_key.contains_key(&key) {
+            return Err(ProtoError::DuplicateBranch);
+        }
+        let id = self.new_id();
+        let bytes = request.message_bytes();
+        let invite = method == Method::Invite;
+        let reliable = peer.transport.is_reliable();
+        self.txs.insert(
+            id,
+            Transaction {
+                kind: if invite {
+                    TxKind::ClientInvite
+                } else {
+                    TxKind::ClientNonInvite
+                },
+                state: if invite {
+                    TxState::Calling
+                } else {
+                    TxState::Trying
+                },
+                peer,
+                request,
+                request_bytes: bytes.clone(),
+                last_response: None,
+                ack: None,
+                interval: self.cfg.t1,
+                provisional_sent: false,
+                cancel_pending: false,
+                key: key.clone(),
+                ack_key: None,
+            },
+        );
+        self.by_key.insert(key, id);
+        self.out.transmit(peer, bytes, Some(id));
+        let (retransmit, timeout) = if invite {
+            (TimerName::A, TimerName::B)
+        } else {
+            (TimerName::E, TimerName::F)
+        };
+        // §17.1.1.2, §17.1.2.2: retransmissions only on unreliable transports.
+        if !reliable {
+            self.clock.arm(id, retransmit, now + self.cfg.t1);
+        }
+        self.clock.arm(id, timeout, now + self.cfg.t1x64());
+        Ok(id)
+    }
+
+    /// Sends a response through a server transaction.
+    pub fn respond(
+        &mut self,
+        now: Instant,
+        id: TxId,
+        response: SipMessage,
+    ) -> Result<(), ProtoError> {
+        let status = response.status().ok_or(ProtoError::NotAResponse)?;
+        let tx = self
+            .txs
+            .get_mut(&id)
+            .ok_or(ProtoError::UnknownTransaction(id))?;
+        let bytes = response.message_bytes();
+        let peer = tx.peer;
+        let reliable = tx.reliable();
+        let provisional = status < 200;
+        let success = (200..300).contains(&status);
+        match (tx.kind, tx.state) {
+            // §17.2.1, Figure 7; RFC 6026 §7.1.
+            (TxKind::ServerInvite, TxState::Proceeding) => {
+                tx.last_response = Some(bytes.clone());
+                if provisional {
+                    tx.provisional_sent = true;
+                    self.clock.disarm(id, TimerName::Trying);
+                } else if success {
+                    tx.state = TxState::Accepted;
+                    let ack_key = AckKey::of(&response);
+                    tx.ack_key = ack_key.clone();
+                    tx.interval = self.cfg.t1;
+                    if let Some(k) = ack_key {
+                        self.by_ack.insert(k, id);
+                    }
+                    self.clock.disarm(id, TimerName::Trying);
+                    // §13.3.1.4: the 2xx is retransmitted end to end (a
+                    // downstream hop may be unreliable) until the ACK.
+                    self.clock
+                        .arm(id, TimerName::Retransmit2xx, now + self.cfg.t1);
+                    self.clock.arm(id, TimerName::L, now + self.cfg.t1x64());
+                } else {
+                    tx.state = TxState::Completed;
+                    tx.interval = self.cfg.t1;
+                    self.clock.disarm(id, TimerName::Trying);
+                    if !reliable {
+                        self.clock.arm(id, TimerName::G, now + self.cfg.t1);
+                    }
+                    self.clock.arm(id, TimerName::H, now + self.cfg.t1x64());
+                }
+            }
+            (TxKind::ServerInvite, TxState::Accepted) if success => {
+                // A 2xx retransmitted by the TU itself.
+                tx.last_response = Some(bytes.clone());
+            }
+            // §17.2.2, Figure 8.
+            (TxKind::ServerNonInvite, TxState::Trying | TxState::Proceeding) => {
+                tx.last_response = Some(bytes.clone());
+                if provisional {
+                    tx.state = TxState::Proceeding;
+                } else {
+                    tx.state = TxState::Completed;
+                    let wait = if reliable {
+                        Duration::ZERO
+                    } else {
+                        self.cfg.t1x64()
+                    };
+                    self.clock.arm(id, TimerName::J, now + wait);
+                }
+            }
+            (_, state) => return Err(ProtoError::InvalidState { tx: id, state }),
+        }
+        self.out.transmit(peer, bytes, Some(id));
+        Ok(())
+    }
+
+    /// Cancels a pending INVITE client transaction (§9.1). Returns the
+    /// CANCEL's transaction, or `None` when no provisional has arrived yet:
+    /// then the CANCEL leaves with the first provisional (§9.1: a CANCEL
+    /// must not be sent before one).
+    pub fn cancel(&mut self, now: Instant, invite: TxId) -> Result<Option<TxId>, ProtoError> {
+        let tx = self
+            .txs
+            .get_mut(&invite)
+            .ok_or(ProtoError::UnknownTransaction(invite))?;
+        match (tx.kind, tx.state) {
+            (TxKind::ClientInvite, TxState::Calling) => {
+                tx.cancel_pending = true;
+                Ok(None)
+            }
+            (TxKind::ClientInvite, TxState::Proceeding) => self.send_cancel(now, invite).map(Some),
+            (_, state) => Err(ProtoError::InvalidState { tx: invite, state }),
+        }
+    }
+
+    fn send_cancel(&mut self, now: Instant, invite: TxId) -> Result<TxId, ProtoError> {
+        let tx = self
+            .txs
+            .get(&invite)
+            .ok_or(ProtoError::UnknownTransaction(invite))?;
+        let cancel = build_cancel(&tx.request)?;
+        let peer = tx.peer;
+        self.send_request(now, cancel, peer)
+    }
+
+    /// Sends a message outside any transaction: the ACK for a 2xx, or a
+    /// statelessly forwarded message.
+    pub fn send_stateless(&mut self, msg: &SipMessage, peer: Peer) {
+        self.out.transmit(peer, msg.message_bytes(), None);
+    }
+
+    /// The transport could not deliver for this transaction (§17.1.4,
+    /// §17.2.4): it terminates and the TU hears of it.
+    pub fn transport_error(&mut self, _now: Instant, id: TxId) {
+        if self.txs.contains_key(&id) {
+            self.out.event(Event::TransportError { tx: id });
+            self.terminate(id);
+        }
+    }
+
+    /// Fires every timer due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some((id, timer)) = self.clock.pop_due(now) {
+            self.fire(now, id, timer);
+        }
+    }
+
+    fn retransmit_request(&mut self, id: TxId) {
+        if let Some(tx) = self.txs.get(&id) {
+            let (peer, bytes) = (tx.peer, tx.request_bytes.clone());
+            self.out.transmit(peer, bytes, Some(id));
+        }
+    }
+
+    fn retransmit_response(&mut self, id: TxId) {
+        if let Some(tx) = self.txs.get(&id)
+            && let Some(bytes) = tx.last_response.clone()
+        {
+            let peer = tx.peer;
+            self.out.transmit(peer, bytes, Some(id));
+        }
+    }
+
+    fn fire(&mut self, now: Instant, id: TxId, timer: TimerName) {
+        let Some(tx) = self.txs.get_mut(&id) else {
+            return;
+        };
+        let t2 = self.cfg.t2;
+        match (tx.kind, tx.state, timer) {
+            // Timer A doubles without a cap (§17.1.1.2).
+            (TxKind::ClientInvite, TxState::Calling, TimerName::A) => {
+                tx.interval *= 2;
+                let next = now + tx.interval;
+                self.retransmit_request(id);
+                self.clock.arm(id, TimerName::A, next);
+            }
+            (TxKind::ClientInvite, TxState::Calling, TimerName::B)
+            | (TxKind::ClientNonInvite, TxState::Trying | TxState::Proceeding, TimerName::F)
+            | (TxKind::ServerInvite, TxState::Completed, TimerName::H) => {
+                self.out.event(Event::Timeout { tx: id, timer });
+                self.terminate(id);
+            }
+            // Timer E doubles up to T2; in Proceeding it is T2 (§17.1.2.2).
+            (
+                TxKind::ClientNonInvite,
+                state @ (TxState::Trying | TxState::Proceeding),
+                TimerName::E,
+            ) => {
+                tx.interval = if state == TxState::Proceeding {
+                    t2
+                } else {
+                    (tx.interval * 2).min(t2)
+                };
+                let next = now + tx.interval;
+                self.retransmit_request(id);
+                self.clock.arm(id, TimerName::E, next);
+            }
+            // Timer G doubles up to T2 (§17.2.1); so does the 2xx (§13.3.1.4).
+            (TxKind::ServerInvite, TxState::Completed, TimerName::G)
+            | (TxKind::ServerInvite, TxState::Accepted, TimerName::Retransmit2xx) => {
+                tx.interval = (tx.interval * 2).min(t2);
+                let next = now + tx.interval;
+                self.retransmit_response(id);
+                self.clock.arm(id, timer, next);
+            }
+            (TxKind::ServerInvite, TxState::Accepted, TimerName::L) => {
+                // The 2xx was never acknowledged (§13.3.1.4).
+                if self.clock.is_armed(id, TimerName::Retransmit2xx) {
+                    self.out.event(Event::Timeout { tx: id, timer });
+                }
+                self.terminate(id);
+            }
+            (TxKind::ServerInvite, TxState::Proceeding, TimerName::Trying)
+                if !tx.provisional_sent =>
+            {
+                // §8.2.6.1: a 100 carries no To tag.
+                let trying = ResponseBuilder::for_request(&tx.request, 100, None)
+                    .and_then(ResponseBuilder::build);
+                if let Ok(t) = trying {
+                    let _ = self.respond(now, id, t);
+                }
+            }
+            (TxKind::ClientInvite, TxState::Completed, TimerName::D)
+            | (TxKind::ClientInvite, TxState::Accepted, TimerName::M)
+            | (TxKind::ClientNonInvite, TxState::Completed, TimerName::K)
+            | (TxKind::ServerInvite, TxState::Confirmed, TimerName::I)
+            | (TxKind::ServerNonInvite, TxState::Completed, TimerName::J) => {
+                self.terminate(id);
+            }
+            // A timer whose state has passed: nothing to do.
+            _ => {}
+        }
+    }
+}
+
+/// Where a server transaction sends its responses (§18.2.2, RFC 3581 §4):
+/// on a reliable transport back over the connection; otherwise to the
+/// source address when `rport` asked for it, else to the source IP (the
+/// `received` address) and the sent-by port (default 5060).
+fn response_peer(msg: &SipMessage, source: Peer) -> Peer {
+    if source.transport.is_reliable() {
+        return source;
+    }
+    let Some(Ok(via)) = msg.typed::<Via<'_>>() else {
+        return source;
+    };
+    if via.rport().is_some() {
+        return source;
+    }
+    let port = via.port().unwrap_or(5060);
+    Peer {
+        transport: source.transport,
+        addr: std::net::SocketAddr::new(source.addr.ip(), port),
+    }
+}
+
+/// §18.2.1 and RFC 3581: note the source address in the top Via when it
+/// differs from sent-by, and fill a bare `rport`.
+fn record_source(msg: SipMessage, source: Peer) -> SipMessage {
+    let Some(Ok(via)) = msg.typed::<Via<'_>>() else {
+        return msg;
+    };
+    let ip = source.addr.ip();
+    let sent_by_is_source = match via.host() {
+        sip_message::Host::Ipv4(a) => IpAddr::V4(a) == ip,
+        sip_message::Host::Ipv6(a) => IpAddr::V6(a) == ip,
+        sip_message::Host::Domain(_) => false,
+    };
+    let wants_rport = via.rport() == Some(None);
+    if sent_by_is_source && !wants_rport {
+        return msg;
+    }
+    let rport = wants_rport.then_some(source.addr.port());
+    let ip_text = ip.to_string();
+    let mut e = msg.edit();
+    if e.via_received(&ip_text, rport).is_err() {
+        return msg;
+    }
+    let bytes = e.to_bytes();
+    SipMessage::parse(bytes).unwrap_or(msg)
+}
+
+fn copy(b: RequestBuilder, req: &SipMessage, name: HeaderName) -> RequestBuilder {
+    req.headers_of(name).fold(b, |b, h| {
+        b.header(name.as_str(), &String::from_utf8_lossy(h.value_bytes()))
+    })
+}
+
+/// §17.1.1.3: the ACK for a non-2xx: Request-URI, Call-ID, From, CSeq number
+/// and top Via of the INVITE, To of the response, the INVITE's Route set.
+fn build_ack(invite: &SipMessage, response: &SipMessage) -> Result<SipMessage, ProtoError> {
+    let uri = invite.request_uri_str().ok_or(ProtoError::NotARequest)?;
+    let cseq: CSeq<'_> = invite
+        .typed()
+        .and_then(Result::ok)
+        .ok_or(ProtoError::NotARequest)?;
+    let via = invite
+        .values(HeaderName::Via)
+        .next()
+        .and_then(Result::ok)
+        .unwrap_or("");
+    let to = response
+        .header(HeaderName::To)
+        .map(|h| String::from_utf8_lossy(h.value_bytes()).into_owned())
+        .unwrap_or_default();
+    let mut b = RequestBuilder::new(Method::Ack, uri)?
+        .header("Via", via)
+        .header("Max-Forwards", "70");
+    b = copy(b, invite, HeaderName::From);
+    b = b.header("To", &to);
+    b = copy(b, invite, HeaderName::CallId);
+    b = b.header("CSeq", &format!("{} ACK", cseq.seq));
+    b = copy(b, invite, HeaderName::Route);
+    Ok(b.build()?)
+}
+
+/// §9.1: the CANCEL: Request-URI, Call-ID, To, From and CSeq number of the
+/// INVITE, its top Via only, its Route set.
+fn build_cancel(invite: &SipMessage) -> Result<SipMessage, ProtoError> {
+    let uri = invite.request_uri_str().ok_or(ProtoError::NotARequest)?;
+    let cseq: CSeq<'_> = invite
+        .typed()
+        .and_then(Result::ok)
+        .ok_or(ProtoError::NotARequest)?;
+    let via = invite
+        .values(HeaderName::Via)
+        .next()
+        .and_then(Result::ok)
+        .unwrap_or("");
+    let mut b = RequestBuilder::new(Method::Cancel, uri)?
+        .header("Via", via)
+        .header("Max-Forwards", "70");
+    b = copy(b, invite, HeaderName::From);
+    b = copy(b, invite, HeaderName::To);
+    b = copy(b, invite, HeaderName::CallId);
+    b = b.header("CSeq", &format!("{} CANCEL", cseq.seq));
+    b = copy(b, invite, HeaderName::Route);
+    Ok(b.build()?)
+}

@@ -1,0 +1,168 @@
+//! Small shared types: peers and transports, configuration, identifiers and
+//! the seeded generator that makes them.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// A transport protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TransportKind {
+    /// UDP: unreliable, retransmission timers run (§17).
+    Udp,
+    /// TCP.
+    Tcp,
+    /// TLS over TCP.
+    Tls,
+    /// WebSocket (RFC 7118).
+    Ws,
+    /// Secure WebSocket.
+    Wss,
+}
+
+impl TransportKind {
+    /// Whether the transport is reliable: no retransmissions, zero wait
+    /// timers (§17.1.1.2, §17.1.2.2, §17.2.1, §17.2.2).
+    #[must_use]
+    pub fn is_reliable(self) -> bool {
+        !matches!(self, TransportKind::Udp)
+    }
+
+    /// The token used in Via (`UDP`, `TCP`, `TLS`, `WS`, `WSS`).
+    #[must_use]
+    pub fn via_token(self) -> &'static str {
+        match self {
+            TransportKind::Udp => "UDP",
+            TransportKind::Tcp => "TCP",
+            TransportKind::Tls => "TLS",
+            TransportKind::Ws => "WS",
+            TransportKind::Wss => "WSS",
+        }
+    }
+
+    /// Maps a Via transport token (case-insensitive).
+    #[must_use]
+    pub fn from_via_token(t: &str) -> Option<TransportKind> {
+        [
+            TransportKind::Udp,
+            TransportKind::Tcp,
+            TransportKind::Tls,
+            TransportKind::Ws,
+            TransportKind::Wss,
+        ]
+        .into_iter()
+        .find(|k| k.via_token().eq_ignore_ascii_case(t))
+    }
+}
+
+impl fmt::Display for TransportKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.via_token())
+    }
+}
+
+/// The other end of a message: transport and address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Peer {
+    /// The transport.
+    pub transport: TransportKind,
+    /// The remote socket address.
+    pub addr: SocketAddr,
+}
+
+impl fmt::Display for Peer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.transport, self.addr)
+    }
+}
+
+/// Timer values (RFC 3261 §17.1.1.1, Table 4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timers {
+    /// T1, the RTT estimate (default 500 ms).
+    pub t1: Duration,
+    /// T2, the maximum retransmit interval for non-INVITE requests and
+    /// INVITE responses (default 4 s).
+    pub t2: Duration,
+    /// T4, the maximum time a message stays in the network (default 5 s).
+    pub t4: Duration,
+    /// Timer D on unreliable transports: at least 32 s (§17.1.1.2).
+    pub d: Duration,
+    /// How long an INVITE server transaction waits before sending 100
+    /// Trying itself (§17.2.1: 200 ms).
+    pub trying: Duration,
+}
+
+impl Default for Timers {
+    fn default() -> Self {
+        Timers {
+            t1: Duration::from_millis(500),
+            t2: Duration::from_secs(4),
+            t4: Duration::from_secs(5),
+            d: Duration::from_secs(32),
+            trying: Duration::from_millis(200),
+        }
+    }
+}
+
+impl Timers {
+    /// 64*T1: timers B, F, H, J, L, M.
+    #[must_use]
+    pub fn t1x64(&self) -> Duration {
+        self.t1 * 64
+    }
+}
+
+/// A transaction's identifier inside one endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TxId(pub(crate) u64);
+
+impl fmt::Display for TxId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "tx{}", self.0)
+    }
+}
+
+/// A deterministic generator for branches, tags and Call-IDs
+/// (SplitMix64). The protocol core has no randomness of its own: the seed
+/// comes from outside, so a simulation replays exactly.
+#[derive(Debug, Clone)]
+pub struct IdGenerator {
+    state: u64,
+}
+
+impl IdGenerator {
+    /// A generator from a seed.
+    #[must_use]
+    pub fn new(seed: u64) -> IdGenerator {
+        IdGenerator { state: seed }
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// A new Via branch with the RFC 3261 magic cookie (§8.1.1.7).
+    pub fn branch(&mut self) -> String {
+        format!(
+            "z9hG4bK{:016x}{:08x}",
+            self.next_u64(),
+            self.next_u64() as u32
+        )
+    }
+
+    /// A new From or To tag (§19.3: at least 32 bits of randomness).
+    pub fn tag(&mut self) -> String {
+        format!("{:016x}", self.next_u64())
+    }
+
+    /// A new Call-ID (§8.1.1.4), `random@host`.
+    pub fn call_id(&mut self, host: &str) -> String {
+        format!("{:016x}{:016x}@{host}", self.next_u64(), self.next_u64())
+    }
+}
