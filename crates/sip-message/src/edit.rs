@@ -222,8 +222,16 @@ impl<'m> Editor<'m> {
     /// Records where a request came from in its top Via (§18.2.1, RFC 3581
     /// §4): appends `;received=<ip>` and fills a bare `;rport` with the
     /// source port. Only the top Via value changes.
-    pub fn via_received(&mut self, received: &str, rport: Option<u16>) -> Result<&mut Self, EditError> {
-        if received.is_empty() || !received.bytes().all(|b| b.is_ascii_hexdigit() || b == b'.' || b == b':') {
+    pub fn via_received(
+        &mut self,
+        received: &str,
+        rport: Option<u16>,
+    ) -> Result<&mut Self, EditError> {
+        if received.is_empty()
+            || !received
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() || b == b'.' || b == b':')
+        {
             return Err(EditError::Injection);
         }
         let h = self.msg.header(HeaderName::Via).ok_or(EditError::NoVia)?;
@@ -353,7 +361,10 @@ fn bare_param_end(element: &str, name: &str) -> Option<usize> {
     let matches = |from: usize, to: usize| {
         let param = element.get(from..to).unwrap_or("");
         let trimmed = param.trim_end_matches([' ', '\t', '\r', '\n']);
-        trimmed.trim_start().eq_ignore_ascii_case(name).then_some(from + trimmed.len())
+        trimmed
+            .trim_start()
+            .eq_ignore_ascii_case(name)
+            .then_some(from + trimmed.len())
     };
     loop {
         offset += 1;
@@ -477,7 +488,9 @@ mod tests {
 
     #[test]
     fn via_received_and_rport() {
-        let m = msg("OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h:5060;rport;branch=z9hG4bK1 , SIP/2.0/UDP x\r\nl: 0\r\n\r\n");
+        let m = msg(
+            "OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h:5060;rport;branch=z9hG4bK1 , SIP/2.0/UDP x\r\nl: 0\r\n\r\n",
+        );
         let mut e = m.edit();
         e.via_received("192.0.2.1", Some(40000)).unwrap();
         let out = String::from_utf8(e.serialized()).unwrap();
@@ -485,12 +498,20 @@ mod tests {
             out.contains("Via: SIP/2.0/UDP h:5060;rport=40000;branch=z9hG4bK1;received=192.0.2.1 , SIP/2.0/UDP x\r\n"),
             "{out}"
         );
-        let m = msg("OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1;rport\r\nl: 0\r\n\r\n");
+        let m = msg(
+            "OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1;rport\r\nl: 0\r\n\r\n",
+        );
         let mut e = m.edit();
         e.via_received("2001:db8::1", Some(5)).unwrap();
         let out = String::from_utf8(e.serialized()).unwrap();
-        assert!(out.contains("branch=z9hG4bK1;rport=5;received=2001:db8::1\r\n"), "{out}");
-        assert_eq!(m.edit().via_received("evil;x", None).err(), Some(EditError::Injection));
+        assert!(
+            out.contains("branch=z9hG4bK1;rport=5;received=2001:db8::1\r\n"),
+            "{out}"
+        );
+        assert_eq!(
+            m.edit().via_received("evil;x", None).err(),
+            Some(EditError::Injection)
+        );
     }
 
     impl Editor<'_> {

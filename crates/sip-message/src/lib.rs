@@ -29,6 +29,7 @@
 //! * `edit`: [`Editor`], splices.
 //! * `builder`: [`RequestBuilder`], [`ResponseBuilder`].
 //! * `framer`: [`StreamFramer`].
+//! * `peer`: [`Peer`], [`TransportKind`].
 //! * `validate`: [`validate()`], [`Role`], [`ValidationError`].
 //! * `error`: [`ParseError`], [`HeaderError`], [`UriError`].
 //!
@@ -71,6 +72,7 @@ mod message;
 mod method;
 mod name;
 mod params;
+mod peer;
 mod scan;
 mod uri;
 mod validate;
@@ -84,6 +86,7 @@ pub use message::{HeaderRef, Limits, SipMessage, Transport};
 pub use method::Method;
 pub use name::HeaderName;
 pub use params::{ParamIter, Params};
+pub use peer::{Peer, TransportKind};
 pub use scan::unescape;
 pub use uri::{AbsoluteUri, Host, SipUri, TelUri, Uri};
 pub use validate::{Role, ValidationError, validate};

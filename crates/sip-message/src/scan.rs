@@ -277,7 +277,9 @@ impl<'a> Iterator for ListSplit<'a> {
 pub(crate) fn first_element_end(s: &str) -> usize {
     let first = ListSplit::new(s).next().unwrap_or("");
     // `first` is a trimmed subslice that starts at or after index 0.
-    let lead = s.len() - s.trim_start_matches(|c: char| c.is_ascii() && is_lws(c as u8)).len();
+    let lead = s.len()
+        - s.trim_start_matches(|c: char| c.is_ascii() && is_lws(c as u8))
+            .len();
     lead + first.len()
 }
 

@@ -6,7 +6,12 @@
 //! below are ours, written from the RFC text (each case cites its section).
 
 // Test helpers outside #[test] functions may fail loudly on their fixtures.
-#![allow(clippy::expect_used, clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 
 use bytes::Bytes;
 use sip_message::headers::{

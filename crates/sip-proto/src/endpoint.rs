@@ -19,7 +19,8 @@ use sip_message::{
 use crate::error::ProtoError;
 use crate::key::{AckKey, TxKey};
 use crate::transaction::{TimerName, Transaction, TxKind, TxState};
-use crate::types::{IdGenerator, Peer, Timers, TxId};
+use crate::types::{IdGenerator, Timers, TxId};
+use sip_message::Peer;
 
 /// Something the endpoint wants done or wants known.
 #[derive(Debug, Clone, PartialEq, Eq)]

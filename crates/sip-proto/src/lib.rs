@@ -10,7 +10,8 @@
 //! * `endpoint`: [`Endpoint`], matching, the transitions, [`Output`], [`Event`].
 //! * `transaction`: the state machines' data: [`TxKind`], [`TxState`], [`TimerName`].
 //! * `key`: matching keys (§17.1.3, §17.2.3) and the ACK-to-2xx key.
-//! * `types`: [`Peer`], [`TransportKind`], [`Timers`], [`TxId`], [`IdGenerator`].
+//! * `types`: [`Timers`], [`TxId`], [`IdGenerator`]; [`Peer`] and
+//!   [`TransportKind`] come from `sip-message`.
 //! * `error`: [`ProtoError`].
 //!
 //! # The loop
@@ -49,5 +50,6 @@ mod types;
 
 pub use endpoint::{Endpoint, Event, Output, Transmit};
 pub use error::ProtoError;
+pub use sip_message::{Peer, TransportKind};
 pub use transaction::{TimerName, TxKind, TxState};
-pub use types::{IdGenerator, Peer, Timers, TransportKind, TxId};
+pub use types::{IdGenerator, Timers, TxId};

@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use sip_message::SipMessage;
 
-use crate::types::Peer;
+use sip_message::Peer;
 
 /// Which of the four machines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
