@@ -350,6 +350,7 @@ impl Endpoint {
                 interval: self.cfg.t1,
                 provisional_sent: false,
                 cancel_pending: false,
+                reliable_1xx: None,
                 key: key.clone(),
                 ack_key: None,
             },
@@ -446,6 +447,7 @@ impl Endpoint {
                 interval: self.cfg.t1,
                 provisional_sent: false,
                 cancel_pending: false,
+                reliable_1xx: None,
                 key: key.clone(),
                 ack_key: None,
             },
@@ -621,6 +623,7 @@ impl Endpoint {
                 interval: self.cfg.t1,
                 provisional_sent: false,
                 cancel_pending: false,
+                reliable_1xx: None,
                 key: key.clone(),
                 ack_key: None,
             },
@@ -711,6 +714,41 @@ impl Endpoint {
         }
         self.out.transmit(peer, bytes, Some(id));
         Ok(())
+    }
+
+    /// Sends a reliable provisional (RFC 3262 §3) through an INVITE server
+    /// transaction and retransmits it (T1, doubling) until
+    /// [`Endpoint::prack_received`], or reports `Timeout { timer:
+    /// Reliable1xx }` after 64*T1 (the UAS then rejects the INVITE with 5xx).
+    /// The response carries `Require: 100rel` and `RSeq` (see
+    /// [`crate::Dialog::next_rseq`]).
+    pub fn respond_reliable(
+        &mut self,
+        now: Instant,
+        id: TxId,
+        response: SipMessage,
+    ) -> Result<(), ProtoError> {
+        let status = response.status().ok_or(ProtoError::NotAResponse)?;
+        if !(101..200).contains(&status) {
+            return Err(ProtoError::NotAResponse);
+        }
+        let bytes = response.message_bytes();
+        self.respond(now, id, response)?;
+        if let Some(tx) = self.txs.get_mut(&id) {
+            tx.reliable_1xx = Some((bytes, self.cfg.t1, now + self.cfg.t1x64()));
+            self.clock
+                .arm(id, TimerName::Reliable1xx, now + self.cfg.t1);
+        }
+        Ok(())
+    }
+
+    /// The PRACK for the reliable provisional of `id` arrived: stop its
+    /// retransmissions.
+    pub fn prack_received(&mut self, id: TxId) {
+        if let Some(tx) = self.txs.get_mut(&id) {
+            tx.reliable_1xx = None;
+            self.clock.disarm(id, TimerName::Reliable1xx);
+        }
     }
 
     /// Cancels a pending INVITE client transaction (§9.1). Returns the
@@ -821,6 +859,19 @@ impl Endpoint {
                 let next = now + tx.interval;
                 self.retransmit_response(id);
                 self.clock.arm(id, timer, next);
+            }
+            (TxKind::ServerInvite, TxState::Proceeding, TimerName::Reliable1xx) => {
+                if let Some((bytes, interval, give_up)) = tx.reliable_1xx.take() {
+                    if now >= give_up {
+                        self.out.event(Event::Timeout { tx: id, timer });
+                    } else {
+                        let peer = tx.peer;
+                        let interval = interval * 2;
+                        tx.reliable_1xx = Some((bytes.clone(), interval, give_up));
+                        self.out.transmit(peer, bytes, Some(id));
+                        self.clock.arm(id, TimerName::Reliable1xx, now + interval);
+                    }
+                }
             }
             (TxKind::ServerInvite, TxState::Accepted, TimerName::L) => {
                 // The 2xx was never acknowledged (§13.3.1.4).

@@ -1,4 +1,5 @@
-//! `sip-proto`: the SIP transaction layer (RFC 3261 §17, RFC 6026), sans-IO.
+//! `sip-proto`: the SIP transaction layer (RFC 3261 §17, RFC 6026) and
+//! dialog layer (§12, RFC 3262, RFC 3311, RFC 6665 usages), sans-IO.
 //!
 //! No sockets, no clock, no randomness of its own: time comes in as an
 //! argument to every call, branches and tags come from a seeded
@@ -8,6 +9,7 @@
 //!
 //! # Layout
 //! * `endpoint`: [`Endpoint`], matching, the transitions, [`Output`], [`Event`].
+//! * `dialog`: [`Dialog`], [`Dialogs`], [`DialogId`]: §12 dialogs and their usages.
 //! * `transaction`: the state machines' data: [`TxKind`], [`TxState`], [`TimerName`].
 //! * `key`: matching keys (§17.1.3, §17.2.3) and the ACK-to-2xx key.
 //! * `types`: [`Timers`], [`TxId`], [`IdGenerator`]; [`Peer`] and
@@ -42,12 +44,16 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod dialog;
 mod endpoint;
 mod error;
 mod key;
 mod transaction;
 mod types;
 
+pub use dialog::{
+    Dialog, DialogError, DialogId, DialogState, Dialogs, Subscription, SubscriptionPhase,
+};
 pub use endpoint::{Endpoint, Event, Output, Transmit};
 pub use error::ProtoError;
 pub use sip_message::{Peer, TransportKind};

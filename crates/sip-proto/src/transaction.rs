@@ -77,6 +77,8 @@ pub enum TimerName {
     Trying,
     /// Retransmit a 2xx to INVITE until the ACK arrives (§13.3.1.4).
     Retransmit2xx,
+    /// Retransmit a reliable provisional until its PRACK (RFC 3262 §3).
+    Reliable1xx,
 }
 
 /// One transaction.
@@ -100,6 +102,9 @@ pub(crate) struct Transaction {
     pub(crate) provisional_sent: bool,
     /// Client INVITE: the TU cancelled before any provisional arrived.
     pub(crate) cancel_pending: bool,
+    /// Server INVITE: a reliable provisional awaiting its PRACK, its
+    /// retransmission interval, and when to give up (RFC 3262 §3: 64*T1).
+    pub(crate) reliable_1xx: Option<(Bytes, Duration, std::time::Instant)>,
     /// Keys under which the endpoint indexes this transaction.
     pub(crate) key: crate::key::TxKey,
     /// Server INVITE in Accepted: the dialog key an ACK must match.
