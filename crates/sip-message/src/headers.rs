@@ -107,23 +107,25 @@ impl<'a> TypedHeader<'a> for Via<'a> {
             port,
             params,
         };
-        // Known parameters must follow their grammar (§20.42, RFC 3581).
-        if let Some(ttl) = params.get("ttl") {
-            parse_decimal(ttl.unwrap_or(""), 255)?;
-        }
-        if let Some(r) = params.get("received") {
-            Host::parse_lenient(r.unwrap_or("")).map_err(|_| HeaderErrorKind::Param)?;
-        }
-        if let Some(Some(p)) = params.get("rport") {
-            parse_decimal(p, u64::from(u16::MAX))?;
-        }
-        if let Some(m) = params.get("maddr") {
-            Host::parse(m.unwrap_or("")).map_err(|_| HeaderErrorKind::Param)?;
-        }
-        if let Some(b) = params.get("branch")
-            && !b.is_some_and(is_token_str)
-        {
-            return Err(HeaderErrorKind::Param);
+        // Known parameters must follow their grammar (§20.42, RFC 3581);
+        // one pass over the list.
+        for (name, value) in params.iter() {
+            let ok = if name.eq_ignore_ascii_case("branch") {
+                value.is_some_and(is_token_str)
+            } else if name.eq_ignore_ascii_case("received") {
+                Host::parse_lenient(value.unwrap_or("")).is_ok()
+            } else if name.eq_ignore_ascii_case("rport") {
+                value.is_none_or(|p| parse_decimal(p, u64::from(u16::MAX)).is_ok())
+            } else if name.eq_ignore_ascii_case("ttl") {
+                parse_decimal(value.unwrap_or(""), 255).is_ok()
+            } else if name.eq_ignore_ascii_case("maddr") {
+                Host::parse(value.unwrap_or("")).is_ok()
+            } else {
+                true
+            };
+            if !ok {
+                return Err(HeaderErrorKind::Param);
+            }
         }
         Ok(via)
     }

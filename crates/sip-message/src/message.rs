@@ -13,6 +13,7 @@ use crate::HeaderName;
 use crate::error::{HeaderError, HeaderErrorKind, ParseError, StartLineFault};
 use crate::headers::TypedHeader;
 use crate::method::Method;
+use crate::name::MAX_KNOWN_LEN;
 use crate::scan::{ListSplit, is_token, parse_decimal};
 use crate::uri::Uri;
 
@@ -244,16 +245,31 @@ impl SipMessage {
                     limit: limits.max_headers,
                 });
             }
-            let line = b.get(pos..end).unwrap_or_default();
-            let colon =
-                memchr::memchr(b':', line).ok_or(ParseError::HeaderLine { line: line_no })?;
-            let name_end = trim_end(b, pos, pos + colon);
-            let name_bytes = b.get(pos..name_end).unwrap_or_default();
-            if name_bytes.is_empty() || !name_bytes.iter().all(|&c| is_token(c)) {
+            // One pass over the name: token characters, lowercased into a
+            // small buffer for the lookup, then optional WSP and ':'.
+            let mut lower = [0u8; MAX_KNOWN_LEN];
+            let mut i = pos;
+            while i < end {
+                let c = b.get(i).copied().unwrap_or(0);
+                if !is_token(c) {
+                    break;
+                }
+                if let Some(slot) = lower.get_mut(i - pos) {
+                    *slot = c.to_ascii_lowercase();
+                }
+                i += 1;
+            }
+            let name_end = i;
+            let colon = skip_wsp(b, name_end, end);
+            if name_end == pos || b.get(colon) != Some(&b':') || colon >= end {
                 return Err(ParseError::HeaderLine { line: line_no });
             }
-            let name = HeaderName::from_bytes(name_bytes);
-            let vstart = skip_wsp(b, pos + colon + 1, end);
+            let name_len = name_end - pos;
+            let name = match lower.get(..name_len) {
+                Some(l) => HeaderName::from_lowercase(l),
+                None => HeaderName::Other,
+            };
+            let vstart = skip_wsp(b, colon + 1, end);
             let vend = trim_end(b, vstart, end);
             let idx = u16::try_from(headers.len()).unwrap_or(u16::MAX);
             let slot = match name {

@@ -127,7 +127,7 @@ header_names! {
 
 /// The longest known header name, in bytes (`authentication-info`,
 /// `p-preferred-identity`); longer names are [`HeaderName::Other`] at once.
-const MAX_KNOWN_LEN: usize = 20;
+pub(crate) const MAX_KNOWN_LEN: usize = 20;
 
 impl HeaderName {
     /// Looks up a header name as it appears on the wire: case-insensitive,
@@ -135,28 +135,6 @@ impl HeaderName {
     /// [`HeaderName::Other`].
     #[must_use]
     pub fn from_bytes(name: &[u8]) -> HeaderName {
-        if name.len() == 1 {
-            return match name.first().map(u8::to_ascii_lowercase) {
-                Some(b'a') => HeaderName::AcceptContact,
-                Some(b'b') => HeaderName::ReferredBy,
-                Some(b'c') => HeaderName::ContentType,
-                Some(b'e') => HeaderName::ContentEncoding,
-                Some(b'f') => HeaderName::From,
-                Some(b'i') => HeaderName::CallId,
-                Some(b'j') => HeaderName::RejectContact,
-                Some(b'k') => HeaderName::Supported,
-                Some(b'l') => HeaderName::ContentLength,
-                Some(b'm') => HeaderName::Contact,
-                Some(b'o') => HeaderName::Event,
-                Some(b'r') => HeaderName::ReferTo,
-                Some(b's') => HeaderName::Subject,
-                Some(b't') => HeaderName::To,
-                Some(b'u') => HeaderName::AllowEvents,
-                Some(b'v') => HeaderName::Via,
-                Some(b'x') => HeaderName::SessionExpires,
-                _ => HeaderName::Other,
-            };
-        }
         if name.len() > MAX_KNOWN_LEN {
             return HeaderName::Other;
         }
@@ -167,7 +145,34 @@ impl HeaderName {
         for (d, s) in dst.iter_mut().zip(name) {
             *d = s.to_ascii_lowercase();
         }
-        HeaderName::from_lower(dst)
+        HeaderName::from_lowercase(dst)
+    }
+
+    /// Looks up a name already lowercased (at most [`MAX_KNOWN_LEN`] bytes).
+    pub(crate) fn from_lowercase(lower: &[u8]) -> HeaderName {
+        if let [c] = lower {
+            return match c {
+                b'a' => HeaderName::AcceptContact,
+                b'b' => HeaderName::ReferredBy,
+                b'c' => HeaderName::ContentType,
+                b'e' => HeaderName::ContentEncoding,
+                b'f' => HeaderName::From,
+                b'i' => HeaderName::CallId,
+                b'j' => HeaderName::RejectContact,
+                b'k' => HeaderName::Supported,
+                b'l' => HeaderName::ContentLength,
+                b'm' => HeaderName::Contact,
+                b'o' => HeaderName::Event,
+                b'r' => HeaderName::ReferTo,
+                b's' => HeaderName::Subject,
+                b't' => HeaderName::To,
+                b'u' => HeaderName::AllowEvents,
+                b'v' => HeaderName::Via,
+                b'x' => HeaderName::SessionExpires,
+                _ => HeaderName::Other,
+            };
+        }
+        HeaderName::from_lower(lower)
     }
 
     /// Whether `wire` (a name as it appears in a message) names this header.

@@ -21,6 +21,8 @@ enum Kind {
 pub struct Params<'a> {
     raw: &'a str,
     kind: Kind,
+    /// No whitespace and no quoted value: split at ';' and '=' directly.
+    simple: bool,
 }
 
 /// Why a parameter list does not parse.
@@ -34,6 +36,7 @@ impl<'a> Params<'a> {
         Params {
             raw: "",
             kind: Kind::Header,
+            simple: true,
         }
     }
 
@@ -50,17 +53,23 @@ impl<'a> Params<'a> {
     }
 
     pub(crate) fn parse_uri(raw: &'a str) -> Result<Params<'a>, ParamSyntax> {
-        let p = Params {
-            raw,
-            kind: Kind::Uri,
-        };
-        for item in raw.split(';') {
-            let name = item.split_once('=').map_or(item, |(n, _)| n);
-            if name.is_empty() {
+        // Every parameter has a non-empty name: no ";;", no leading or
+        // trailing ';', no "=" right after a ';'.
+        let mut at_start = true;
+        for &c in raw.as_bytes() {
+            if at_start && (c == b';' || c == b'=') {
                 return Err(ParamSyntax);
             }
+            at_start = c == b';';
         }
-        Ok(p)
+        if at_start {
+            return Err(ParamSyntax);
+        }
+        Ok(Params {
+            raw,
+            kind: Kind::Uri,
+            simple: true,
+        })
     }
 
     /// Parses header parameters from the cursor, which stands just after the
@@ -90,9 +99,12 @@ impl<'a> Params<'a> {
                 break;
             }
         }
+        let raw = c.slice(start, end);
+        let simple = !raw.bytes().any(|b| b == b'"' || is_lws(b));
         Ok(Params {
-            raw: c.slice(start, end),
+            raw,
             kind: Kind::Header,
+            simple,
         })
     }
 
@@ -102,7 +114,7 @@ impl<'a> Params<'a> {
     pub fn iter(&self) -> ParamIter<'a> {
         ParamIter {
             c: Cursor::new(self.raw),
-            kind: self.kind,
+            simple: self.simple,
         }
     }
 
@@ -135,7 +147,7 @@ impl<'a> Params<'a> {
 #[derive(Debug, Clone)]
 pub struct ParamIter<'a> {
     c: Cursor<'a>,
-    kind: Kind,
+    simple: bool,
 }
 
 impl<'a> Iterator for ParamIter<'a> {
@@ -143,14 +155,21 @@ impl<'a> Iterator for ParamIter<'a> {
 
     fn next(&mut self) -> Option<Self::Item> {
         let c = &mut self.c;
-        if self.kind == Kind::Uri {
-            if c.is_empty() {
+        if self.simple {
+            // URI parameters, and header parameters without whitespace or
+            // quotes: split at ';' and '='.
+            let rest = c.rest();
+            if rest.is_empty() {
                 return None;
             }
-            let item = c.take_while(|b| b != b';');
-            c.eat(b';');
-            return Some(match item.split_once('=') {
-                Some((n, v)) => (n, Some(v)),
+            let end = crate::scan::find_byte(b';', rest.as_bytes()).unwrap_or(rest.len());
+            let item = rest.get(..end).unwrap_or("");
+            c.advance(end + 1);
+            return Some(match crate::scan::find_byte(b'=', item.as_bytes()) {
+                Some(eq) => (
+                    item.get(..eq).unwrap_or(""),
+                    Some(item.get(eq + 1..).unwrap_or("")),
+                ),
                 None => (item, None),
             });
         }

@@ -8,15 +8,31 @@ use crate::error::HeaderErrorKind;
 
 /// `token` characters (§25.1): alphanum and `-.!%*_+`'~`.
 #[inline]
-pub(crate) const fn is_token(b: u8) -> bool {
+#[allow(clippy::indexing_slicing)] // a u8 indexes a 256-entry table
+pub(crate) fn is_token(b: u8) -> bool {
+    TOKEN[b as usize]
+}
+
+const fn token_char(b: u8) -> bool {
     matches!(b,
         b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9'
         | b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~')
 }
 
+#[allow(clippy::indexing_slicing)] // i < 256
+static TOKEN: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = token_char(i as u8);
+        i += 1;
+    }
+    t
+};
+
 /// `word` characters (§25.1), used by Call-ID.
 #[inline]
-pub(crate) const fn is_word(b: u8) -> bool {
+pub(crate) fn is_word(b: u8) -> bool {
     is_token(b)
         || matches!(
             b,
@@ -33,6 +49,13 @@ pub(crate) const fn is_word(b: u8) -> bool {
                 | b'{'
                 | b'}'
         )
+}
+
+/// Finds a byte in a short slice. Header values and URIs are tens of bytes,
+/// where a plain loop beats a vectorised search's setup.
+#[inline]
+pub(crate) fn find_byte(needle: u8, haystack: &[u8]) -> Option<usize> {
+    haystack.iter().position(|&b| b == needle)
 }
 
 /// Linear white space inside a header value (folding included).
@@ -79,6 +102,11 @@ impl<'a> Cursor<'a> {
 
     pub(crate) fn peek(&self) -> Option<u8> {
         self.s.as_bytes().get(self.pos).copied()
+    }
+
+    /// Moves forward `n` bytes (clamped to the end).
+    pub(crate) fn advance(&mut self, n: usize) {
+        self.pos = (self.pos + n).min(self.s.len());
     }
 
     pub(crate) fn bump(&mut self) {
@@ -250,6 +278,10 @@ impl<'a> Iterator for ListSplit<'a> {
         }
         let bytes = self.s.as_bytes();
         let start = self.pos;
+        if crate::scan::find_byte(b',', bytes.get(start..).unwrap_or_default()).is_none() {
+            self.done = true;
+            return Some(trim(self.s.get(start..).unwrap_or("")));
+        }
         let mut i = start;
         let mut in_quote = false;
         let mut in_angle = false;
@@ -353,25 +385,6 @@ impl Iterator for Unescape<'_> {
 #[must_use]
 pub fn unescape(s: &str) -> Vec<u8> {
     Unescape::new(s.as_bytes()).collect()
-}
-
-/// Whether every `%` in `s` starts a valid `%HH` escape.
-pub(crate) fn escapes_valid(s: &str) -> bool {
-    let b = s.as_bytes();
-    let mut i = 0;
-    while let Some(&c) = b.get(i) {
-        if c == b'%' {
-            let ok = b.get(i + 1).copied().and_then(hex).is_some()
-                && b.get(i + 2).copied().and_then(hex).is_some();
-            if !ok {
-                return false;
-            }
-            i += 3;
-        } else {
-            i += 1;
-        }
-    }
-    true
 }
 
 #[cfg(test)]

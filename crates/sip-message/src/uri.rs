@@ -9,7 +9,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use crate::error::UriError;
 use crate::params::Params;
-use crate::scan::{eq_unescaped, escapes_valid};
+use crate::scan::eq_unescaped;
 
 /// A parsed URI.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,28 +99,38 @@ pub enum Host<'a> {
 impl<'a> Host<'a> {
     /// Parses a host: `[IPv6]`, dotted IPv4, or a domain name.
     pub fn parse(s: &'a str) -> Result<Host<'a>, UriError> {
-        if let Some(inner) = s.strip_prefix('[') {
-            let inner = inner.strip_suffix(']').ok_or(UriError::Host)?;
-            return parse_ipv6(inner).map(Host::Ipv6).ok_or(UriError::Host);
-        }
-        if s.is_empty() {
-            return Err(UriError::Host);
-        }
-        if s.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
-            return s.parse().map(Host::Ipv4).map_err(|_| UriError::Host);
+        let b = s.as_bytes();
+        match b.first() {
+            None | Some(b'.') => return Err(UriError::Host),
+            Some(b'[') => {
+                let inner = s
+                    .get(1..)
+                    .and_then(|i| i.strip_suffix(']'))
+                    .ok_or(UriError::Host)?;
+                return parse_ipv6(inner).map(Host::Ipv6).ok_or(UriError::Host);
+            }
+            Some(_) => {}
         }
         // hostname = *( domainlabel "." ) toplabel [ "." ]; '_' tolerated as
-        // it is met in the field (SRV-style names).
-        let ok = s
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
-            && !s.starts_with('.')
-            && !s.contains("..");
-        if ok {
-            Ok(Host::Domain(s))
-        } else {
-            Err(UriError::Host)
+        // it is met in the field (SRV-style names). One pass: characters,
+        // no empty label, and whether it is all digits and dots (IPv4).
+        let mut numeric = true;
+        let mut prev_dot = false;
+        for &c in b {
+            if !class::is(c, class::HOST) {
+                return Err(UriError::Host);
+            }
+            let dot = c == b'.';
+            if dot && prev_dot {
+                return Err(UriError::Host);
+            }
+            prev_dot = dot;
+            numeric &= dot || c.is_ascii_digit();
         }
+        if numeric {
+            return s.parse().map(Host::Ipv4).map_err(|_| UriError::Host);
+        }
+        Ok(Host::Domain(s))
     }
 
     /// Parses a host that may be a bare IPv6 address without brackets (the
@@ -184,122 +194,200 @@ pub struct SipUri<'a> {
     headers: Option<&'a str>,
 }
 
-/// `unreserved` (§25.1): alphanum and `-_.!~*'()`.
-const fn is_unreserved(b: u8) -> bool {
-    b.is_ascii_alphanumeric()
-        || matches!(
-            b,
-            b'-' | b'_' | b'.' | b'!' | b'~' | b'*' | b'\'' | b'(' | b')'
-        )
+/// Character classes of RFC 3261 §25.1 URI parts, one bit each, looked up
+/// in a table so a URI is validated in one pass.
+mod class {
+    pub(super) const USER: u8 = 1;
+    pub(super) const PASSWORD: u8 = 2;
+    pub(super) const PARAM: u8 = 4;
+    pub(super) const HEADER: u8 = 8;
+    pub(super) const HOST: u8 = 16;
+    /// A parameter list: PARAM characters and the ';' between parameters.
+    pub(super) const PARAMS: u8 = 32;
+
+    const fn classes(b: u8) -> u8 {
+        // unreserved = alphanum / mark; mark = -_.!~*'()
+        let unreserved = b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'-' | b'_' | b'.' | b'!' | b'~' | b'*' | b'\'' | b'(' | b')'
+            );
+        let mut c = 0;
+        // user = unreserved / escaped / user-unreserved (&=+$,;?/)
+        if unreserved
+            || matches!(
+                b,
+                b'%' | b'&' | b'=' | b'+' | b'$' | b',' | b';' | b'?' | b'/'
+            )
+        {
+            c |= USER;
+        }
+        // password = unreserved / escaped / &=+$,
+        if unreserved || matches!(b, b'%' | b'&' | b'=' | b'+' | b'$' | b',') {
+            c |= PASSWORD;
+        }
+        // paramchar = param-unreserved ([]/:&+$) / unreserved / escaped, and
+        // '=' between name and value.
+        if unreserved
+            || matches!(
+                b,
+                b'%' | b'[' | b']' | b'/' | b':' | b'&' | b'+' | b'$' | b'='
+            )
+        {
+            c |= PARAM;
+        }
+        // hname / hvalue = hnv-unreserved ([]/?:+$) / unreserved / escaped,
+        // and '=' '&' between them.
+        if unreserved
+            || matches!(
+                b,
+                b'%' | b'[' | b']' | b'/' | b'?' | b':' | b'+' | b'$' | b'=' | b'&'
+            )
+        {
+            c |= HEADER;
+        }
+        // hostname characters; '_' tolerated as met in the field.
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_') {
+            c |= HOST;
+        }
+        if c & PARAM != 0 || b == b';' {
+            c |= PARAMS;
+        }
+        c
+    }
+
+    #[allow(clippy::indexing_slicing)] // i < 256
+    const fn table() -> [u8; 256] {
+        let mut t = [0u8; 256];
+        let mut i = 0;
+        while i < 256 {
+            t[i] = classes(i as u8);
+            i += 1;
+        }
+        t
+    }
+
+    pub(super) static TABLE: [u8; 256] = table();
+
+    #[inline]
+    #[allow(clippy::indexing_slicing)] // a u8 indexes a 256-entry table
+    pub(super) fn is(b: u8, class: u8) -> bool {
+        TABLE[b as usize] & class != 0
+    }
 }
 
-fn is_user_char(b: u8) -> bool {
-    // user-unreserved = "&" / "=" / "+" / "$" / "," / ";" / "?" / "/"
-    is_unreserved(b)
-        || matches!(
-            b,
-            b'%' | b'&' | b'=' | b'+' | b'$' | b',' | b';' | b'?' | b'/'
-        )
-}
-
-fn is_password_char(b: u8) -> bool {
-    is_unreserved(b) || matches!(b, b'%' | b'&' | b'=' | b'+' | b'$' | b',')
-}
-
-fn is_param_char(b: u8) -> bool {
-    // paramchar = param-unreserved / unreserved / escaped, plus '=' between
-    // name and value; '[' ']' ':' for IPv6 maddr (param-unreserved).
-    is_unreserved(b)
-        || matches!(
-            b,
-            b'%' | b'[' | b']' | b'/' | b':' | b'&' | b'+' | b'$' | b'='
-        )
-}
-
-fn is_header_char(b: u8) -> bool {
-    // hnv-unreserved = "[" / "]" / "/" / "?" / ":" / "+" / "$"
-    is_unreserved(b)
-        || matches!(
-            b,
-            b'%' | b'[' | b']' | b'/' | b'?' | b':' | b'+' | b'$' | b'=' | b'&'
-        )
+/// Checks that every byte of `s` is in `class` and every `%` starts a
+/// `%HH` escape.
+fn all_in(s: &[u8], class: u8) -> bool {
+    let mut i = 0;
+    while let Some(&b) = s.get(i) {
+        if !class::is(b, class) {
+            return false;
+        }
+        if b == b'%' {
+            let hex = |j: usize| s.get(j).is_some_and(u8::is_ascii_hexdigit);
+            if !hex(i + 1) || !hex(i + 2) {
+                return false;
+            }
+            i += 3;
+        } else {
+            i += 1;
+        }
+    }
+    true
 }
 
 impl<'a> SipUri<'a> {
-    /// Parses a `sip:` or `sips:` URI.
+    /// Parses a `sip:` or `sips:` URI, in one pass over its bytes.
     pub fn parse(s: &'a str) -> Result<SipUri<'a>, UriError> {
-        let (secure, rest) = if let Some(r) = strip_prefix_ci(s, "sips:") {
-            (true, r)
-        } else if let Some(r) = strip_prefix_ci(s, "sip:") {
-            (false, r)
-        } else {
-            return Err(UriError::Scheme);
+        let b = s.as_bytes();
+        let (secure, start) = match b.get(..5) {
+            Some(p) if p.eq_ignore_ascii_case(b"sips:") => (true, 5),
+            _ => match b.get(..4) {
+                Some(p) if p.eq_ignore_ascii_case(b"sip:") => (false, 4),
+                _ => return Err(UriError::Scheme),
+            },
         };
-        // userinfo: an '@' may appear in no later part of the URI, so the
+        let sub = |from: usize, to: usize| s.get(from..to).ok_or(UriError::Char);
+        // userinfo: no '@' may appear in a later part of the URI, so the
         // first '@' ends it. The user part may hold ';', '?' and ',' (§25.1
         // user-unreserved, RFC 4475 §3.1.1.9).
-        let (user, password, hostpart) = match rest.find('@') {
+        let rest = b.get(start..).unwrap_or_default();
+        let (user, password, host_start) = match crate::scan::find_byte(b'@', rest) {
             Some(at) => {
-                let userinfo = rest.get(..at).unwrap_or("");
-                let hostpart = rest.get(at + 1..).unwrap_or("");
-                let (user, password) = match userinfo.find(':') {
+                let userinfo = rest.get(..at).unwrap_or_default();
+                let (user, password) = match crate::scan::find_byte(b':', userinfo) {
                     Some(c) => (
-                        userinfo.get(..c).unwrap_or(""),
-                        Some(userinfo.get(c + 1..).unwrap_or("")),
+                        sub(start, start + c)?,
+                        Some(sub(start + c + 1, start + at)?),
                     ),
-                    None => (userinfo, None),
+                    None => (sub(start, start + at)?, None),
                 };
-                if user.is_empty() || !user.bytes().all(is_user_char) || !escapes_valid(user) {
+                if user.is_empty() || !all_in(user.as_bytes(), class::USER) {
                     return Err(UriError::User);
                 }
                 if let Some(p) = password
-                    && (!p.bytes().all(is_password_char) || !escapes_valid(p))
+                    && !all_in(p.as_bytes(), class::PASSWORD)
                 {
                     return Err(UriError::User);
                 }
-                (Some(user), password, hostpart)
+                (Some(user), password, start + at + 1)
             }
-            None => (None, None, rest),
+            None => (None, None, start),
         };
-        // hostport
-        let host_end = if hostpart.starts_with('[') {
-            hostpart.find(']').map(|i| i + 1).ok_or(UriError::Host)?
+        // host: an IPv6 reference, or hostname / IPv4 characters up to the
+        // first ':', ';' or '?'.
+        let mut i = host_start;
+        if b.get(i) == Some(&b'[') {
+            let close = crate::scan::find_byte(b']', b.get(i..).unwrap_or_default())
+                .ok_or(UriError::Host)?;
+            i += close + 1;
         } else {
-            hostpart.find([':', ';', '?']).unwrap_or(hostpart.len())
-        };
-        let host_text = hostpart.get(..host_end).ok_or(UriError::Host)?;
+            while b.get(i).is_some_and(|&c| class::is(c, class::HOST)) {
+                i += 1;
+            }
+        }
+        let host_text = sub(host_start, i)?;
         let host = Host::parse(host_text)?;
-        let mut tail = hostpart.get(host_end..).unwrap_or("");
         let mut port = None;
-        if let Some(p) = tail.strip_prefix(':') {
-            let end = p.find([';', '?']).unwrap_or(p.len());
-            let digits = p.get(..end).unwrap_or("");
-            if digits.is_empty() || digits.len() > 5 || !digits.bytes().all(|b| b.is_ascii_digit())
-            {
+        if b.get(i) == Some(&b':') {
+            let from = i + 1;
+            let mut n: u32 = 0;
+            i = from;
+            while let Some(&d) = b.get(i).filter(|d| d.is_ascii_digit()) {
+                n = n * 10 + u32::from(d - b'0');
+                i += 1;
+                if i - from > 5 {
+                    return Err(UriError::Port);
+                }
+            }
+            if i == from || !matches!(b.get(i), None | Some(b';' | b'?')) {
                 return Err(UriError::Port);
             }
-            port = Some(digits.parse::<u16>().map_err(|_| UriError::Port)?);
-            tail = p.get(end..).unwrap_or("");
+            port = Some(u16::try_from(n).map_err(|_| UriError::Port)?);
         }
         let mut params = Params::empty();
-        if let Some(p) = tail.strip_prefix(';') {
-            let end = p.find('?').unwrap_or(p.len());
-            let raw = p.get(..end).unwrap_or("");
-            if !raw.bytes().all(|b| is_param_char(b) || b == b';') || !escapes_valid(raw) {
+        if b.get(i) == Some(&b';') {
+            let from = i + 1;
+            let end = crate::scan::find_byte(b'?', b.get(from..).unwrap_or_default())
+                .map_or(b.len(), |q| from + q);
+            let raw = sub(from, end)?;
+            if !all_in(raw.as_bytes(), class::PARAMS) {
                 return Err(UriError::Param);
             }
             params = Params::parse_uri(raw).map_err(|_| UriError::Param)?;
-            tail = p.get(end..).unwrap_or("");
+            i = end;
         }
         let mut headers = None;
-        if let Some(h) = tail.strip_prefix('?') {
-            if h.is_empty() || !h.bytes().all(is_header_char) || !escapes_valid(h) {
+        if b.get(i) == Some(&b'?') {
+            let h = sub(i + 1, b.len())?;
+            if h.is_empty() || !all_in(h.as_bytes(), class::HEADER) {
                 return Err(UriError::Headers);
             }
             headers = Some(h);
-            tail = "";
+            i = b.len();
         }
-        if !tail.is_empty() {
+        if i != b.len() {
             return Err(UriError::Char);
         }
         Ok(SipUri {
@@ -493,7 +581,7 @@ impl<'a> TelUri<'a> {
         let params_raw = rest.get(end..).and_then(|p| p.strip_prefix(';'));
         let params = match params_raw {
             Some(p) => {
-                if !p.bytes().all(|b| is_param_char(b) || b == b';') || !escapes_valid(p) {
+                if !all_in(p.as_bytes(), class::PARAMS) {
                     return Err(UriError::Param);
                 }
                 Params::parse_uri(p).map_err(|_| UriError::Param)?
