@@ -106,7 +106,7 @@ pub fn default_reason(code: u16) -> &'static str {
 }
 
 fn check(name: &str, value: &str) -> Result<(), BuildError> {
-    if !is_token_str(name) || value.bytes().any(|b| matches!(b, b'\r' | b'\n' | 0)) {
+    if !is_token_str(name) || crate::scan::breaks_line(value) {
         return Err(BuildError::Injection);
     }
     Ok(())
@@ -125,7 +125,10 @@ impl Parts {
         if self.error.is_some() {
             return;
         }
-        if let Err(e) = check(name, value) {
+        // A folded value (copied from a received message) is written on
+        // one line: §7.3.1 makes the fold equivalent to one SP.
+        let value = crate::scan::unfold(value);
+        if let Err(e) = check(name, &value) {
             self.error = Some(e);
             return;
         }

@@ -34,13 +34,20 @@ pub enum EditError {
     /// There is no Via header.
     #[error("no Via header")]
     NoVia,
+    /// The edit touches bytes an earlier edit of this editor already
+    /// replaced in part (every edit refers to the original message).
+    #[error("edit overlaps an earlier edit")]
+    Overlap,
 }
 
-/// Replace `at` (an empty range is a pure insertion) with `text`.
-#[derive(Debug, Clone, Copy)]
+/// Replace `at` (an empty range is a pure insertion) with `text`. `key`
+/// names the header a keyed insertion added, so a second `replace` of an
+/// absent header replaces the first one's line instead of adding another.
+#[derive(Debug, Clone)]
 struct Splice {
     at: Span,
     text: (u32, u32),
+    key: Option<Box<str>>,
 }
 
 /// A set of edits to one message, applied when serializing.
@@ -53,7 +60,7 @@ pub struct Editor<'m> {
 }
 
 fn check_value(v: &str) -> Result<(), EditError> {
-    if v.bytes().any(|b| matches!(b, b'\r' | b'\n' | 0)) {
+    if crate::scan::breaks_line(v) {
         Err(EditError::Injection)
     } else {
         Ok(())
@@ -80,14 +87,56 @@ impl<'m> Editor<'m> {
         }
     }
 
-    fn splice(&mut self, at: Span, write: impl FnOnce(&mut String)) {
+    /// Records an edit. Edits are kept non-overlapping: an edit of the same
+    /// range replaces the earlier one, an edit covering earlier ones
+    /// absorbs them, and an edit partly inside an earlier replacement is
+    /// refused ([`EditError::Overlap`]). Insertions at one point keep their
+    /// order.
+    fn splice(
+        &mut self,
+        at: Span,
+        key: Option<&str>,
+        write: impl FnOnce(&mut String),
+    ) -> Result<(), EditError> {
+        let inside = |outer: Span, p: u32| outer.start < p && p < outer.end;
+        if at.start == at.end {
+            if self.splices.iter().any(|s| inside(s.at, at.start)) {
+                return Err(EditError::Overlap);
+            }
+        } else {
+            for s in &self.splices {
+                let covered = at.start <= s.at.start && s.at.end <= at.end;
+                let overlaps = if s.at.start == s.at.end {
+                    inside(at, s.at.start)
+                } else {
+                    s.at.start < at.end && at.start < s.at.end
+                };
+                if overlaps && !covered {
+                    return Err(EditError::Overlap);
+                }
+            }
+            self.splices.retain(|s| {
+                let empty = s.at.start == s.at.end;
+                let covered = at.start <= s.at.start && s.at.end <= at.end;
+                !(covered && (!empty || inside(at, s.at.start)))
+            });
+        }
+        if let Some(k) = key {
+            self.splices.retain(|s| {
+                !s.key
+                    .as_deref()
+                    .is_some_and(|sk| sk.eq_ignore_ascii_case(k))
+            });
+        }
         let start = u32::try_from(self.arena.len()).unwrap_or(u32::MAX);
         write(&mut self.arena);
         let end = u32::try_from(self.arena.len()).unwrap_or(u32::MAX);
         self.splices.push(Splice {
             at,
             text: (start, end),
+            key: key.map(Box::from),
         });
+        Ok(())
     }
 
     fn insertion_point(&self, before: Option<HeaderName>) -> u32 {
@@ -99,13 +148,19 @@ impl<'m> Editor<'m> {
             )
     }
 
-    fn insert_line(&mut self, at: u32, name: &str, value: &str) {
-        self.splice(Span { start: at, end: at }, |a| {
+    fn insert_line(
+        &mut self,
+        at: u32,
+        key: Option<&str>,
+        name: &str,
+        value: &str,
+    ) -> Result<(), EditError> {
+        self.splice(Span { start: at, end: at }, key, |a| {
             a.push_str(name);
             a.push_str(": ");
             a.push_str(value);
             a.push_str("\r\n");
-        });
+        })
     }
 
     /// Adds a Via above the topmost one (§16.6 step 8). `value` is the text
@@ -113,7 +168,7 @@ impl<'m> Editor<'m> {
     pub fn prepend_via(&mut self, value: &str) -> Result<&mut Self, EditError> {
         check_value(value)?;
         let at = self.insertion_point(Some(HeaderName::Via));
-        self.insert_line(at, "Via", value);
+        self.insert_line(at, None, "Via", value)?;
         Ok(self)
     }
 
@@ -122,7 +177,7 @@ impl<'m> Editor<'m> {
         check_name(name)?;
         check_value(value)?;
         let at = self.insertion_point(None);
-        self.insert_line(at, name, value);
+        self.insert_line(at, None, name, value)?;
         Ok(self)
     }
 
@@ -135,7 +190,8 @@ impl<'m> Editor<'m> {
             .map(|h| h.line_span())
             .collect();
         for line in lines {
-            self.splice(line, |_| {});
+            // Whole lines never partly overlap other edits of lines.
+            let _ = self.splice(line, None, |_| {});
         }
         self
     }
@@ -149,16 +205,16 @@ impl<'m> Editor<'m> {
         match lines.next() {
             Some(first) => {
                 let rest: Vec<Span> = lines.collect();
-                self.splice(first, |a| {
+                self.splice(first, None, |a| {
                     let _ = write!(a, "{name}: {value}\r\n");
-                });
+                })?;
                 for l in rest {
-                    self.splice(l, |_| {});
+                    self.splice(l, None, |_| {})?;
                 }
             }
             None => {
                 let at = self.insertion_point(None);
-                self.insert_line(at, name, value);
+                self.insert_line(at, Some(name), name, value)?;
             }
         }
         Ok(self)
@@ -171,7 +227,7 @@ impl<'m> Editor<'m> {
         match self.msg.typed::<MaxForwards>() {
             None => {
                 let at = self.insertion_point(None);
-                self.insert_line(at, "Max-Forwards", "70");
+                self.insert_line(at, Some("Max-Forwards"), "Max-Forwards", "70")?;
                 Ok(70)
             }
             Some(Err(_)) => Err(EditError::BadMaxForwards),
@@ -183,9 +239,9 @@ impl<'m> Editor<'m> {
                     .map(|h| h.value_span())
                     .ok_or(EditError::BadMaxForwards)?;
                 let n = n - 1;
-                self.splice(span, |a| {
+                self.splice(span, None, |a| {
                     let _ = write!(a, "{n}");
-                });
+                })?;
                 Ok(n)
             }
         }
@@ -205,7 +261,7 @@ impl<'m> Editor<'m> {
         match split.next_start() {
             None => {
                 let line = h.line_span();
-                self.splice(line, |_| {});
+                self.splice(line, None, |_| {})?;
             }
             Some(offset) => {
                 // Cut from the start of the value to the second element.
@@ -213,7 +269,7 @@ impl<'m> Editor<'m> {
                     start: value.start,
                     end: value.start + u32::try_from(offset).unwrap_or(0),
                 };
-                self.splice(cut, |_| {});
+                self.splice(cut, None, |_| {})?;
             }
         }
         Ok(self)
@@ -241,15 +297,15 @@ impl<'m> Editor<'m> {
         let element = text.get(..end).unwrap_or("");
         if let (Some(port), Some(at)) = (rport, bare_param_end(element, "rport")) {
             let at = value.start + u32::try_from(at).unwrap_or(0);
-            self.splice(Span { start: at, end: at }, |a| {
+            self.splice(Span { start: at, end: at }, None, |a| {
                 let _ = write!(a, "={port}");
-            });
+            })?;
         }
         let at = value.start + u32::try_from(end).unwrap_or(0);
-        self.splice(Span { start: at, end: at }, |a| {
+        self.splice(Span { start: at, end: at }, Some(";received"), |a| {
             a.push_str(";received=");
             a.push_str(received);
-        });
+        })?;
         Ok(self)
     }
 
@@ -259,7 +315,7 @@ impl<'m> Editor<'m> {
             return Err(EditError::Injection);
         }
         if let Some(span) = self.msg.request_uri_span() {
-            self.splice(span, |a| a.push_str(uri));
+            self.splice(span, None, |a| a.push_str(uri))?;
         }
         Ok(self)
     }
@@ -286,7 +342,7 @@ impl<'m> Editor<'m> {
         if self.msg.content_length().is_none() && self.body.is_none() {
             let len = self.msg.body().len().to_string();
             let at = self.insertion_point(None);
-            self.insert_line(at, "Content-Length", &len);
+            let _ = self.insert_line(at, Some("Content-Length"), "Content-Length", &len);
         }
         self
     }
@@ -298,7 +354,8 @@ impl<'m> Editor<'m> {
         let body = self.msg.body_span();
         let mut n = (body.start - sl.start) as usize;
         for s in &self.splices {
-            n = n + (s.text.1 - s.text.0) as usize - (s.at.end - s.at.start) as usize;
+            n = (n + (s.text.1 - s.text.0) as usize)
+                .saturating_sub((s.at.end - s.at.start) as usize);
         }
         n + self.body.as_ref().map_or(self.msg.body().len(), Bytes::len)
     }
@@ -313,7 +370,8 @@ impl<'m> Editor<'m> {
     /// Writes the edited message: original bytes between the splices.
     pub fn write_to(&mut self, out: &mut impl BufMut) {
         // Stable sort: insertions at one point keep the order they were made.
-        self.splices.sort_by_key(|s| s.at.start);
+        // Insertions at a point come before a replacement starting there.
+        self.splices.sort_by_key(|s| (s.at.start, s.at.end));
         let src = self.msg.as_bytes();
         let sl = self.msg.start_line_span();
         let body = self.msg.body_span();

@@ -190,8 +190,9 @@ fn content_length_value(head: &[u8], mut i: usize) -> Result<u32, ParseError> {
             }
             Some(d @ b'0'..=b'9') if !after_digits => {
                 digits += 1;
+                // Bound the value, not the digits: leading zeros are legal.
                 value = value * 10 + u64::from(d - b'0');
-                if digits > 10 {
+                if value > u64::from(u32::MAX) {
                     return Err(ParseError::BadContentLength);
                 }
             }

@@ -393,7 +393,8 @@ impl<'a> TypedHeader<'a> for CSeq<'a> {
     fn parse(value: &'a str) -> R<Self> {
         let mut c = Cursor::new(value);
         c.skip_ws();
-        let seq = c.number(u64::from(u32::MAX))?;
+        // §8.1.1.5: the sequence number is below 2**31.
+        let seq = c.number(0x7fff_ffff)?;
         if !c.skip_ws() {
             return Err(HeaderErrorKind::Invalid);
         }

@@ -29,7 +29,7 @@
 //! * `edit`: [`Editor`], splices.
 //! * `builder`: [`RequestBuilder`], [`ResponseBuilder`].
 //! * `framer`: [`StreamFramer`].
-//! * `peer`: [`Peer`], [`TransportKind`].
+//! * `peer`: [`Peer`], [`TransportKind`], [`via_stamp`], [`response_peer`].
 //! * `validate`: [`validate()`], [`Role`], [`ValidationError`].
 //! * `error`: [`ParseError`], [`HeaderError`], [`UriError`].
 //!
@@ -86,7 +86,7 @@ pub use message::{HeaderRef, Limits, SipMessage, Transport};
 pub use method::Method;
 pub use name::HeaderName;
 pub use params::{ParamIter, Params};
-pub use peer::{Peer, TransportKind};
+pub use peer::{Peer, TransportKind, ViaStamp, response_peer, via_stamp};
 pub use scan::unescape;
 pub use uri::{AbsoluteUri, Host, SipUri, TelUri, Uri};
 pub use validate::{Role, ValidationError, validate};

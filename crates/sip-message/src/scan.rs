@@ -64,6 +64,45 @@ pub(crate) const fn is_lws(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\r' | b'\n')
 }
 
+/// Replaces every fold (`CRLF 1*WSP`, also a bare LF) with one SP
+/// (§7.3.1: a fold is equivalent to a single space). Borrows when there is
+/// nothing to unfold.
+pub(crate) fn unfold(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.contains(['\r', '\n']) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find(['\r', '\n']) {
+        out.push_str(rest.get(..i).unwrap_or(""));
+        let after = rest.get(i..).unwrap_or("");
+        let after = after.strip_prefix('\r').unwrap_or(after);
+        let after = after.strip_prefix('\n').unwrap_or(after);
+        if after.starts_with([' ', '\t']) {
+            out.push(' ');
+            rest = after.trim_start_matches([' ', '\t']);
+        } else {
+            // Not a fold: keep the break so the caller can refuse it.
+            out.push_str(rest.get(i..i + 1).unwrap_or(""));
+            rest = rest.get(i + 1..).unwrap_or("");
+        }
+    }
+    out.push_str(rest);
+    std::borrow::Cow::Owned(out)
+}
+
+/// Whether a header value would end its line early (a CR or LF that is not
+/// a fold, or a NUL): writing it would inject header lines.
+pub(crate) fn breaks_line(v: &str) -> bool {
+    let b = v.as_bytes();
+    b.iter().enumerate().any(|(i, &c)| match c {
+        0 => true,
+        b'\r' => !(b.get(i + 1) == Some(&b'\n') && matches!(b.get(i + 2), Some(b' ' | b'\t'))),
+        b'\n' => !matches!(b.get(i + 1), Some(b' ' | b'\t')),
+        _ => false,
+    })
+}
+
 /// Trims linear white space from both ends.
 #[inline]
 pub(crate) fn trim(s: &str) -> &str {
@@ -217,7 +256,18 @@ impl<'a> Cursor<'a> {
 
 /// Parses decimal digits (at least one, at most 20) into a value `<= max`.
 pub(crate) fn parse_decimal(digits: &str, max: u64) -> Result<u64, HeaderErrorKind> {
-    if digits.is_empty() || digits.len() > 20 {
+    if digits.is_empty() {
+        return Err(HeaderErrorKind::Number);
+    }
+    // Leading zeros are digits too (`1*DIGIT`); they do not count towards
+    // the length bound.
+    let significant = digits.trim_start_matches('0');
+    let digits = if significant.is_empty() {
+        "0"
+    } else {
+        significant
+    };
+    if digits.len() > 20 {
         return Err(HeaderErrorKind::Number);
     }
     let mut v: u64 = 0;
@@ -315,17 +365,19 @@ pub(crate) fn first_element_end(s: &str) -> usize {
     lead + first.len()
 }
 
-/// Compares two strings with `%HH` escapes decoded (RFC 3261 §19.1.4), either
-/// case-sensitively or ASCII case-insensitively. No allocation.
+/// Compares two strings per RFC 3261 §19.1.4: an escaped character equals
+/// the character itself unless it is reserved (`;/?:@&=+$,`), which keeps
+/// its escaped meaning; hex digits of escapes compare case-insensitively.
+/// Either case-sensitive or ASCII case-insensitive. No allocation.
 pub(crate) fn eq_unescaped(a: &str, b: &str, ignore_case: bool) -> bool {
-    let mut x = Unescape::new(a.as_bytes());
-    let mut y = Unescape::new(b.as_bytes());
+    let mut x = CompareUnits(Unescape::new(a.as_bytes()));
+    let mut y = CompareUnits(Unescape::new(b.as_bytes()));
     loop {
         match (x.next(), y.next()) {
             (None, None) => return true,
             (Some(p), Some(q)) => {
-                let same = if ignore_case {
-                    p.eq_ignore_ascii_case(&q)
+                let same = if ignore_case && p < 0x100 && q < 0x100 {
+                    (p as u8).eq_ignore_ascii_case(&(q as u8))
                 } else {
                     p == q
                 };
@@ -334,6 +386,26 @@ pub(crate) fn eq_unescaped(a: &str, b: &str, ignore_case: bool) -> bool {
                 }
             }
             _ => return false,
+        }
+    }
+}
+
+/// The units URI comparison works on: a byte, or (above 0xff) an escaped
+/// reserved byte that must not equal its literal form.
+struct CompareUnits<'a>(Unescape<'a>);
+
+impl Iterator for CompareUnits<'_> {
+    type Item = u16;
+
+    fn next(&mut self) -> Option<u16> {
+        let escaped = self.0.s.get(self.0.i) == Some(&b'%');
+        let before = self.0.i;
+        let b = self.0.next()?;
+        let decoded = escaped && self.0.i == before + 3;
+        if decoded && b";/?:@&=+$,".contains(&b) {
+            Some(0x100 | u16::from(b))
+        } else {
+            Some(u16::from(b))
         }
     }
 }

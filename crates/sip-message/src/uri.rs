@@ -128,7 +128,7 @@ impl<'a> Host<'a> {
             numeric &= dot || c.is_ascii_digit();
         }
         if numeric {
-            return s.parse().map(Host::Ipv4).map_err(|_| UriError::Host);
+            return parse_ipv4(b).map(Host::Ipv4).ok_or(UriError::Host);
         }
         Ok(Host::Domain(s))
     }
@@ -162,6 +162,25 @@ impl fmt::Display for Host<'_> {
             Host::Ipv6(a) => write!(f, "[{a}]"),
         }
     }
+}
+
+/// IPv4address = 1*3DIGIT "." 1*3DIGIT "." 1*3DIGIT "." 1*3DIGIT (§25.1):
+/// leading zeros allowed, each group at most 255.
+fn parse_ipv4(b: &[u8]) -> Option<Ipv4Addr> {
+    let mut octets = [0u8; 4];
+    let mut groups = b.split(|&c| c == b'.');
+    for o in &mut octets {
+        let g = groups.next()?;
+        if g.is_empty() || g.len() > 3 || !g.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        let v = g.iter().fold(0u16, |v, d| v * 10 + u16::from(d - b'0'));
+        *o = u8::try_from(v).ok()?;
+    }
+    if groups.next().is_some() {
+        return None;
+    }
+    Some(Ipv4Addr::from(octets))
 }
 
 /// Parses an IPv6 address, also accepting the `:::` form that RFC 3261's
@@ -502,18 +521,11 @@ impl<'a> SipUri<'a> {
             return false;
         }
         // Parameters: user, ttl, method, maddr and transport must match when
-        // either side has them; others only when both have them.
-        for (name, value) in self.params.iter() {
-            match other.params.get_unescaped(name) {
-                Some(v) if !eq_opt_unescaped(value, v) => return false,
-                None if is_significant_uri_param(name) => return false,
-                _ => {}
-            }
-        }
-        for (name, _) in other.params.iter() {
-            if is_significant_uri_param(name) && self.params.get_unescaped(name).is_none() {
-                return false;
-            }
+        // either side has them; others only when both have them. A name may
+        // repeat, so each side's values must all be found on the other.
+        if !params_match(&self.params, &other.params) || !params_match(&other.params, &self.params)
+        {
+            return false;
         }
         // Headers: never ignored; every header on one side matches the other.
         match (self.headers, other.headers) {
@@ -522,6 +534,21 @@ impl<'a> SipUri<'a> {
             _ => false,
         }
     }
+}
+
+/// Every parameter of `a` either has an equal same-named parameter in `b`,
+/// or (for the parameters §19.1.4 always compares) fails.
+fn params_match(a: &Params<'_>, b: &Params<'_>) -> bool {
+    a.iter().all(|(name, value)| {
+        let mut same_name = b
+            .iter()
+            .filter(|(n, _)| eq_unescaped(n, name, true))
+            .peekable();
+        if same_name.peek().is_none() {
+            return !is_significant_uri_param(name);
+        }
+        same_name.any(|(_, v)| eq_opt_unescaped(value, v))
+    })
 }
 
 fn eq_opt_unescaped(a: Option<&str>, b: Option<&str>) -> bool {
@@ -541,9 +568,12 @@ fn is_significant_uri_param(name: &str) -> bool {
 fn headers_subset(a: &str, b: &str) -> bool {
     a.split('&').all(|ha| {
         let (na, va) = ha.split_once('=').unwrap_or((ha, ""));
+        // Header values compare per their header's rules (§19.1.4, §7.3.1:
+        // case-insensitive unless stated; Call-ID is case-sensitive, §20.8).
+        let value_case = !(eq_unescaped(na, "call-id", true) || eq_unescaped(na, "i", true));
         b.split('&').any(|hb| {
             let (nb, vb) = hb.split_once('=').unwrap_or((hb, ""));
-            eq_unescaped(na, nb, true) && eq_unescaped(va, vb, false)
+            eq_unescaped(na, nb, true) && eq_unescaped(va, vb, value_case)
         })
     })
 }

@@ -7,7 +7,6 @@
 //! until it returns `None`, then sleep until [`Endpoint::poll_timeout`].
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
-use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -291,11 +290,15 @@ impl Endpoint {
                 && msg.typed::<Via<'_>>().is_some_and(|v| v.is_ok())
             {
                 let tag = self.ids.tag();
+                // §18.2.1, §18.2.2: stamp the Via and answer where a stateful
+                // response would go.
+                let peer = response_peer(&msg, source);
+                let msg = record_source(msg, source);
                 if let Ok(resp) =
                     ResponseBuilder::with_reason(&msg, e.status(), &e.reason_phrase(), Some(&tag))
                         .and_then(ResponseBuilder::build)
                 {
-                    self.out.transmit(source, resp.message_bytes(), None);
+                    self.out.transmit(peer, resp.message_bytes(), None);
                 }
                 self.out.event(Event::Rejected {
                     status: e.status(),
@@ -454,7 +457,18 @@ impl Endpoint {
         );
         self.by_key.insert(key, id);
         let status = if target.is_some() { 200 } else { 481 };
-        let _ = self.respond_inner(now, id, status);
+        // §9.2: the CANCEL's response SHOULD carry the To tag of the
+        // INVITE's response.
+        let invite_tag = target
+            .and_then(|t| self.txs.get(&t))
+            .and_then(|t| t.last_response.as_ref())
+            .and_then(|b| SipMessage::parse(b.clone()).ok())
+            .and_then(|r| {
+                r.typed::<sip_message::headers::To<'_>>()
+                    .and_then(Result::ok)
+                    .and_then(|t| t.tag().map(str::to_owned))
+            });
+        let _ = self.respond_inner(now, id, status, invite_tag);
         if let Some(invite) = target
             && self
                 .txs
@@ -465,12 +479,18 @@ impl Endpoint {
         }
     }
 
-    fn respond_inner(&mut self, now: Instant, id: TxId, status: u16) -> Result<(), ProtoError> {
+    fn respond_inner(
+        &mut self,
+        now: Instant,
+        id: TxId,
+        status: u16,
+        tag: Option<String>,
+    ) -> Result<(), ProtoError> {
         let tx = self
             .txs
             .get(&id)
             .ok_or(ProtoError::UnknownTransaction(id))?;
-        let tag = self.ids.tag();
+        let tag = tag.unwrap_or_else(|| self.ids.tag());
         let resp = ResponseBuilder::for_request(&tx.request, status, Some(&tag))?.build()?;
         self.respond(now, id, resp)
     }
@@ -498,6 +518,9 @@ impl Endpoint {
             (TxKind::ClientInvite, TxState::Calling | TxState::Proceeding) => {
                 self.clock.disarm(id, TimerName::A);
                 self.clock.disarm(id, TimerName::B);
+                if !provisional {
+                    self.clock.disarm(id, TimerName::Cancelled);
+                }
                 if provisional {
                     let was_calling = tx.state == TxState::Calling;
                     tx.state = TxState::Proceeding;
@@ -777,7 +800,12 @@ impl Endpoint {
             .ok_or(ProtoError::UnknownTransaction(invite))?;
         let cancel = build_cancel(&tx.request)?;
         let peer = tx.peer;
-        self.send_request(now, cancel, peer)
+        let id = self.send_request(now, cancel, peer)?;
+        // §9.1: no final response within 64*T1 of the CANCEL: the INVITE
+        // is treated as cancelled and its transaction destroyed.
+        self.clock
+            .arm(invite, TimerName::Cancelled, now + self.cfg.t1x64());
+        Ok(id)
     }
 
     /// Sends a message outside any transaction: the ACK for a 2xx, or a
@@ -789,8 +817,14 @@ impl Endpoint {
     /// The transport could not deliver for this transaction (§17.1.4,
     /// §17.2.4): it terminates and the TU hears of it.
     pub fn transport_error(&mut self, _now: Instant, id: TxId) {
-        if self.txs.contains_key(&id) {
-            self.out.event(Event::TransportError { tx: id });
+        let Some(tx) = self.txs.get(&id) else {
+            return;
+        };
+        self.out.event(Event::TransportError { tx: id });
+        // RFC 6026 §7.1: an INVITE server transaction keeps its state on a
+        // transport error (a retransmitted INVITE must still match it);
+        // its own timers end it.
+        if tx.kind != TxKind::ServerInvite {
             self.terminate(id);
         }
     }
@@ -831,7 +865,12 @@ impl Endpoint {
                 self.retransmit_request(id);
                 self.clock.arm(id, TimerName::A, next);
             }
-            (TxKind::ClientInvite, TxState::Calling, TimerName::B)
+            (
+                TxKind::ClientInvite,
+                TxState::Calling | TxState::Proceeding,
+                TimerName::Cancelled,
+            )
+            | (TxKind::ClientInvite, TxState::Calling, TimerName::B)
             | (TxKind::ClientNonInvite, TxState::Trying | TxState::Proceeding, TimerName::F)
             | (TxKind::ServerInvite, TxState::Completed, TimerName::H) => {
                 self.out.event(Event::Timeout { tx: id, timer });
@@ -869,7 +908,9 @@ impl Endpoint {
                         let interval = interval * 2;
                         tx.reliable_1xx = Some((bytes.clone(), interval, give_up));
                         self.out.transmit(peer, bytes, Some(id));
-                        self.clock.arm(id, TimerName::Reliable1xx, now + interval);
+                        // The last wait ends at the give-up time (RFC 3262 §3: 64*T1).
+                        self.clock
+                            .arm(id, TimerName::Reliable1xx, (now + interval).min(give_up));
                     }
                 }
             }
@@ -903,47 +944,28 @@ impl Endpoint {
     }
 }
 
-/// Where a server transaction sends its responses (§18.2.2, RFC 3581 §4):
-/// on a reliable transport back over the connection; otherwise to the
-/// source address when `rport` asked for it, else to the source IP (the
-/// `received` address) and the sent-by port (default 5060).
+/// Where a server transaction sends its responses (§18.2.2, RFC 3581 §4).
 fn response_peer(msg: &SipMessage, source: Peer) -> Peer {
-    if source.transport.is_reliable() {
-        return source;
-    }
-    let Some(Ok(via)) = msg.typed::<Via<'_>>() else {
-        return source;
-    };
-    if via.rport().is_some() {
-        return source;
-    }
-    let port = via.port().unwrap_or(5060);
-    Peer {
-        transport: source.transport,
-        addr: std::net::SocketAddr::new(source.addr.ip(), port),
+    match msg.typed::<Via<'_>>() {
+        Some(Ok(via)) => sip_message::response_peer(&via, source),
+        _ => source,
     }
 }
 
 /// §18.2.1 and RFC 3581: note the source address in the top Via when it
 /// differs from sent-by, and fill a bare `rport`.
 fn record_source(msg: SipMessage, source: Peer) -> SipMessage {
-    let Some(Ok(via)) = msg.typed::<Via<'_>>() else {
+    let stamp = match msg.typed::<Via<'_>>() {
+        Some(Ok(via)) => sip_message::via_stamp(&via, source),
+        _ => None,
+    };
+    let Some(stamp) = stamp else {
         return msg;
     };
-    let ip = source.addr.ip();
-    let sent_by_is_source = match via.host() {
-        sip_message::Host::Ipv4(a) => IpAddr::V4(a) == ip,
-        sip_message::Host::Ipv6(a) => IpAddr::V6(a) == ip,
-        sip_message::Host::Domain(_) => false,
-    };
-    let wants_rport = via.rport() == Some(None);
-    if sent_by_is_source && !wants_rport {
-        return msg;
-    }
-    let rport = wants_rport.then_some(source.addr.port());
-    let ip_text = ip.to_string();
     let mut e = msg.edit();
-    if e.via_received(&ip_text, rport).is_err() {
+    if e.via_received(&stamp.received.to_string(), stamp.rport)
+        .is_err()
+    {
         return msg;
     }
     let bytes = e.to_bytes();

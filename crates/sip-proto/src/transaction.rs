@@ -79,6 +79,9 @@ pub enum TimerName {
     Retransmit2xx,
     /// Retransmit a reliable provisional until its PRACK (RFC 3262 §3).
     Reliable1xx,
+    /// A CANCEL was sent and no final response came within 64*T1: the
+    /// INVITE is treated as cancelled (§9.1).
+    Cancelled,
 }
 
 /// One transaction.

@@ -8,12 +8,15 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use std::io::Read as _;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
 mod inspect;
+mod ua;
 
 /// Switchboard: a SIP + HTTP application platform.
 #[derive(Debug, Parser)]
@@ -51,6 +54,11 @@ enum Command {
         /// The TOML file to check.
         file: PathBuf,
     },
+    /// A small SIP user agent for smoke tests and interop.
+    Ua {
+        #[command(subcommand)]
+        command: UaCommand,
+    },
     /// Decode one raw SIP message (from FILE, or `-` for stdin), print its
     /// start line and routing headers as JSON, or the validation error with
     /// the status a server would answer. Exit 0 when valid, 1 when not.
@@ -66,6 +74,93 @@ enum Command {
     },
 }
 
+#[derive(Debug, Subcommand)]
+enum UaCommand {
+    /// Answer every INVITE with 200 and SDP, then wait for ACK and BYE;
+    /// answer OPTIONS and MESSAGE with 200. Runs until Ctrl-C.
+    Answer {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:5060")]
+        listen: SocketAddr,
+        /// Transport.
+        #[arg(long, value_enum, default_value = "udp")]
+        transport: ua::Transport,
+    },
+    /// Place calls and print how many succeeded and failed; exit 0 only if
+    /// every call succeeded.
+    Call {
+        /// The SIP URI to call, e.g. sip:service@127.0.0.1:5060.
+        #[arg(long)]
+        to: String,
+        /// Local address to bind.
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: SocketAddr,
+        /// Transport.
+        #[arg(long, value_enum, default_value = "udp")]
+        transport: ua::Transport,
+        /// How many calls.
+        #[arg(long, default_value_t = 1)]
+        count: u64,
+        /// Calls per second.
+        #[arg(long, default_value_t = 10.0)]
+        rate: f64,
+        /// How long each call is held before the BYE, in milliseconds.
+        #[arg(long, default_value_t = 0)]
+        hold: u64,
+    },
+}
+
+fn run_ua(command: UaCommand) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("switchboard ua: cannot start the runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = runtime.block_on(async move {
+        match command {
+            UaCommand::Answer { listen, transport } => {
+                ua::answer(listen, transport).await.map(|()| true)
+            }
+            UaCommand::Call {
+                to,
+                listen,
+                transport,
+                count,
+                rate,
+                hold,
+            } => {
+                let stats = ua::call(
+                    &to,
+                    listen,
+                    transport,
+                    count,
+                    rate,
+                    Duration::from_millis(hold),
+                )
+                .await?;
+                println!(
+                    "calls: {count} succeeded: {} failed: {}",
+                    stats.succeeded, stats.failed
+                );
+                Ok(stats.failed == 0 && stats.succeeded == count)
+            }
+        }
+    });
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("switchboard ua: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
 fn not_built(what: &str, issue: u32) -> ExitCode {
     eprintln!("switchboard {what}: not built yet (tracked in issue {issue})");
     ExitCode::from(2)
@@ -73,7 +168,15 @@ fn not_built(what: &str, issue: u32) -> ExitCode {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     match cli.command {
+        Command::Ua { command } => run_ua(command),
         Command::Dev => not_built("dev", 5),
         Command::Container { .. } => not_built("container", 4),
         Command::Edge { .. } => not_built("edge", 5),

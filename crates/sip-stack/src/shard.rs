@@ -1,0 +1,252 @@
+//! One shard: a task that owns a [`sip_proto::Endpoint`] and connects it to
+//! the transports and to the transaction user.
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+use sip_message::{Peer, SipMessage};
+use sip_proto::{Endpoint, Event, Output, ProtoError, TimerName, Timers, TxId};
+use sip_transport::{Incoming, Transports};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use tracing::{debug, warn};
+
+use crate::{ClientEvent, ServerTransaction, StackEvent};
+
+/// What a shard is asked to do.
+#[derive(Debug)]
+pub(crate) enum Command {
+    /// A message from the transports.
+    Receive(Incoming),
+    /// Start a client transaction.
+    SendRequest {
+        request: SipMessage,
+        peer: Peer,
+        events: mpsc::UnboundedSender<ClientEvent>,
+        reply: oneshot::Sender<Result<TxId, ProtoError>>,
+    },
+    /// Answer a server transaction.
+    Respond(TxId, SipMessage),
+    /// Cancel an INVITE client transaction.
+    Cancel(TxId),
+    /// Send bytes outside any transaction.
+    Stateless(Bytes, Peer),
+}
+
+pub(crate) struct Shard {
+    endpoint: Endpoint,
+    transports: Transports,
+    /// This shard's own command sender, handed to server transactions.
+    me: mpsc::UnboundedSender<Command>,
+    events: mpsc::UnboundedSender<StackEvent>,
+    clients: HashMap<TxId, mpsc::UnboundedSender<ClientEvent>>,
+    cancels: HashMap<TxId, oneshot::Sender<()>>,
+    /// INVITE requests of server transactions, for AckTimeout reports.
+    invites: HashMap<TxId, SipMessage>,
+    /// The local socket each server transaction's request arrived on, so
+    /// UDP responses leave from it (RFC 3581 §4).
+    locals: HashMap<TxId, Peer>,
+    /// The local socket of the message being received, for the server
+    /// transaction it may create.
+    arrived_on: Option<Peer>,
+    /// Maps the endpoint's monotonic clock onto tokio's.
+    epoch: Instant,
+    epoch_std: std::time::Instant,
+}
+
+impl Shard {
+    pub(crate) fn new(
+        timers: Timers,
+        seed: u64,
+        transports: Transports,
+        me: mpsc::UnboundedSender<Command>,
+        events: mpsc::UnboundedSender<StackEvent>,
+    ) -> Shard {
+        let epoch = Instant::now();
+        Shard {
+            endpoint: Endpoint::new(timers, seed),
+            transports,
+            me,
+            events,
+            clients: HashMap::new(),
+            cancels: HashMap::new(),
+            invites: HashMap::new(),
+            locals: HashMap::new(),
+            arrived_on: None,
+            epoch,
+            epoch_std: epoch.into_std(),
+        }
+    }
+
+    /// The endpoint's notion of now. Tokio's clock (which tests can pause)
+    /// is the source; the endpoint only ever sees it as an argument.
+    fn now(&self) -> std::time::Instant {
+        self.epoch_std + (Instant::now() - self.epoch)
+    }
+
+    fn to_tokio(&self, at: std::time::Instant) -> Instant {
+        self.epoch + at.saturating_duration_since(self.epoch_std)
+    }
+
+    pub(crate) async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
+        loop {
+            let deadline = self.endpoint.poll_timeout().map(|at| self.to_tokio(at));
+            let sleep = async {
+                match deadline {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                cmd = commands.recv() => {
+                    let Some(cmd) = cmd else { break };
+                    self.command(cmd).await;
+                }
+                () = sleep => {
+                    let now = self.now();
+                    self.endpoint.handle_timeout(now);
+                }
+            }
+            self.drain().await;
+        }
+    }
+
+    async fn command(&mut self, cmd: Command) {
+        let now = self.now();
+        match cmd {
+            Command::Receive(m) => {
+                self.arrived_on = Some(m.local);
+                self.endpoint.receive(now, m.message, m.source);
+            }
+            Command::SendRequest {
+                request,
+                peer,
+                events,
+                reply,
+            } => {
+                let r = self.endpoint.send_request(now, request, peer);
+                if let Ok(id) = r {
+                    self.clients.insert(id, events);
+                }
+                let _ = reply.send(r);
+            }
+            Command::Respond(id, response) => {
+                if let Err(e) = self.endpoint.respond(now, id, response) {
+                    debug!(%id, error = %e, "response not sent");
+                }
+            }
+            Command::Cancel(id) => {
+                if let Err(e) = self.endpoint.cancel(now, id) {
+                    debug!(%id, error = %e, "cancel refused");
+                }
+            }
+            Command::Stateless(bytes, peer) => {
+                if let Err(e) = self.transports.send(peer, bytes).await {
+                    warn!(%peer, error = %e, "stateless send failed");
+                }
+            }
+        }
+    }
+
+    /// Carries out everything the endpoint asked for, until it asks nothing.
+    async fn drain(&mut self) {
+        while let Some(out) = self.endpoint.poll_output() {
+            match out {
+                Output::Transmit(t) => {
+                    let local = t.tx.and_then(|id| self.locals.get(&id).copied());
+                    let sent = match local {
+                        Some(local) => self.transports.send_from(local, t.peer, t.bytes).await,
+                        None => self.transports.send(t.peer, t.bytes).await,
+                    };
+                    if let Err(e) = sent {
+                        warn!(peer = %t.peer, error = %e, "send failed");
+                        if let Some(id) = t.tx {
+                            let now = self.now();
+                            self.endpoint.transport_error(now, id);
+                        }
+                    }
+                }
+                Output::Event(e) => self.event(e),
+            }
+        }
+    }
+
+    fn event(&mut self, e: Event) {
+        match e {
+            Event::Request {
+                tx,
+                request,
+                source,
+            } => {
+                if let Some(local) = self.arrived_on {
+                    self.locals.insert(tx, local);
+                }
+                let cancelled = if request.method() == Some(sip_message::Method::Invite) {
+                    let (send, recv) = oneshot::channel();
+                    self.cancels.insert(tx, send);
+                    self.invites.insert(tx, request.clone());
+                    Some(recv)
+                } else {
+                    None
+                };
+                let _ = self.events.send(StackEvent::Request(ServerTransaction {
+                    id: tx,
+                    request,
+                    source,
+                    shard: self.me.clone(),
+                    cancelled,
+                }));
+            }
+            Event::Ack {
+                tx,
+                request,
+                source,
+            } => {
+                let _ = self.events.send(StackEvent::Ack {
+                    request,
+                    source,
+                    acknowledged: tx.is_some(),
+                });
+            }
+            Event::Cancelled { invite } => {
+                if let Some(c) = self.cancels.remove(&invite) {
+                    let _ = c.send(());
+                }
+            }
+            Event::Response { tx, response } => {
+                if let Some(c) = self.clients.get(&tx) {
+                    let _ = c.send(ClientEvent::Response(response));
+                }
+            }
+            Event::StrayResponse { response, source } => {
+                let _ = self
+                    .events
+                    .send(StackEvent::StrayResponse { response, source });
+            }
+            Event::Timeout { tx, timer } => {
+                if let Some(c) = self.clients.get(&tx) {
+                    let _ = c.send(ClientEvent::Timeout);
+                } else if timer == TimerName::L
+                    && let Some(request) = self.invites.get(&tx).cloned()
+                {
+                    let _ = self.events.send(StackEvent::AckTimeout { request });
+                }
+            }
+            Event::TransportError { tx } => {
+                if let Some(c) = self.clients.get(&tx) {
+                    let _ = c.send(ClientEvent::TransportError);
+                }
+            }
+            Event::Rejected { status, source } => {
+                debug!(%source, status, "rejected a malformed request");
+            }
+            Event::Terminated { tx } => {
+                self.clients.remove(&tx);
+                self.cancels.remove(&tx);
+                self.invites.remove(&tx);
+                self.locals.remove(&tx);
+            }
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,81 @@
+//! UDP: one socket per configured address, one task receiving datagrams
+//! into messages (RFC 3261 §18.3: a datagram is one message).
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use sip_message::{ParseError, Peer, SipMessage, Transport, TransportKind};
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::net::UdpSocket;
+use tracing::{debug, trace, warn};
+
+use crate::listener::set_reuse_port;
+use crate::transports::{Incoming, Shared, shutdown_signal};
+
+/// The largest UDP payload (IPv4: 65,507 bytes; IPv6 without jumbograms:
+/// 65,527), rounded up.
+const MAX_DATAGRAM: usize = 65_535;
+
+/// Binds a UDP socket; `SO_REUSEPORT` when asked, so several shards can
+/// bind one port and the kernel spreads datagrams over them by flow.
+pub(crate) fn bind(addr: SocketAddr, reuse_port: bool) -> io::Result<UdpSocket> {
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    set_reuse_port(&socket, reuse_port)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    UdpSocket::from_std(socket.into())
+}
+
+/// Receives datagrams until shutdown. Each becomes one message; what does
+/// not parse is dropped.
+pub(crate) async fn receive(shared: Arc<Shared>, socket: Arc<UdpSocket>, local: Peer) {
+    let limits = shared.limits;
+    // No datagram is larger than 64 KiB, whatever the configured limit.
+    let max = (limits.message.max_message_size as usize).min(MAX_DATAGRAM);
+    // One byte more than the limit tells an oversized datagram from one that fits.
+    let mut buf = vec![0u8; max + 1];
+    let mut shutdown = shared.shutdown_rx();
+    loop {
+        let received = tokio::select! {
+            () = shutdown_signal(&mut shutdown) => break,
+            received = socket.recv_from(&mut buf) => received,
+        };
+        let (len, addr) = match received {
+            Ok(received) => received,
+            Err(error) => {
+                // E.g. an ICMP error reported for an earlier send.
+                debug!(socket = %local, %error, "UDP receive error");
+                continue;
+            }
+        };
+        let source = Peer {
+            transport: TransportKind::Udp,
+            addr,
+        };
+        if len > max {
+            warn!(%source, limit = max, "max_message_size exceeded: datagram dropped");
+            continue;
+        }
+        let data = Bytes::copy_from_slice(buf.get(..len).unwrap_or_default());
+        match SipMessage::parse_with(data, Transport::Datagram, &limits.message) {
+            Ok(message) => {
+                let incoming = Incoming {
+                    message,
+                    source,
+                    local,
+                };
+                if !shared.deliver(incoming, &mut shutdown).await {
+                    break;
+                }
+            }
+            // A CRLF keepalive datagram, or nothing.
+            Err(ParseError::Empty) => trace!(%source, "empty datagram"),
+            Err(error) => debug!(%source, %error, "malformed datagram dropped"),
+        }
+    }
+}
