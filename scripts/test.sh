@@ -11,9 +11,8 @@ cd "$(dirname "$0")/.."
 log() { printf '\n==> %s\n' "$*"; }
 
 # Debian packages the tests drive as real peers. Installed only when missing.
-# (None yet: SIPp, sipsak and redis-server join this list with the tests that
-# drive them, issues 3 to 6.)
-PACKAGES=()
+# sip-tester: SIPp, the interop peer of crates/switchboard/tests/interop.rs.
+PACKAGES=(sip-tester)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

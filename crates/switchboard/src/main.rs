@@ -85,6 +85,10 @@ enum UaCommand {
         /// Transport.
         #[arg(long, value_enum, default_value = "udp")]
         transport: ua::Transport,
+        /// Address to advertise in Contact instead of the listening one
+        /// (the public address in front of a NAT or a relay).
+        #[arg(long)]
+        advertise: Option<SocketAddr>,
     },
     /// Place calls and print how many succeeded and failed; exit 0 only if
     /// every call succeeded.
@@ -123,9 +127,13 @@ fn run_ua(command: UaCommand) -> ExitCode {
     };
     let result = runtime.block_on(async move {
         match command {
-            UaCommand::Answer { listen, transport } => {
-                ua::answer(listen, transport).await.map(|()| true)
-            }
+            UaCommand::Answer {
+                listen,
+                transport,
+                advertise,
+            } => ua::answer(listen, transport, advertise)
+                .await
+                .map(|()| true),
             UaCommand::Call {
                 to,
                 listen,

@@ -59,7 +59,11 @@ fn sdp(ip: IpAddr, port: u16) -> Bytes {
 }
 
 /// Runs the answering UA until interrupted.
-pub(crate) async fn answer(listen: SocketAddr, transport: Transport) -> anyhow::Result<()> {
+pub(crate) async fn answer(
+    listen: SocketAddr,
+    transport: Transport,
+    advertise: Option<SocketAddr>,
+) -> anyhow::Result<()> {
     let mut stack = Stack::start(config(listen, transport)).await?;
     let handle = stack.handle();
     let local = handle
@@ -67,7 +71,10 @@ pub(crate) async fn answer(listen: SocketAddr, transport: Transport) -> anyhow::
         .context("no local address")?;
     println!("switchboard ua answering on {}:{local}", transport.kind());
     let mut dialogs: HashMap<DialogId, Dialog> = HashMap::new();
-    let contact = format!("<sip:ua@{}>", host_port(local, transport));
+    let contact = format!(
+        "<sip:ua@{}>",
+        host_port(advertise.unwrap_or(local), transport)
+    );
     loop {
         let event = tokio::select! {
             e = stack.next_event() => e,

@@ -1,0 +1,341 @@
+//! Interop on real sockets with real peers: `switchboard ua` against itself
+//! and against SIPp (Debian `sip-tester`), over UDP and TCP, and with 10% of
+//! the packets lost (SIPp's `-lost`, and a lossy UDP relay for our UAC).
+//!
+//! Every process is started on 127.0.0.1 with an ephemeral port where the
+//! tool allows it, killed when the test ends, and waited for with a
+//! deadline, so a failure cannot hang the run.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex, mpsc};
+use std::thread;
+use std::time::Duration;
+
+const DEADLINE: Duration = Duration::from_secs(90);
+
+fn switchboard() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_switchboard"))
+}
+
+/// A child process killed on drop.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs a command to completion with a deadline; returns its output.
+fn run(mut cmd: Command) -> Output {
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+    let pid = child.id();
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(DEADLINE) {
+        Ok(out) => out.unwrap(),
+        Err(_) => {
+            let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+            panic!("{cmd:?} did not finish within {DEADLINE:?}");
+        }
+    }
+}
+
+/// Starts `switchboard ua answer` on an ephemeral port and returns it with
+/// the address it reports.
+fn answer(transport: &str, extra: &[&str]) -> (Proc, SocketAddr) {
+    let mut child = switchboard()
+        .args([
+            "ua",
+            "answer",
+            "--listen",
+            "127.0.0.1:0",
+            "--transport",
+            transport,
+        ])
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let mut line = String::new();
+        let mut reader = BufReader::new(stdout);
+        let _ = reader.read_line(&mut line);
+        let _ = tx.send(line);
+        // Keep draining so the child never blocks on a full pipe.
+        let _ = std::io::copy(&mut reader, &mut std::io::sink());
+    });
+    let proc = Proc(child);
+    let line = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("ua answer did not start");
+    // "switchboard ua answering on UDP:127.0.0.1:PORT"
+    let addr = line
+        .trim()
+        .rsplit_once(':')
+        .map(|(head, port)| {
+            let host = head.rsplit_once(':').map_or(head, |(_, h)| h);
+            format!("{host}:{port}")
+        })
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected banner {line:?}"));
+    (proc, addr)
+}
+
+/// `switchboard ua call`: returns (succeeded, failed, exit success).
+fn call(to: &str, transport: &str, count: u32, rate: u32, hold_ms: u32) -> (u32, u32, bool) {
+    let mut cmd = switchboard();
+    cmd.args(["ua", "call", "--to", to, "--transport", transport])
+        .args(["--count", &count.to_string(), "--rate", &rate.to_string()])
+        .args(["--hold", &hold_ms.to_string()]);
+    let out = run(cmd);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let field = |name: &str| -> u32 {
+        text.split_whitespace()
+            .skip_while(|w| *w != name)
+            .nth(1)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| {
+                panic!(
+                    "no {name} in {text:?}; stderr: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                )
+            })
+    };
+    (field("succeeded:"), field("failed:"), out.status.success())
+}
+
+/// SIPp's final statistics: (successful, failed) calls, cumulative column.
+fn sipp_counts(stdout: &str) -> (u32, u32) {
+    let count = |label: &str| -> u32 {
+        stdout
+            .lines()
+            .rev()
+            .find(|l| l.trim_start().starts_with(label))
+            .and_then(|l| l.split('|').nth(2))
+            .and_then(|c| c.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {label:?} line in SIPp output:\n{stdout}"))
+    };
+    (count("Successful call"), count("Failed call"))
+}
+
+fn sipp() -> Command {
+    let mut c = Command::new("sipp");
+    c.args([
+        "-i",
+        "127.0.0.1",
+        "-nostdin",
+        "-timeout",
+        "60s",
+        "-timeout_error",
+    ]);
+    c
+}
+
+/// A free port for a peer that cannot bind port 0 and report it.
+fn free_port(tcp: bool) -> u16 {
+    if tcp {
+        TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    } else {
+        UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    }
+}
+
+/// Starts SIPp's built-in `uas` in the background and returns once its
+/// socket is bound (`-bg` returns after binding), with a guard that kills it.
+struct SippUas(u32);
+
+impl Drop for SippUas {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .arg("-9")
+            .arg(self.0.to_string())
+            .status();
+    }
+}
+
+fn sipp_uas(port: u16, tcp: bool, count: u32, extra: &[&str]) -> SippUas {
+    let mut cmd = sipp();
+    cmd.args([
+        "-sn",
+        "uas",
+        "-p",
+        &port.to_string(),
+        "-m",
+        &count.to_string(),
+        "-bg",
+    ]);
+    if tcp {
+        cmd.args(["-t", "t1"]);
+    }
+    cmd.args(extra);
+    let out = run(cmd);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let pid = text
+        .split("PID=[")
+        .nth(1)
+        .and_then(|r| r.split(']').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("SIPp did not start: {text}"));
+    SippUas(pid)
+}
+
+#[test]
+fn our_uac_calls_our_uas_over_udp_and_tcp() {
+    for transport in ["udp", "tcp"] {
+        let (_uas, addr) = answer(transport, &[]);
+        let to = if transport == "tcp" {
+            format!("sip:service@{addr};transport=tcp")
+        } else {
+            format!("sip:service@{addr}")
+        };
+        let (ok, failed, success) = call(&to, transport, 20, 100, 10);
+        assert_eq!((ok, failed, success), (20, 0, true), "{transport}");
+    }
+}
+
+#[test]
+fn sipp_uac_calls_our_uas_over_udp_and_tcp() {
+    for (transport, sipp_t) in [("udp", "u1"), ("tcp", "t1")] {
+        let (_uas, addr) = answer(transport, &[]);
+        let mut cmd = sipp();
+        cmd.args(["-sn", "uac", &addr.to_string(), "-p", "0", "-t", sipp_t])
+            .args(["-m", "50", "-r", "50", "-d", "50"]);
+        let out = run(cmd);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(sipp_counts(&text), (50, 0), "{transport}:\n{text}");
+        assert!(
+            out.status.success(),
+            "{transport}: SIPp exit {:?}",
+            out.status
+        );
+    }
+}
+
+#[test]
+fn our_uac_calls_sipp_uas_over_udp_and_tcp() {
+    for (transport, tcp) in [("udp", false), ("tcp", true)] {
+        let port = free_port(tcp);
+        let _uas = sipp_uas(port, tcp, 20, &[]);
+        let to = if tcp {
+            format!("sip:service@127.0.0.1:{port};transport=tcp")
+        } else {
+            format!("sip:service@127.0.0.1:{port}")
+        };
+        let (ok, failed, success) = call(&to, transport, 20, 50, 20);
+        assert_eq!((ok, failed, success), (20, 0, true), "{transport}");
+    }
+}
+
+#[test]
+fn our_uas_absorbs_retransmissions_when_sipp_loses_ten_percent() {
+    let (_uas, addr) = answer("udp", &[]);
+    let mut cmd = sipp();
+    cmd.args(["-sn", "uac", &addr.to_string(), "-p", "0"])
+        .args(["-m", "100", "-r", "50", "-d", "50", "-lost", "10"]);
+    let out = run(cmd);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(sipp_counts(&text), (100, 0), "{text}");
+}
+
+/// A UDP relay that drops a seeded share of the datagrams in each
+/// direction: the caller talks to the front socket; the relay talks to the
+/// UAS from its own inner socket, and the UAS answers that socket (the
+/// caller's Via has `rport`).
+struct LossyRelay {
+    front: UdpSocket,
+    inner: UdpSocket,
+}
+
+impl LossyRelay {
+    fn bind() -> LossyRelay {
+        LossyRelay {
+            front: UdpSocket::bind("127.0.0.1:0").unwrap(),
+            inner: UdpSocket::bind("127.0.0.1:0").unwrap(),
+        }
+    }
+
+    fn front_addr(&self) -> SocketAddr {
+        self.front.local_addr().unwrap()
+    }
+
+    /// Starts relaying to `back`, dropping `loss_percent` of the datagrams.
+    fn start(self, back: SocketAddr, loss_percent: u64) {
+        let drop_it = move |seed: &mut u64| {
+            *seed = seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (*seed >> 33) % 100 < loss_percent
+        };
+        let client: Arc<Mutex<Option<SocketAddr>>> = Arc::default();
+        let (front, inner) = (self.front, self.inner);
+        let (front2, inner2, client2) = (
+            front.try_clone().unwrap(),
+            inner.try_clone().unwrap(),
+            Arc::clone(&client),
+        );
+        thread::spawn(move || {
+            let mut seed = 1;
+            let mut buf = vec![0u8; 65_535];
+            while let Ok((n, from)) = front2.recv_from(&mut buf) {
+                *client2.lock().unwrap() = Some(from);
+                if !drop_it(&mut seed) {
+                    let _ = inner2.send_to(&buf[..n], back);
+                }
+            }
+        });
+        thread::spawn(move || {
+            let mut seed = 2;
+            let mut buf = vec![0u8; 65_535];
+            while let Ok((n, _)) = inner.recv_from(&mut buf) {
+                let to = *client.lock().unwrap();
+                if let Some(to) = to
+                    && !drop_it(&mut seed)
+                {
+                    let _ = front.send_to(&buf[..n], to);
+                }
+            }
+        });
+    }
+}
+
+#[test]
+fn our_uac_and_uas_complete_every_call_through_ten_percent_loss() {
+    let relay = LossyRelay::bind();
+    let front = relay.front_addr();
+    // The UAS advertises the relay in its Contact, so the ACK and the BYE
+    // cross the lossy relay too.
+    let (_uas, uas_addr) = answer("udp", &["--advertise", &front.to_string()]);
+    relay.start(uas_addr, 10);
+    let (ok, failed, success) = call(&format!("sip:service@{front}"), "udp", 100, 50, 50);
+    assert_eq!((ok, failed, success), (100, 0, true));
+}
