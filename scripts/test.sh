@@ -33,6 +33,16 @@ if [ -z "${SKIP_LINT:-}" ]; then
   cargo clippy --workspace --all-targets --locked -- -D warnings
 fi
 
+log "sans-IO check: the protocol core links no runtime, socket or randomness crate"
+for crate in sip-message sip-proto; do
+  forbidden=$(cargo tree -p "$crate" -e normal --prefix none --locked 2>/dev/null \
+    | grep -E '^(tokio|mio|socket2|async-std|smol|rand|getrandom|libc) ' || true)
+  if [ -n "$forbidden" ]; then
+    echo "$crate must stay sans-IO, but depends on:"; echo "$forbidden"; exit 1
+  fi
+done
+echo "sip-message and sip-proto: no runtime, socket or randomness dependency"
+
 log "tests"
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --locked --no-fail-fast
