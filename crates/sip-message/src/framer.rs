@@ -86,15 +86,16 @@ impl StreamFramer {
         if let Some(total) = self.total {
             return Ok((buf.len() >= total).then_some(total));
         }
-        // Resume three bytes back so a CRLFCRLF split across reads is found.
+        // Resume three bytes back so an empty line split across reads is
+        // found.
         let from = self.scanned.saturating_sub(3);
         let window = buf.get(from..).unwrap_or_default();
-        let Some(rel) = memchr::memmem::find(window, b"\r\n\r\n") else {
+        let Some(rel) = header_end(window) else {
             self.lines += count_lines(buf.get(self.scanned..).unwrap_or_default());
             self.scanned = buf.len();
             return self.check_partial(buf.len());
         };
-        let head_end = from + rel + 4;
+        let head_end = from + rel;
         let head = buf.get(..head_end).unwrap_or_default();
         let lines = self.lines
             + count_lines(
@@ -138,6 +139,20 @@ impl Default for StreamFramer {
     fn default() -> Self {
         StreamFramer::new(Limits::default())
     }
+}
+
+/// The end of the header section: just past the first empty line, where a
+/// line ends with CRLF or, as the parser also accepts, a bare LF (so framer
+/// and parser agree on where a message ends).
+fn header_end(b: &[u8]) -> Option<usize> {
+    for lf in memchr::memchr_iter(b'\n', b) {
+        match (b.get(lf + 1), b.get(lf + 2)) {
+            (Some(b'\n'), _) => return Some(lf + 2),
+            (Some(b'\r'), Some(b'\n')) => return Some(lf + 3),
+            _ => {}
+        }
+    }
+    None
 }
 
 fn count_lines(b: &[u8]) -> u32 {

@@ -221,7 +221,13 @@ impl<'a> Via<'a> {
 // ---- addresses ---------------------------------------------------------------
 
 macro_rules! addr_header {
+    ($(#[$doc:meta])* $ty:ident, $name:ident, $parse:ident) => {
+        addr_header!(@def $(#[$doc])* $ty, $name, |v| $parse(v));
+    };
     ($(#[$doc:meta])* $ty:ident, $name:ident, $form:expr) => {
+        addr_header!(@def $(#[$doc])* $ty, $name, |v| NameAddr::parse(v, $form));
+    };
+    (@def $(#[$doc:meta])* $ty:ident, $name:ident, $parse:expr) => {
         $(#[$doc])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq)]
         pub struct $ty<'a>(pub NameAddr<'a>);
@@ -230,7 +236,8 @@ macro_rules! addr_header {
             const NAME: HeaderName = HeaderName::$name;
 
             fn parse(value: &'a str) -> R<Self> {
-                NameAddr::parse(value, $form).map($ty)
+                let parse: fn(&'a str) -> R<NameAddr<'a>> = $parse;
+                parse(value).map($ty)
             }
         }
 
@@ -244,12 +251,23 @@ macro_rules! addr_header {
     };
 }
 
+/// From and To: a `tag` parameter has a token value (§25.1 tag-param).
+fn tagged(value: &str) -> R<NameAddr<'_>> {
+    let a = NameAddr::parse(value, AddrForm::Either)?;
+    if let Some(tag) = a.params().get("tag")
+        && !tag.is_some_and(is_token_str)
+    {
+        return Err(HeaderErrorKind::Param);
+    }
+    Ok(a)
+}
+
 addr_header!(
     /// The From header (§20.20); its `tag` identifies the dialog.
-    From, From, AddrForm::Either);
+    From, From, tagged);
 addr_header!(
     /// The To header (§20.39).
-    To, To, AddrForm::Either);
+    To, To, tagged);
 addr_header!(
     /// One Route value (§20.34); name-addr form only.
     Route, Route, AddrForm::NameAddrOnly);

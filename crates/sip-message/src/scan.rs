@@ -92,11 +92,11 @@ pub(crate) fn unfold(s: &str) -> std::borrow::Cow<'_, str> {
 }
 
 /// Whether a header value would end its line early (a CR or LF that is not
-/// a fold, or a NUL): writing it would inject header lines.
+/// a fold): writing it would inject header lines. (A NUL is legal inside a
+/// quoted-pair, §25.1, as RFC 4475 `intmeth` shows.)
 pub(crate) fn breaks_line(v: &str) -> bool {
     let b = v.as_bytes();
     b.iter().enumerate().any(|(i, &c)| match c {
-        0 => true,
         b'\r' => !(b.get(i + 1) == Some(&b'\n') && matches!(b.get(i + 2), Some(b' ' | b'\t'))),
         b'\n' => !matches!(b.get(i + 1), Some(b' ' | b'\t')),
         _ => false,
