@@ -6,6 +6,7 @@
 //! as whitespace, so nothing is copied or unfolded.
 
 use std::fmt;
+use std::sync::OnceLock;
 
 use bytes::Bytes;
 
@@ -109,7 +110,7 @@ struct Hot {
 
 /// A parsed SIP request or response: the original bytes and an index over
 /// them.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct SipMessage {
     buf: Bytes,
     start: StartLine,
@@ -120,7 +121,38 @@ pub struct SipMessage {
     headers_end: u32,
     body: Span,
     content_length: Option<u32>,
+    /// The dialog and transaction identifiers, parsed on first use and kept
+    /// (every layer reads them; none should parse them twice).
+    ids: OnceLock<Option<Ids>>,
 }
+
+/// Positions of the identifiers of a message (Call-ID, CSeq, tags, top Via
+/// branch), found by the typed parsers once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Ids {
+    call_id: Span,
+    cseq: u32,
+    cseq_method: Span,
+    from_tag: Option<Span>,
+    to_tag: Option<Span>,
+    branch: Option<Span>,
+}
+
+/// Two messages are equal when their bytes and index are; the cache of
+/// parsed identifiers does not count.
+impl PartialEq for SipMessage {
+    fn eq(&self, other: &Self) -> bool {
+        self.buf == other.buf
+            && self.start == other.start
+            && self.start_line == other.start_line
+            && self.headers == other.headers
+            && self.headers_end == other.headers_end
+            && self.body == other.body
+            && self.content_length == other.content_length
+    }
+}
+
+impl Eq for SipMessage {}
 
 impl fmt::Debug for SipMessage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -332,6 +364,7 @@ impl SipMessage {
             headers_end,
             body: Span::new(pos, pos + body_len),
             content_length,
+            ids: OnceLock::new(),
             buf,
         })
     }
@@ -472,6 +505,76 @@ impl SipMessage {
             StartLine::Response { reason, .. } => Some(self.str_of(reason)),
             StartLine::Request { .. } => None,
         }
+    }
+
+    // ---- identifiers, parsed once ------------------------------------------
+
+    /// The span of a slice of this message's bytes.
+    fn span_of(&self, s: &str) -> Option<Span> {
+        let base = self.buf.as_ptr() as usize;
+        let p = s.as_ptr() as usize;
+        (p >= base && p + s.len() <= base + self.buf.len())
+            .then(|| Span::new(p - base, p - base + s.len()))
+    }
+
+    fn ids(&self) -> Option<&Ids> {
+        self.ids
+            .get_or_init(|| {
+                use crate::headers::{CSeq, CallId, From, To, Via};
+                let call_id: CallId<'_> = self.typed()?.ok()?;
+                let cseq: CSeq<'_> = self.typed()?.ok()?;
+                let from: From<'_> = self.typed()?.ok()?;
+                let to: To<'_> = self.typed()?.ok()?;
+                let branch = self
+                    .typed::<Via<'_>>()
+                    .and_then(Result::ok)
+                    .and_then(|v| v.branch())
+                    .and_then(|b| self.span_of(b));
+                let cseq_value = self.header(HeaderName::CSeq)?.value().ok()?;
+                let method = cseq.method.as_str();
+                let at = cseq_value.rfind(method)?;
+                Some(Ids {
+                    call_id: self.span_of(call_id.0)?,
+                    cseq: cseq.seq,
+                    cseq_method: self.span_of(cseq_value.get(at..at + method.len())?)?,
+                    from_tag: from.tag().and_then(|t| self.span_of(t)),
+                    to_tag: to.tag().and_then(|t| self.span_of(t)),
+                    branch,
+                })
+            })
+            .as_ref()
+    }
+
+    /// The Call-ID, when Call-ID, CSeq, From and To all parse (the
+    /// identifiers are parsed together, once, and kept).
+    #[must_use]
+    pub fn call_id(&self) -> Option<&str> {
+        self.ids().map(|i| self.str_of(i.call_id))
+    }
+
+    /// The CSeq number and method.
+    #[must_use]
+    pub fn cseq(&self) -> Option<(u32, Method<'_>)> {
+        self.ids()
+            .map(|i| (i.cseq, Method::from_token(self.str_of(i.cseq_method))))
+    }
+
+    /// The From tag.
+    #[must_use]
+    pub fn from_tag(&self) -> Option<&str> {
+        self.ids()?.from_tag.map(|s| self.str_of(s))
+    }
+
+    /// The To tag.
+    #[must_use]
+    pub fn to_tag(&self) -> Option<&str> {
+        self.ids()?.to_tag.map(|s| self.str_of(s))
+    }
+
+    /// The branch of the top Via.
+    #[must_use]
+    pub fn top_branch(&self) -> Option<&str> {
+        self.ids()?.branch.map(|s| self.str_of(s))
     }
 
     // ---- headers ----------------------------------------------------------
@@ -738,6 +841,18 @@ mod tests {
         assert_eq!(m.header(HeaderName::CallId).unwrap().value().unwrap(), "c1");
         assert_eq!(m.count(HeaderName::Via), 1);
         assert_eq!(m.body(), b"");
+    }
+
+    #[test]
+    fn identifiers_are_parsed_once_and_kept() {
+        let m = parse(OPTIONS).unwrap();
+        assert_eq!(m.call_id(), Some("c1"));
+        assert_eq!(m.cseq(), Some((1, Method::Options)));
+        assert_eq!(m.from_tag(), Some("1"));
+        assert_eq!(m.to_tag(), None);
+        assert_eq!(m.top_branch(), Some("z9hG4bK1"));
+        let bad = parse(&OPTIONS.replace("CSeq: 1 OPTIONS", "CSeq: x OPTIONS")).unwrap();
+        assert_eq!(bad.call_id(), None);
     }
 
     #[test]

@@ -35,13 +35,10 @@ impl DialogId {
     /// tag from From (§12.2.2). `None` when the request has no To tag.
     #[must_use]
     pub fn of_request(msg: &SipMessage) -> Option<DialogId> {
-        let call_id: CallId<'_> = msg.typed()?.ok()?;
-        let from: From<'_> = msg.typed()?.ok()?;
-        let to: To<'_> = msg.typed()?.ok()?;
         Some(DialogId {
-            call_id: call_id.0.to_owned(),
-            local_tag: to.tag()?.to_owned(),
-            remote_tag: from.tag().unwrap_or("").to_owned(),
+            call_id: msg.call_id()?.to_owned(),
+            local_tag: msg.to_tag()?.to_owned(),
+            remote_tag: msg.from_tag().unwrap_or("").to_owned(),
         })
     }
 
@@ -49,13 +46,10 @@ impl DialogId {
     /// remote tag from To (§12.1.2).
     #[must_use]
     pub fn of_response(msg: &SipMessage) -> Option<DialogId> {
-        let call_id: CallId<'_> = msg.typed()?.ok()?;
-        let from: From<'_> = msg.typed()?.ok()?;
-        let to: To<'_> = msg.typed()?.ok()?;
         Some(DialogId {
-            call_id: call_id.0.to_owned(),
-            local_tag: from.tag().unwrap_or("").to_owned(),
-            remote_tag: to.tag()?.to_owned(),
+            call_id: msg.call_id()?.to_owned(),
+            local_tag: msg.from_tag().unwrap_or("").to_owned(),
+            remote_tag: msg.to_tag()?.to_owned(),
         })
     }
 }

@@ -739,6 +739,19 @@ impl Endpoint {
         Ok(())
     }
 
+    /// The transaction user gave up on a server transaction without a final
+    /// response: answer 500 (§21.5.1) so the client does not wait forever.
+    /// Nothing happens once a final response was sent.
+    pub fn abandon(&mut self, now: Instant, id: TxId) {
+        let pending = self.txs.get(&id).is_some_and(|t| {
+            matches!(t.kind, TxKind::ServerInvite | TxKind::ServerNonInvite)
+                && matches!(t.state, TxState::Trying | TxState::Proceeding)
+        });
+        if pending {
+            let _ = self.respond_inner(now, id, 500, None);
+        }
+    }
+
     /// Sends a reliable provisional (RFC 3262 §3) through an INVITE server
     /// transaction and retransmits it (T1, doubling) until
     /// [`Endpoint::prack_received`], or reports `Timeout { timer:

@@ -2,7 +2,7 @@
 //! that matches an ACK to the 2xx it acknowledges (§13.3.1.4, §17.2.1 via
 //! RFC 6026).
 
-use sip_message::headers::{CSeq, CallId, From, To, Via};
+use sip_message::headers::Via;
 use sip_message::{Method, SipMessage};
 
 /// The magic cookie that marks an RFC 3261 branch (§8.1.1.7).
@@ -64,15 +64,13 @@ impl TxKey {
                 method,
             }),
             _ => {
-                let from: From<'_> = msg.typed()?.ok()?;
-                let call_id: CallId<'_> = msg.typed()?.ok()?;
-                let cseq: CSeq<'_> = msg.typed()?.ok()?;
+                let (cseq, _) = msg.cseq()?;
                 let via_raw = msg.values(sip_message::HeaderName::Via).next()?.ok()?;
                 Some(TxKey::Legacy {
                     request_uri: msg.request_uri_str()?.into(),
-                    call_id: call_id.0.into(),
-                    from_tag: from.tag().unwrap_or("").into(),
-                    cseq: cseq.seq,
+                    call_id: msg.call_id()?.into(),
+                    from_tag: msg.from_tag().unwrap_or("").into(),
+                    cseq,
                     via: via_raw.into(),
                     method,
                 })
@@ -82,19 +80,16 @@ impl TxKey {
 
     /// The client key a response matches (§17.1.3).
     pub(crate) fn client_for_response(msg: &SipMessage) -> Option<TxKey> {
-        let via: Via<'_> = msg.typed()?.ok()?;
-        let cseq: CSeq<'_> = msg.typed()?.ok()?;
         Some(TxKey::Client {
-            branch: via.branch()?.into(),
-            method: cseq.method.as_str().into(),
+            branch: msg.top_branch()?.into(),
+            method: msg.cseq()?.1.as_str().into(),
         })
     }
 
     /// The client key of a request we send.
     pub(crate) fn client_for_request(msg: &SipMessage) -> Option<TxKey> {
-        let via: Via<'_> = msg.typed()?.ok()?;
         Some(TxKey::Client {
-            branch: via.branch()?.into(),
+            branch: msg.top_branch()?.into(),
             method: msg.method()?.as_str().into(),
         })
     }
@@ -113,15 +108,11 @@ pub(crate) struct AckKey {
 impl AckKey {
     /// The key of a message (a 2xx response or an ACK).
     pub(crate) fn of(msg: &SipMessage) -> Option<AckKey> {
-        let call_id: CallId<'_> = msg.typed()?.ok()?;
-        let from: From<'_> = msg.typed()?.ok()?;
-        let to: To<'_> = msg.typed()?.ok()?;
-        let cseq: CSeq<'_> = msg.typed()?.ok()?;
         Some(AckKey {
-            call_id: call_id.0.into(),
-            from_tag: from.tag().unwrap_or("").into(),
-            to_tag: to.tag().unwrap_or("").into(),
-            cseq: cseq.seq,
+            call_id: msg.call_id()?.into(),
+            from_tag: msg.from_tag().unwrap_or("").into(),
+            to_tag: msg.to_tag().unwrap_or("").into(),
+            cseq: msg.cseq()?.0,
         })
     }
 }

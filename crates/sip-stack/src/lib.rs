@@ -140,6 +140,8 @@ pub enum StackEvent {
 /// What a client transaction reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
+// Responses are the common case; boxing them would allocate per response.
+#[allow(clippy::large_enum_variant)]
 pub enum ClientEvent {
     /// A response (every 2xx, including forks and retransmissions, for
     /// INVITE: RFC 6026).
@@ -185,6 +187,18 @@ pub struct ServerTransaction {
     source: Peer,
     shard: mpsc::UnboundedSender<Command>,
     cancelled: Option<oneshot::Receiver<()>>,
+    /// Whether a final response was handed over (else dropping answers 500).
+    answered: std::sync::atomic::AtomicBool,
+}
+
+impl Drop for ServerTransaction {
+    /// An unanswered request must not hang its caller: the stack answers
+    /// 500 for it (DESIGN.md: dropping an unanswered handle sends 500).
+    fn drop(&mut self) {
+        if !self.answered.load(std::sync::atomic::Ordering::Relaxed) {
+            let _ = self.shard.send(Command::Abandon(self.id));
+        }
+    }
 }
 
 impl ServerTransaction {
@@ -208,6 +222,10 @@ impl ServerTransaction {
 
     /// Sends a response (provisional or final) through the transaction.
     pub fn respond(&self, response: SipMessage) {
+        if response.status().is_some_and(|s| s >= 200) {
+            self.answered
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
         let _ = self.shard.send(Command::Respond(self.id, response));
     }
 

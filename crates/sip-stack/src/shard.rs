@@ -31,7 +31,15 @@ pub(crate) enum Command {
     Cancel(TxId),
     /// Send bytes outside any transaction.
     Stateless(Bytes, Peer),
+    /// A stream send for this transaction failed (from a peer writer task).
+    TransportFailed(TxId),
+    /// The transaction user dropped a server transaction without a final
+    /// response: answer 500.
+    Abandon(TxId),
 }
+
+/// How long a peer writer task waits for the next message before it ends.
+const WRITER_IDLE: std::time::Duration = std::time::Duration::from_secs(30);
 
 pub(crate) struct Shard {
     endpoint: Endpoint,
@@ -49,6 +57,9 @@ pub(crate) struct Shard {
     /// The local socket of the message being received, for the server
     /// transaction it may create.
     arrived_on: Option<Peer>,
+    /// One writer task per stream peer, so a connect or a slow peer never
+    /// holds the shard, and messages to one peer keep their order.
+    writers: HashMap<Peer, mpsc::UnboundedSender<(Bytes, Option<TxId>)>>,
     /// Maps the endpoint's monotonic clock onto tokio's.
     epoch: Instant,
     epoch_std: std::time::Instant,
@@ -73,6 +84,7 @@ impl Shard {
             invites: HashMap::new(),
             locals: HashMap::new(),
             arrived_on: None,
+            writers: HashMap::new(),
             epoch,
             epoch_std: epoch.into_std(),
         }
@@ -140,11 +152,9 @@ impl Shard {
                     debug!(%id, error = %e, "cancel refused");
                 }
             }
-            Command::Stateless(bytes, peer) => {
-                if let Err(e) = self.transports.send(peer, bytes).await {
-                    warn!(%peer, error = %e, "stateless send failed");
-                }
-            }
+            Command::Stateless(bytes, peer) => self.transmit(peer, bytes, None, None).await,
+            Command::TransportFailed(id) => self.endpoint.transport_error(now, id),
+            Command::Abandon(id) => self.endpoint.abandon(now, id),
         }
     }
 
@@ -154,21 +164,59 @@ impl Shard {
             match out {
                 Output::Transmit(t) => {
                     let local = t.tx.and_then(|id| self.locals.get(&id).copied());
-                    let sent = match local {
-                        Some(local) => self.transports.send_from(local, t.peer, t.bytes).await,
-                        None => self.transports.send(t.peer, t.bytes).await,
-                    };
-                    if let Err(e) = sent {
-                        warn!(peer = %t.peer, error = %e, "send failed");
-                        if let Some(id) = t.tx {
-                            let now = self.now();
-                            self.endpoint.transport_error(now, id);
-                        }
-                    }
+                    self.transmit(t.peer, t.bytes, t.tx, local).await;
                 }
                 Output::Event(e) => self.event(e),
             }
         }
+    }
+
+    /// Sends: UDP at once (a datagram never waits for a peer); stream
+    /// transports through the peer's writer task.
+    async fn transmit(&mut self, peer: Peer, bytes: Bytes, tx: Option<TxId>, local: Option<Peer>) {
+        if peer.transport == sip_message::TransportKind::Udp {
+            let sent = match local {
+                Some(local) => self.transports.send_from(local, peer, bytes).await,
+                None => self.transports.send(peer, bytes).await,
+            };
+            if let Err(e) = sent {
+                warn!(%peer, error = %e, "send failed");
+                if let Some(id) = tx {
+                    let now = self.now();
+                    self.endpoint.transport_error(now, id);
+                }
+            }
+            return;
+        }
+        let item = (bytes, tx);
+        let item = match self.writers.get(&peer) {
+            Some(w) => match w.send(item) {
+                Ok(()) => return,
+                // The writer ended (idle): start a new one.
+                Err(mpsc::error::SendError(item)) => item,
+            },
+            None => item,
+        };
+        let w = self.spawn_writer(peer);
+        let _ = w.send(item);
+        self.writers.insert(peer, w);
+    }
+
+    fn spawn_writer(&self, peer: Peer) -> mpsc::UnboundedSender<(Bytes, Option<TxId>)> {
+        let (send, mut recv) = mpsc::unbounded_channel::<(Bytes, Option<TxId>)>();
+        let transports = self.transports.clone();
+        let me = self.me.clone();
+        tokio::spawn(async move {
+            while let Ok(Some((bytes, tx))) = tokio::time::timeout(WRITER_IDLE, recv.recv()).await {
+                if let Err(e) = transports.send(peer, bytes).await {
+                    warn!(%peer, error = %e, "send failed");
+                    if let Some(id) = tx {
+                        let _ = me.send(Command::TransportFailed(id));
+                    }
+                }
+            }
+        });
+        send
     }
 
     fn event(&mut self, e: Event) {
@@ -195,6 +243,7 @@ impl Shard {
                     source,
                     shard: self.me.clone(),
                     cancelled,
+                    answered: std::sync::atomic::AtomicBool::new(false),
                 }));
             }
             Event::Ack {

@@ -89,19 +89,33 @@ enum UaCommand {
         /// (the public address in front of a NAT or a relay).
         #[arg(long)]
         advertise: Option<SocketAddr>,
+        /// The certificate chain to serve TLS and WSS with (PEM, leaf
+        /// first).
+        #[arg(long, value_name = "FILE", requires = "key")]
+        cert: Option<PathBuf>,
+        /// The private key of --cert (PEM: PKCS#8, PKCS#1 or SEC1).
+        #[arg(long, value_name = "FILE", requires = "cert")]
+        key: Option<PathBuf>,
     },
     /// Place calls and print how many succeeded and failed; exit 0 only if
     /// every call succeeded.
     Call {
-        /// The SIP URI to call, e.g. sip:service@127.0.0.1:5060.
+        /// The SIP URI to call, e.g. sip:service@127.0.0.1:5060,
+        /// sip:service@127.0.0.1:5061;transport=tls (or sips:...),
+        /// sip:service@127.0.0.1:8080;transport=ws, sips:...;transport=ws.
         #[arg(long)]
         to: String,
-        /// Local address to bind.
+        /// Local address to bind (UDP and TCP; over TLS, WS and WSS the
+        /// caller only connects out).
         #[arg(long, default_value = "127.0.0.1:0")]
         listen: SocketAddr,
-        /// Transport.
-        #[arg(long, value_enum, default_value = "udp")]
-        transport: ua::Transport,
+        /// Transport [default: the one --to names, else udp].
+        #[arg(long, value_enum)]
+        transport: Option<ua::Transport>,
+        /// The CA certificate (PEM) that TLS and WSS servers are verified
+        /// against.
+        #[arg(long, value_name = "FILE")]
+        ca: Option<PathBuf>,
         /// How many calls.
         #[arg(long, default_value_t = 1)]
         count: u64,
@@ -131,13 +145,19 @@ fn run_ua(command: UaCommand) -> ExitCode {
                 listen,
                 transport,
                 advertise,
-            } => ua::answer(listen, transport, advertise)
-                .await
-                .map(|()| true),
+                cert,
+                key,
+            } => {
+                let cert = cert.zip(key).map(|(cert, key)| ua::CertFiles { cert, key });
+                ua::answer(listen, transport, advertise, cert.as_ref())
+                    .await
+                    .map(|()| true)
+            }
             UaCommand::Call {
                 to,
                 listen,
                 transport,
+                ca,
                 count,
                 rate,
                 hold,
@@ -146,6 +166,7 @@ fn run_ua(command: UaCommand) -> ExitCode {
                     &to,
                     listen,
                     transport,
+                    ca.as_deref(),
                     count,
                     rate,
                     Duration::from_millis(hold),

@@ -1,0 +1,302 @@
+//! `switchboard ua` over TLS, WS and WSS: the binary answering on
+//! 127.0.0.1 port 0 and the binary calling it, with a CA and a server
+//! certificate generated here and handed over as PEM files.
+//!
+//! Every process is killed when its test ends and waited for with a
+//! deadline, so a failure cannot hang the run.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::Duration;
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose,
+};
+
+const DEADLINE: Duration = Duration::from_secs(30);
+
+fn switchboard() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_switchboard"))
+}
+
+/// A child process killed on drop.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs a command to completion with a deadline; returns its output.
+fn run(mut cmd: Command) -> Output {
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+    let pid = child.id();
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(DEADLINE) {
+        Ok(out) => out.unwrap(),
+        Err(_) => {
+            let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+            panic!("{cmd:?} did not finish within {DEADLINE:?}");
+        }
+    }
+}
+
+/// Starts `switchboard ua answer` on an ephemeral port; returns it with the
+/// transport token and address of its banner
+/// (`switchboard ua answering on TLS:127.0.0.1:PORT`).
+fn answer(transport: &str, extra: &[&str]) -> (Proc, String, SocketAddr) {
+    let mut child = switchboard()
+        .args([
+            "ua",
+            "answer",
+            "--listen",
+            "127.0.0.1:0",
+            "--transport",
+            transport,
+        ])
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let mut line = String::new();
+        let mut reader = BufReader::new(stdout);
+        let _ = reader.read_line(&mut line);
+        let _ = tx.send(line);
+        // Keep draining so the child never blocks on a full pipe.
+        let _ = std::io::copy(&mut reader, &mut std::io::sink());
+    });
+    let proc = Proc(child);
+    let line = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("ua answer did not start");
+    let (token, addr) = line
+        .trim()
+        .strip_prefix("switchboard ua answering on ")
+        .and_then(|rest| rest.split_once(':'))
+        .unwrap_or_else(|| panic!("unexpected banner {line:?}"));
+    let addr = addr
+        .parse()
+        .unwrap_or_else(|_| panic!("unexpected banner {line:?}"));
+    (proc, token.to_owned(), addr)
+}
+
+/// `switchboard ua call ARGS --count 10`: (succeeded, failed, exit
+/// success).
+fn call(args: &[&str]) -> (u32, u32, bool) {
+    let mut cmd = switchboard();
+    cmd.args(["ua", "call"])
+        .args(args)
+        .args(["--count", "10", "--rate", "100"]);
+    let out = run(cmd);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let field = |name: &str| -> u32 {
+        text.split_whitespace()
+            .skip_while(|w| *w != name)
+            .nth(1)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| {
+                panic!(
+                    "no {name} in {text:?}; stderr: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                )
+            })
+    };
+    (field("succeeded:"), field("failed:"), out.status.success())
+}
+
+/// A CA and a server certificate for 127.0.0.1 and localhost, written as
+/// PEM files into a directory removed on drop.
+struct Pki {
+    dir: PathBuf,
+}
+
+impl Pki {
+    fn new(name: &str) -> Pki {
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "Switchboard ua test CA");
+        ca_params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let ca_key = KeyPair::generate().unwrap();
+        let ca = ca_params.self_signed(&ca_key).unwrap();
+        let issuer = Issuer::new(ca_params, ca_key);
+
+        let mut params =
+            CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).unwrap();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "localhost");
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &issuer).unwrap();
+
+        let dir =
+            std::env::temp_dir().join(format!("switchboard-ua-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
+        std::fs::write(dir.join("cert.pem"), cert.pem()).unwrap();
+        std::fs::write(dir.join("key.pem"), key.serialize_pem()).unwrap();
+        Pki { dir }
+    }
+
+    fn path(&self, file: &str) -> String {
+        self.dir.join(file).to_str().unwrap().to_owned()
+    }
+
+    fn ca(&self) -> String {
+        self.path("ca.pem")
+    }
+
+    /// `--cert FILE --key FILE` for `ua answer`.
+    fn server_args(&self) -> [String; 4] {
+        [
+            "--cert".to_owned(),
+            self.path("cert.pem"),
+            "--key".to_owned(),
+            self.path("key.pem"),
+        ]
+    }
+}
+
+impl Drop for Pki {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn strs(args: &[String]) -> Vec<&str> {
+    args.iter().map(String::as_str).collect()
+}
+
+#[test]
+fn ten_calls_over_tls() {
+    let pki = Pki::new("tls");
+    let (_uas, token, addr) = answer("tls", &strs(&pki.server_args()));
+    assert_eq!(token, "TLS");
+    let ca = pki.ca();
+    // The transport from the URI (RFC 3261 §19.1.1: transport=tls)...
+    let to = format!("sip:service@{addr};transport=tls");
+    assert_eq!(
+        call(&["--to", &to, "--ca", &ca]),
+        (10, 0, true),
+        "sip: with transport=tls"
+    );
+    // ...or from --transport with a sips: URI (§26.2.2).
+    let to = format!("sips:service@{addr}");
+    assert_eq!(
+        call(&["--to", &to, "--transport", "tls", "--ca", &ca]),
+        (10, 0, true),
+        "sips:"
+    );
+}
+
+#[test]
+fn ten_calls_over_ws() {
+    let (_uas, token, addr) = answer("ws", &[]);
+    assert_eq!(token, "WS");
+    let to = format!("sip:service@{addr};transport=ws");
+    assert_eq!(call(&["--to", &to, "--transport", "ws"]), (10, 0, true));
+}
+
+#[test]
+fn ten_calls_over_wss() {
+    let pki = Pki::new("wss");
+    let (_uas, token, addr) = answer("wss", &strs(&pki.server_args()));
+    assert_eq!(token, "WSS");
+    // RFC 7118 §5.2: a sips: URI with transport=ws is WSS.
+    let to = format!("sips:service@{addr};transport=ws");
+    assert_eq!(
+        call(&["--to", &to, "--transport", "wss", "--ca", &pki.ca()]),
+        (10, 0, true)
+    );
+}
+
+/// Fails with a message, no calls attempted.
+fn refused(args: &[&str], expected: &str) {
+    let mut cmd = switchboard();
+    cmd.args(args);
+    let out = run(cmd);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{args:?} succeeded");
+    assert!(
+        stderr.contains(expected),
+        "{args:?}: expected {expected:?} in {stderr:?}"
+    );
+}
+
+#[test]
+fn untrusted_server_and_missing_certificates_are_refused() {
+    let pki = Pki::new("refused");
+    let other = Pki::new("other");
+    let (_uas, _, addr) = answer("tls", &strs(&pki.server_args()));
+    let to = format!("sips:service@{addr}");
+    // A CA that did not sign the server's certificate: the handshake fails.
+    refused(
+        &["ua", "call", "--to", &to, "--ca", &other.ca()],
+        "connecting to TLS:",
+    );
+    refused(&["ua", "call", "--to", &to], "--ca FILE");
+    refused(
+        &["ua", "call", "--to", &to, "--transport", "ws"],
+        "but --transport is WS",
+    );
+    refused(
+        &[
+            "ua",
+            "answer",
+            "--listen",
+            "127.0.0.1:0",
+            "--transport",
+            "tls",
+        ],
+        "--cert FILE and --key FILE",
+    );
+    let missing = pki.path("nowhere.pem");
+    refused(
+        &[
+            "ua",
+            "answer",
+            "--listen",
+            "127.0.0.1:0",
+            "--transport",
+            "tls",
+            "--cert",
+            &missing,
+            "--key",
+            &missing,
+        ],
+        "reading",
+    );
+}
