@@ -27,9 +27,18 @@ pub(crate) fn bind(addr: SocketAddr, reuse_port: bool) -> io::Result<UdpSocket> 
         socket.set_only_v6(true)?;
     }
     socket.set_nonblocking(true)?;
+    // Bursts of calls overflow the default receive buffer (a few hundred
+    // KiB) before the reader runs; ask for more. The kernel caps it at
+    // net.core.rmem_max, and a refusal is not an error.
+    if socket.set_recv_buffer_size(RECV_BUFFER).is_err() {
+        tracing::debug!(%addr, "could not enlarge the UDP receive buffer");
+    }
     socket.bind(&addr.into())?;
     UdpSocket::from_std(socket.into())
 }
+
+/// The UDP receive buffer asked for.
+const RECV_BUFFER: usize = 4 << 20;
 
 /// Receives datagrams until shutdown. Each becomes one message; what does
 /// not parse is dropped.
