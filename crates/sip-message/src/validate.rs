@@ -120,10 +120,18 @@ pub fn validate(msg: &SipMessage, role: Role) -> Result<(), ValidationError> {
     for v in msg.typed_all::<h::Via<'_>>() {
         v.map_err(bad)?;
     }
-    required::<h::From<'_>>(msg)?;
-    required::<h::To<'_>>(msg)?;
-    required::<h::CallId<'_>>(msg)?;
-    let cseq = required::<h::CSeq<'_>>(msg)?;
+    // The identifiers are parsed once and cached on the message; only when
+    // they fail are the headers parsed again, for the error that names the
+    // fault.
+    let cseq_method = match msg.cseq() {
+        Some((_, method)) => method,
+        None => {
+            required::<h::From<'_>>(msg)?;
+            required::<h::To<'_>>(msg)?;
+            required::<h::CallId<'_>>(msg)?;
+            required::<h::CSeq<'_>>(msg)?.method
+        }
+    };
     if let Some(mf) = msg.typed::<h::MaxForwards>() {
         mf.map_err(bad)?;
     }
@@ -131,7 +139,7 @@ pub fn validate(msg: &SipMessage, role: Role) -> Result<(), ValidationError> {
         r.map_err(bad)?;
     }
     if let Some(method) = msg.method()
-        && cseq.method != method
+        && cseq_method != method
     {
         return Err(ValidationError::CSeqMethod);
     }
