@@ -36,7 +36,7 @@ use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use sip_message::{Peer, SipMessage, TransportKind, headers::CallId};
+use sip_message::{Peer, SipMessage, TransportKind};
 use sip_proto::{IdGenerator, Timers, TxId};
 use sip_transport::{TransportConfig, TransportError, Transports};
 use tokio::sync::{mpsc, oneshot};
@@ -104,6 +104,9 @@ pub enum StackError {
     /// The stack has stopped.
     #[error("the stack has stopped")]
     Stopped,
+    /// A shard's thread or runtime could not be started.
+    #[error("cannot start a shard: {0}")]
+    Runtime(std::io::Error),
 }
 
 /// What the stack tells the transaction user.
@@ -255,9 +258,8 @@ pub struct StackHandle {
 impl StackHandle {
     fn shard_for(&self, msg: &SipMessage) -> Result<&mpsc::UnboundedSender<Command>, StackError> {
         let idx = msg
-            .typed::<CallId<'_>>()
-            .and_then(Result::ok)
-            .map_or(0, |c| shard_index(c.0, self.shards.len()));
+            .call_id()
+            .map_or(0, |c| shard_index(c, self.shards.len()));
         self.shards.get(idx).ok_or(StackError::Stopped)
     }
 
@@ -346,37 +348,56 @@ pub struct Stack {
 }
 
 impl Stack {
-    /// Binds the transports and starts the shards on the current tokio
-    /// runtime.
+    /// Binds the transports on the current tokio runtime and starts the
+    /// shards, each on its own thread with a current-thread runtime.
     pub async fn start(config: StackConfig) -> Result<Stack, StackError> {
         let (transports, mut incoming) = Transports::bind(config.transport).await?;
         let (events_tx, events) = mpsc::unbounded_channel();
         let mut seeds = IdGenerator::new(config.seed);
-        let shards: Vec<_> = (0..config.shards.max(1))
-            .map(|_| {
-                let (tx, rx) = mpsc::unbounded_channel();
-                let shard = Shard::new(
-                    config.timers,
-                    seeds.next_u64(),
-                    transports.clone(),
-                    tx.clone(),
-                    events_tx.clone(),
-                );
-                tokio::spawn(shard.run(rx));
-                tx
-            })
-            .collect();
+        let mut shards = Vec::with_capacity(config.shards.max(1));
+        for i in 0..config.shards.max(1) {
+            let (tx, rx) = mpsc::unbounded_channel();
+            let shard = Shard::new(
+                config.timers,
+                seeds.next_u64(),
+                transports.clone(),
+                tx.downgrade(),
+                events_tx.clone(),
+            );
+            // One thread and one current-thread runtime per shard: the
+            // endpoint, its timers and its peer writers never migrate, and
+            // a call's messages are handled on one core.
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(StackError::Runtime)?;
+            std::thread::Builder::new()
+                .name(format!("sip-shard-{i}"))
+                .spawn(move || runtime.block_on(shard.run(rx)))
+                .map_err(StackError::Runtime)?;
+            shards.push(tx);
+        }
         let handle = StackHandle {
             shards: shards.into(),
             transports,
             ids: Arc::new(Mutex::new(IdGenerator::new(seeds.next_u64()))),
         };
         // Steer every received message to the shard that owns its Call-ID.
-        let steer = handle.clone();
+        // Weak senders: the stack stops (shards end, transports close) once
+        // the user has dropped every handle.
+        let steer: Vec<_> = handle
+            .shards
+            .iter()
+            .map(mpsc::UnboundedSender::downgrade)
+            .collect();
         tokio::spawn(async move {
             while let Some(m) = incoming.recv().await {
-                match steer.shard_for(&m.message) {
-                    Ok(shard) if shard.send(Command::Receive(m)).is_ok() => {}
+                let idx = m
+                    .message
+                    .call_id()
+                    .map_or(0, |c| shard_index(c, steer.len()));
+                match steer.get(idx).and_then(mpsc::WeakUnboundedSender::upgrade) {
+                    Some(shard) if shard.send(Command::Receive(m)).is_ok() => {}
                     _ => break,
                 }
             }

@@ -45,7 +45,8 @@ pub(crate) struct Shard {
     endpoint: Endpoint,
     transports: Transports,
     /// This shard's own command sender, handed to server transactions.
-    me: mpsc::UnboundedSender<Command>,
+    /// Weak, so the shard ends when the last handle to the stack is gone.
+    me: mpsc::WeakUnboundedSender<Command>,
     events: mpsc::UnboundedSender<StackEvent>,
     clients: HashMap<TxId, mpsc::UnboundedSender<ClientEvent>>,
     cancels: HashMap<TxId, oneshot::Sender<()>>,
@@ -70,7 +71,7 @@ impl Shard {
         timers: Timers,
         seed: u64,
         transports: Transports,
-        me: mpsc::UnboundedSender<Command>,
+        me: mpsc::WeakUnboundedSender<Command>,
         events: mpsc::UnboundedSender<StackEvent>,
     ) -> Shard {
         let epoch = Instant::now();
@@ -210,7 +211,7 @@ impl Shard {
             while let Ok(Some((bytes, tx))) = tokio::time::timeout(WRITER_IDLE, recv.recv()).await {
                 if let Err(e) = transports.send(peer, bytes).await {
                     warn!(%peer, error = %e, "send failed");
-                    if let Some(id) = tx {
+                    if let (Some(id), Some(me)) = (tx, me.upgrade()) {
                         let _ = me.send(Command::TransportFailed(id));
                     }
                 }
@@ -237,11 +238,14 @@ impl Shard {
                 } else {
                     None
                 };
+                let Some(shard) = self.me.upgrade() else {
+                    return;
+                };
                 let _ = self.events.send(StackEvent::Request(ServerTransaction {
                     id: tx,
                     request,
                     source,
-                    shard: self.me.clone(),
+                    shard,
                     cancelled,
                     answered: std::sync::atomic::AtomicBool::new(false),
                 }));
