@@ -677,13 +677,15 @@ impl<'a> TelUri<'a> {
         {
             return false;
         }
-        self.params.iter().count() == other.params.iter().count()
-            && self.params.iter().all(|(n, v)| {
-                other
-                    .params
-                    .get_unescaped(n)
-                    .is_some_and(|w| eq_opt_unescaped(v, w))
+        // Every parameter on each side has an equal one on the other (names
+        // may repeat).
+        let covered = |a: &Params<'_>, b: &Params<'_>| {
+            a.iter().all(|(n, v)| {
+                b.iter()
+                    .any(|(m, w)| eq_unescaped(n, m, true) && eq_opt_unescaped(v, w))
             })
+        };
+        covered(&self.params, &other.params) && covered(&other.params, &self.params)
     }
 }
 
