@@ -54,6 +54,11 @@ pub struct StackConfig {
     pub timers: Timers,
     /// Seed for branches, tags and Call-IDs.
     pub seed: u64,
+    /// Run each shard on a thread of its own (the default). `false` runs
+    /// the shards as tasks on the caller's runtime: with one shard on a
+    /// current-thread runtime, the whole stack and its user share one
+    /// thread and no message crosses threads (a small UA, a test tool).
+    pub dedicated_threads: bool,
 }
 
 impl StackConfig {
@@ -77,6 +82,7 @@ impl Default for StackConfig {
             shards: std::thread::available_parallelism().map_or(1, usize::from),
             timers: Timers::default(),
             seed: seed_from_time(),
+            dedicated_threads: true,
         }
     }
 }
@@ -364,17 +370,21 @@ impl Stack {
                 tx.downgrade(),
                 events_tx.clone(),
             );
-            // One thread and one current-thread runtime per shard: the
-            // endpoint, its timers and its peer writers never migrate, and
-            // a call's messages are handled on one core.
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(StackError::Runtime)?;
-            std::thread::Builder::new()
-                .name(format!("sip-shard-{i}"))
-                .spawn(move || runtime.block_on(shard.run(rx)))
-                .map_err(StackError::Runtime)?;
+            if config.dedicated_threads {
+                // One thread and one current-thread runtime per shard: the
+                // endpoint, its timers and its peer writers never migrate,
+                // and a call's messages are handled on one core.
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(StackError::Runtime)?;
+                std::thread::Builder::new()
+                    .name(format!("sip-shard-{i}"))
+                    .spawn(move || runtime.block_on(shard.run(rx)))
+                    .map_err(StackError::Runtime)?;
+            } else {
+                tokio::spawn(shard.run(rx));
+            }
             shards.push(tx);
         }
         let handle = StackHandle {

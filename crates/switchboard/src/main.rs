@@ -129,7 +129,8 @@ enum UaCommand {
 }
 
 fn run_ua(command: UaCommand) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    // The UA runs on one thread, stack included (see ua::config).
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {

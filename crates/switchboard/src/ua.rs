@@ -135,6 +135,8 @@ fn stack_config(transport: TransportConfig) -> StackConfig {
     StackConfig {
         transport,
         shards: 1,
+        // One thread for the whole UA: no message crosses threads.
+        dedicated_threads: false,
         ..StackConfig::default()
     }
 }
