@@ -132,7 +132,11 @@ impl Parts {
             self.error = Some(e);
             return;
         }
-        let _ = write!(self.head, "{name}: {value}\r\n");
+        self.head.reserve(name.len() + value.len() + 4);
+        self.head.push_str(name);
+        self.head.push_str(": ");
+        self.head.push_str(&value);
+        self.head.push_str("\r\n");
     }
 
     fn finish(self) -> Result<SipMessage, BuildError> {
@@ -234,8 +238,15 @@ impl ResponseBuilder {
         }
         let mut parts = Parts::default();
         let _ = write!(parts.head, "SIP/2.0 {code} {reason}\r\n");
+        fn text<'m>(h: crate::HeaderRef<'m>) -> std::borrow::Cow<'m, str> {
+            match h.value() {
+                Ok(v) => std::borrow::Cow::Borrowed(v),
+                Err(_) => String::from_utf8_lossy(h.value_bytes()),
+            }
+        }
+        parts.head.reserve(request.headers_end());
         for via in request.headers_of(HeaderName::Via) {
-            parts.header("Via", &String::from_utf8_lossy(via.value_bytes()));
+            parts.header("Via", &text(via));
         }
         for name in [
             HeaderName::From,
@@ -246,9 +257,13 @@ impl ResponseBuilder {
             let Some(h) = request.header(name) else {
                 continue;
             };
-            let value = String::from_utf8_lossy(h.value_bytes());
+            let value = text(h);
             if name == HeaderName::To && code > 100 {
-                let has_tag = matches!(request.typed::<To<'_>>(), Some(Ok(t)) if t.tag().is_some());
+                let has_tag = match request.call_id() {
+                    // The identifiers parsed: the To tag is cached.
+                    Some(_) => request.to_tag().is_some(),
+                    None => matches!(request.typed::<To<'_>>(), Some(Ok(t)) if t.tag().is_some()),
+                };
                 if let (false, Some(tag)) = (has_tag, to_tag) {
                     if !is_token_str(tag) {
                         return Err(BuildError::Injection);
@@ -262,7 +277,7 @@ impl ResponseBuilder {
         if code == 100
             && let Some(ts) = request.header(HeaderName::Timestamp)
         {
-            parts.header("Timestamp", &String::from_utf8_lossy(ts.value_bytes()));
+            parts.header("Timestamp", &text(ts));
         }
         Ok(ResponseBuilder { parts })
     }

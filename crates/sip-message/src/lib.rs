@@ -82,11 +82,13 @@ pub use builder::{BuildError, RequestBuilder, ResponseBuilder, default_reason};
 pub use edit::{EditError, Editor};
 pub use error::{HeaderError, HeaderErrorKind, ParseError, StartLineFault, UriError};
 pub use framer::{Frame, StreamFramer};
-pub use message::{HeaderRef, Limits, SipMessage, Transport};
+pub use message::{HeaderRef, Limits, SipMessage, TopVia, Transport};
 pub use method::Method;
 pub use name::HeaderName;
 pub use params::{ParamIter, Params};
-pub use peer::{Peer, TransportKind, ViaStamp, response_peer, via_stamp};
+pub use peer::{
+    Peer, TransportKind, ViaStamp, response_peer, top_via_response_peer, top_via_stamp, via_stamp,
+};
 pub use scan::unescape;
 pub use uri::{AbsoluteUri, Host, SipUri, TelUri, Uri};
 pub use validate::{Role, ValidationError, validate};

@@ -136,6 +136,33 @@ struct Ids {
     from_tag: Option<Span>,
     to_tag: Option<Span>,
     branch: Option<Span>,
+    via: Option<ViaIds>,
+}
+
+/// What transport and transaction layers read from the top Via.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ViaIds {
+    transport: Span,
+    host: Span,
+    port: Option<u16>,
+    /// `None`: no rport; `Some(None)`: bare rport; `Some(Some(p))`: filled.
+    rport: Option<Option<u16>>,
+}
+
+/// The top Via, as the transaction and transport layers read it (parsed
+/// once with the message's identifiers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TopVia<'m> {
+    /// The transport token (`UDP`, `TCP`, ...).
+    pub transport: &'m str,
+    /// The sent-by host as written (IPv6 in brackets).
+    pub host: &'m str,
+    /// The sent-by port, if written.
+    pub port: Option<u16>,
+    /// The `rport` parameter: `None` absent, `Some(None)` bare.
+    pub rport: Option<Option<u16>>,
+    /// The branch.
+    pub branch: Option<&'m str>,
 }
 
 /// Two messages are equal when their bytes and index are; the cache of
@@ -525,11 +552,16 @@ impl SipMessage {
                 let cseq: CSeq<'_> = self.typed()?.ok()?;
                 let from: From<'_> = self.typed()?.ok()?;
                 let to: To<'_> = self.typed()?.ok()?;
-                let branch = self
-                    .typed::<Via<'_>>()
-                    .and_then(Result::ok)
-                    .and_then(|v| v.branch())
-                    .and_then(|b| self.span_of(b));
+                let top = self.typed::<Via<'_>>().and_then(Result::ok);
+                let branch = top.and_then(|v| v.branch()).and_then(|b| self.span_of(b));
+                let via = top.and_then(|v| {
+                    Some(ViaIds {
+                        transport: self.span_of(v.transport())?,
+                        host: self.span_of(v.host_str())?,
+                        port: v.port(),
+                        rport: v.rport(),
+                    })
+                });
                 let cseq_value = self.header(HeaderName::CSeq)?.value().ok()?;
                 let method = cseq.method.as_str();
                 let at = cseq_value.rfind(method)?;
@@ -540,6 +572,7 @@ impl SipMessage {
                     from_tag: from.tag().and_then(|t| self.span_of(t)),
                     to_tag: to.tag().and_then(|t| self.span_of(t)),
                     branch,
+                    via,
                 })
             })
             .as_ref()
@@ -575,6 +608,20 @@ impl SipMessage {
     #[must_use]
     pub fn top_branch(&self) -> Option<&str> {
         self.ids()?.branch.map(|s| self.str_of(s))
+    }
+
+    /// The top Via's transport, sent-by, rport and branch.
+    #[must_use]
+    pub fn top_via(&self) -> Option<TopVia<'_>> {
+        let ids = self.ids()?;
+        let v = ids.via?;
+        Some(TopVia {
+            transport: self.str_of(v.transport),
+            host: self.str_of(v.host),
+            port: v.port,
+            rport: v.rport,
+            branch: ids.branch.map(|s| self.str_of(s)),
+        })
     }
 
     // ---- headers ----------------------------------------------------------

@@ -103,9 +103,20 @@ pub struct ViaStamp {
 ///   added even when the address matches.
 #[must_use]
 pub fn via_stamp(via: &Via<'_>, source: Peer) -> Option<ViaStamp> {
+    stamp(via.host(), via.rport(), source)
+}
+
+/// [`via_stamp`] from a message's cached top Via.
+#[must_use]
+pub fn top_via_stamp(via: &crate::TopVia<'_>, source: Peer) -> Option<ViaStamp> {
+    let host = Host::parse(via.host).ok()?;
+    stamp(host, via.rport, source)
+}
+
+fn stamp(host: Host<'_>, rport: Option<Option<u16>>, source: Peer) -> Option<ViaStamp> {
     let ip = source.addr.ip().to_canonical();
-    let rport = matches!(via.rport(), Some(None)).then_some(source.addr.port());
-    let same_host = match via.host() {
+    let rport = matches!(rport, Some(None)).then_some(source.addr.port());
+    let same_host = match host {
         Host::Ipv4(a) => IpAddr::V4(a) == ip,
         Host::Ipv6(a) => IpAddr::V6(a).to_canonical() == ip,
         Host::Domain(_) => false,
@@ -134,11 +145,21 @@ pub fn via_stamp(via: &Via<'_>, source: Peer) -> Option<ViaStamp> {
 ///
 #[must_use]
 pub fn response_peer(via: &Via<'_>, source: Peer) -> Peer {
-    if source.transport != TransportKind::Udp || via.rport().is_some() {
+    response_to(via.rport(), via.port(), source)
+}
+
+/// [`response_peer`] from a message's cached top Via.
+#[must_use]
+pub fn top_via_response_peer(via: &crate::TopVia<'_>, source: Peer) -> Peer {
+    response_to(via.rport, via.port, source)
+}
+
+fn response_to(rport: Option<Option<u16>>, port: Option<u16>, source: Peer) -> Peer {
+    if source.transport != TransportKind::Udp || rport.is_some() {
         return source;
     }
     let mut addr = source.addr;
-    addr.set_port(via.port().unwrap_or(DEFAULT_PORT));
+    addr.set_port(port.unwrap_or(DEFAULT_PORT));
     Peer {
         transport: TransportKind::Udp,
         addr,

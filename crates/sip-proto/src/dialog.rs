@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 
 use sip_message::headers::{
-    CSeq, CallId, Contact, Event as EventHeader, From, RAck, RSeq, Require, SubscriptionState, To,
+    CSeq, Contact, Event as EventHeader, RAck, RSeq, Require, SubscriptionState,
 };
 use sip_message::{HeaderName, Method, RequestBuilder, SipMessage, Uri};
 
@@ -240,24 +240,12 @@ impl Dialog {
         local_tag: &str,
         provisional: bool,
     ) -> Result<Dialog, DialogError> {
-        let call_id: CallId<'_> = request
-            .typed()
-            .and_then(Result::ok)
-            .ok_or(DialogError::Malformed("Call-ID"))?;
-        let from: From<'_> = request
-            .typed()
-            .and_then(Result::ok)
-            .ok_or(DialogError::Malformed("From"))?;
-        let cseq: CSeq<'_> = request
-            .typed()
-            .and_then(Result::ok)
-            .ok_or(DialogError::Malformed("CSeq"))?;
+        // Call-ID, CSeq and the tags come from the message's cached
+        // identifiers (parsed once, with From and To).
+        let call_id = request.call_id().ok_or(DialogError::Malformed("Call-ID"))?;
+        let (cseq, _) = request.cseq().ok_or(DialogError::Malformed("CSeq"))?;
         let to_value = header_value(request, HeaderName::To).ok_or(DialogError::Malformed("To"))?;
-        let local = if request
-            .typed::<To<'_>>()
-            .and_then(Result::ok)
-            .is_some_and(|t| t.tag().is_some())
-        {
+        let local = if request.to_tag().is_some() {
             to_value
         } else {
             format!("{to_value};tag={local_tag}")
@@ -265,9 +253,9 @@ impl Dialog {
         let method = request.method().ok_or(DialogError::Malformed("method"))?;
         Ok(Dialog {
             id: DialogId {
-                call_id: call_id.0.to_owned(),
+                call_id: call_id.to_owned(),
                 local_tag: local_tag.to_owned(),
-                remote_tag: from.tag().unwrap_or("").to_owned(),
+                remote_tag: request.from_tag().unwrap_or("").to_owned(),
             },
             state: if provisional {
                 DialogState::Early
@@ -275,7 +263,7 @@ impl Dialog {
                 DialogState::Confirmed
             },
             local_seq: None,
-            remote_seq: Some(cseq.seq),
+            remote_seq: Some(cseq),
             local,
             remote: header_value(request, HeaderName::From)
                 .ok_or(DialogError::Malformed("From"))?,

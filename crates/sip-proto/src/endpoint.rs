@@ -959,18 +959,26 @@ impl Endpoint {
 
 /// Where a server transaction sends its responses (§18.2.2, RFC 3581 §4).
 fn response_peer(msg: &SipMessage, source: Peer) -> Peer {
-    match msg.typed::<Via<'_>>() {
-        Some(Ok(via)) => sip_message::response_peer(&via, source),
-        _ => source,
+    // The cached top Via, else (a message whose identifiers do not parse,
+    // answered 400) the Via parsed on its own.
+    match msg.top_via() {
+        Some(via) => sip_message::top_via_response_peer(&via, source),
+        None => match msg.typed::<Via<'_>>() {
+            Some(Ok(via)) => sip_message::response_peer(&via, source),
+            _ => source,
+        },
     }
 }
 
 /// §18.2.1 and RFC 3581: note the source address in the top Via when it
 /// differs from sent-by, and fill a bare `rport`.
 fn record_source(msg: SipMessage, source: Peer) -> SipMessage {
-    let stamp = match msg.typed::<Via<'_>>() {
-        Some(Ok(via)) => sip_message::via_stamp(&via, source),
-        _ => None,
+    let stamp = match msg.top_via() {
+        Some(via) => sip_message::top_via_stamp(&via, source),
+        None => msg
+            .typed::<Via<'_>>()
+            .and_then(Result::ok)
+            .and_then(|via| sip_message::via_stamp(&via, source)),
     };
     let Some(stamp) = stamp else {
         return msg;

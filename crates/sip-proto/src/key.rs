@@ -2,7 +2,6 @@
 //! that matches an ACK to the 2xx it acknowledges (§13.3.1.4, §17.2.1 via
 //! RFC 6026).
 
-use sip_message::headers::Via;
 use sip_message::{Method, SipMessage};
 
 /// The magic cookie that marks an RFC 3261 branch (§8.1.1.7).
@@ -42,22 +41,25 @@ fn method_class(m: Method<'_>) -> &str {
     }
 }
 
-fn sent_by(via: &Via<'_>) -> Box<str> {
-    let host = via.host().to_string().to_ascii_lowercase();
-    match via.port() {
-        Some(p) => format!("{host}:{p}").into(),
-        None => host.into(),
+fn sent_by(via: &sip_message::TopVia<'_>) -> Box<str> {
+    let mut s = String::with_capacity(via.host.len() + 6);
+    s.push_str(via.host);
+    s.make_ascii_lowercase();
+    if let Some(p) = via.port {
+        s.push(':');
+        s.push_str(&p.to_string());
     }
+    s.into_boxed_str()
 }
 
 impl TxKey {
     /// The server key of a request, with `method` overriding the request's
     /// method (CANCEL looks for its INVITE under `INVITE`, §9.2).
     pub(crate) fn server(msg: &SipMessage, method: Option<&str>) -> Option<TxKey> {
-        let via: Via<'_> = msg.typed()?.ok()?;
+        let via = msg.top_via()?;
         let req_method = msg.method()?;
         let method: Box<str> = method.unwrap_or_else(|| method_class(req_method)).into();
-        match via.branch() {
+        match via.branch {
             Some(b) if b.starts_with(MAGIC_COOKIE) => Some(TxKey::Server {
                 branch: b.into(),
                 sent_by: sent_by(&via),
