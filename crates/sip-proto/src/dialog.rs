@@ -700,6 +700,7 @@ mod tests {
     use super::*;
     use bytes::Bytes;
     use sip_message::ResponseBuilder;
+    use sip_message::headers::To;
 
     fn parse(s: &str) -> SipMessage {
         SipMessage::parse(Bytes::copy_from_slice(s.as_bytes())).unwrap()
