@@ -112,10 +112,30 @@ fn check(name: &str, value: &str) -> Result<(), BuildError> {
     Ok(())
 }
 
+/// Formats a number into `buf` without allocating.
+fn itoa_buf(mut n: usize, buf: &mut [u8; 20]) -> &str {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        if let Some(d) = buf.get_mut(i) {
+            *d = b'0' + (n % 10) as u8;
+        }
+        n /= 10;
+        if n == 0 || i == 0 {
+            break;
+        }
+    }
+    std::str::from_utf8(buf.get(i..).unwrap_or_default()).unwrap_or("0")
+}
+
 /// Header lines and body shared by both builders.
 #[derive(Debug, Default)]
 struct Parts {
     head: String,
+    /// Where the start line ends (before its CRLF).
+    start_line_end: usize,
+    /// Per header line: name start, name end, value start, value end.
+    fields: Vec<[usize; 4]>,
     body: Option<Bytes>,
     error: Option<BuildError>,
 }
@@ -132,10 +152,25 @@ impl Parts {
             self.error = Some(e);
             return;
         }
+        self.push_line(name, &value);
+    }
+
+    fn push_line(&mut self, name: &str, value: &str) {
         self.head.reserve(name.len() + value.len() + 4);
+        let ns = self.head.len();
         self.head.push_str(name);
+        let ne = self.head.len();
         self.head.push_str(": ");
-        self.head.push_str(&value);
+        let vs = self.head.len();
+        self.head.push_str(value);
+        let ve = self.head.len();
+        self.head.push_str("\r\n");
+        self.fields.push([ns, ne, vs, ve]);
+    }
+
+    fn start_line(&mut self, line: std::fmt::Arguments<'_>) {
+        let _ = self.head.write_fmt(line);
+        self.start_line_end = self.head.len();
         self.head.push_str("\r\n");
     }
 
@@ -143,15 +178,18 @@ impl Parts {
         if let Some(e) = self.error {
             return Err(e);
         }
-        let mut out = self.head.into_bytes();
-        match self.body {
-            Some(body) => {
-                out.extend_from_slice(format!("Content-Length: {}\r\n\r\n", body.len()).as_bytes());
-                out.extend_from_slice(&body);
-            }
-            None => out.extend_from_slice(b"Content-Length: 0\r\n\r\n"),
+        let mut parts = self;
+        let len = parts.body.as_ref().map_or(0, Bytes::len);
+        parts.push_line("Content-Length", itoa_buf(len, &mut [0u8; 20]));
+        let headers_end = parts.head.len();
+        parts.head.push_str("\r\n");
+        let (sl_end, fields) = (parts.start_line_end, std::mem::take(&mut parts.fields));
+        let mut out = parts.head.into_bytes();
+        if let Some(body) = parts.body {
+            out.extend_from_slice(&body);
         }
-        SipMessage::parse(Bytes::from(out)).map_err(BuildError::Parse)
+        SipMessage::from_built(Bytes::from(out), sl_end, &fields, headers_end)
+            .map_err(BuildError::Parse)
     }
 
     fn body(&mut self, content_type: &str, body: Bytes) {
@@ -176,7 +214,7 @@ impl RequestBuilder {
             return Err(BuildError::Injection);
         }
         let mut parts = Parts::default();
-        let _ = write!(parts.head, "{method} {uri} SIP/2.0\r\n");
+        parts.start_line(format_args!("{method} {uri} SIP/2.0"));
         Ok(RequestBuilder { parts })
     }
 
@@ -237,7 +275,7 @@ impl ResponseBuilder {
             return Err(BuildError::Injection);
         }
         let mut parts = Parts::default();
-        let _ = write!(parts.head, "SIP/2.0 {code} {reason}\r\n");
+        parts.start_line(format_args!("SIP/2.0 {code} {reason}"));
         fn text<'m>(h: crate::HeaderRef<'m>) -> std::borrow::Cow<'m, str> {
             match h.value() {
                 Ok(v) => std::borrow::Cow::Borrowed(v),
@@ -321,6 +359,48 @@ mod tests {
             .body("application/sdp", Bytes::from_static(b"v=0\r\n"))
             .build()
             .unwrap()
+    }
+
+    /// The index the builder makes while writing is the index a parse of
+    /// the same bytes makes.
+    #[test]
+    fn built_index_equals_parsed_index() {
+        let req = invite();
+        let built = [
+            req.clone(),
+            ResponseBuilder::for_request(&req, 200, Some("x"))
+                .unwrap()
+                .header("X-Spaces", "  padded value \t ")
+                .header("X-Empty", "")
+                .header("Subject", "folded\r\n  value")
+                .header("v", "SIP/2.0/UDP compact.example.com;branch=z9hG4bKc")
+                .body("text/plain", Bytes::from_static(b"hello"))
+                .build()
+                .unwrap(),
+            ResponseBuilder::for_request(&req, 100, None)
+                .unwrap()
+                .build()
+                .unwrap(),
+            RequestBuilder::new(Method::Extension("FOO"), "tel:+123")
+                .unwrap()
+                .header("l", "0")
+                .build()
+                .unwrap_or_else(|_| req.clone()),
+        ];
+        for m in built {
+            let parsed = SipMessage::parse(m.message_bytes()).unwrap();
+            assert_eq!(m, parsed, "{}", String::from_utf8_lossy(&m.message_bytes()));
+            assert_eq!(m.call_id(), parsed.call_id());
+        }
+        // A second Content-Length is refused, as a parse would refuse it.
+        let dup = RequestBuilder::new(Method::Options, "sip:a@b")
+            .unwrap()
+            .header("Content-Length", "0")
+            .build();
+        assert_eq!(
+            dup.err(),
+            Some(BuildError::Parse(ParseError::DuplicateContentLength))
+        );
     }
 
     #[test]

@@ -396,6 +396,92 @@ impl SipMessage {
         })
     }
 
+    /// Indexes a message the builders wrote, from the positions they
+    /// recorded while writing, without scanning the header lines again.
+    /// `fields` holds, per header line, the name's start and end and the
+    /// value's start and end (untrimmed); each line ends with CRLF. The
+    /// result equals what [`SipMessage::parse`] makes of the same bytes
+    /// (the builder tests check it).
+    pub(crate) fn from_built(
+        buf: Bytes,
+        start_line_end: usize,
+        fields: &[[usize; 4]],
+        headers_end: usize,
+    ) -> Result<SipMessage, ParseError> {
+        let limits = Limits::default();
+        if buf.len() > limits.max_message_size as usize {
+            return Err(ParseError::TooLarge {
+                limit: limits.max_message_size,
+            });
+        }
+        if fields.len() > limits.max_headers as usize {
+            return Err(ParseError::TooManyHeaders {
+                limit: limits.max_headers,
+            });
+        }
+        let b: &[u8] = &buf;
+        let start = parse_start_line(b, 0, start_line_end)?;
+        let mut headers = Vec::with_capacity(fields.len());
+        let mut hot = Hot::default();
+        let mut content_length = None;
+        for (i, &[ns, ne, vs, ve]) in fields.iter().enumerate() {
+            let name = HeaderName::from_bytes(b.get(ns..ne).unwrap_or_default());
+            let vstart = skip_wsp(b, vs, ve);
+            let vend = trim_end(b, vstart, ve);
+            let idx = u16::try_from(i).unwrap_or(u16::MAX);
+            let slot = match name {
+                HeaderName::Via => Some(&mut hot.via),
+                HeaderName::From => Some(&mut hot.from),
+                HeaderName::To => Some(&mut hot.to),
+                HeaderName::CallId => Some(&mut hot.call_id),
+                HeaderName::CSeq => Some(&mut hot.cseq),
+                HeaderName::MaxForwards => Some(&mut hot.max_forwards),
+                HeaderName::Route => Some(&mut hot.route),
+                HeaderName::ContentLength => {
+                    if hot.content_length.is_some() {
+                        return Err(ParseError::DuplicateContentLength);
+                    }
+                    let v = std::str::from_utf8(b.get(vstart..vend).unwrap_or_default())
+                        .map_err(|_| ParseError::BadContentLength)?;
+                    let n = parse_decimal(v, MAX_CONTENT_LENGTH)
+                        .map_err(|_| ParseError::BadContentLength)?;
+                    content_length =
+                        Some(u32::try_from(n).map_err(|_| ParseError::BadContentLength)?);
+                    Some(&mut hot.content_length)
+                }
+                _ => None,
+            };
+            if let Some(slot) = slot {
+                slot.get_or_insert(idx);
+            }
+            headers.push(HeaderField {
+                name,
+                name_span: Span::new(ns, ne),
+                value: Span::new(vstart, vend),
+                line: Span::new(ns, ve + 2),
+            });
+        }
+        let body_start = headers_end + 2;
+        let body_len = content_length.unwrap_or(0) as usize;
+        if body_start + body_len > b.len() {
+            return Err(ParseError::Truncated {
+                declared: content_length.unwrap_or(0),
+                available: u32::try_from(b.len().saturating_sub(body_start)).unwrap_or(u32::MAX),
+            });
+        }
+        Ok(SipMessage {
+            start,
+            start_line: Span::new(0, start_line_end),
+            headers,
+            hot,
+            headers_end: u32::try_from(headers_end).unwrap_or(u32::MAX),
+            body: Span::new(body_start, body_start + body_len),
+            content_length,
+            ids: OnceLock::new(),
+            buf,
+        })
+    }
+
     // ---- raw access -------------------------------------------------------
 
     pub(crate) fn slice(&self, s: Span) -> &[u8] {

@@ -1995,6 +1995,8 @@ proptest! {
             Ok(resp) => resp,
             Err(e) => return Err(TestCaseError::fail(format!("{e}: {:?}", lossy(&r.wire)))),
         };
+        // The builder's own index is the one a parse of its bytes makes.
+        prop_assert_eq!(&resp, &parse(&resp.message_bytes()).unwrap());
         let got: Vec<_> = resp.typed_all::<h::Via<'_>>().collect::<Result<_, _>>()?;
         prop_assert_eq!(got.len(), m.vias().len());
         for (g, w) in got.iter().zip(m.vias()) {
