@@ -108,6 +108,31 @@ struct Hot {
     content_length: Option<u16>,
 }
 
+impl Hot {
+    /// Records header line `idx` if it is the first of a hot header; a
+    /// second Content-Length is a framing error (RFC 4475 §3.3.9).
+    fn note(&mut self, name: HeaderName, idx: usize) -> Result<(), ParseError> {
+        let slot = match name {
+            HeaderName::Via => &mut self.via,
+            HeaderName::From => &mut self.from,
+            HeaderName::To => &mut self.to,
+            HeaderName::CallId => &mut self.call_id,
+            HeaderName::CSeq => &mut self.cseq,
+            HeaderName::MaxForwards => &mut self.max_forwards,
+            HeaderName::Route => &mut self.route,
+            HeaderName::ContentLength => {
+                if self.content_length.is_some() {
+                    return Err(ParseError::DuplicateContentLength);
+                }
+                &mut self.content_length
+            }
+            _ => return Ok(()),
+        };
+        slot.get_or_insert(u16::try_from(idx).unwrap_or(u16::MAX));
+        Ok(())
+    }
+}
+
 /// A parsed SIP request or response: the original bytes and an index over
 /// them.
 #[derive(Clone)]
@@ -330,26 +355,7 @@ impl SipMessage {
             };
             let vstart = skip_wsp(b, colon + 1, end);
             let vend = trim_end(b, vstart, end);
-            let idx = u16::try_from(headers.len()).unwrap_or(u16::MAX);
-            let slot = match name {
-                HeaderName::Via => Some(&mut hot.via),
-                HeaderName::From => Some(&mut hot.from),
-                HeaderName::To => Some(&mut hot.to),
-                HeaderName::CallId => Some(&mut hot.call_id),
-                HeaderName::CSeq => Some(&mut hot.cseq),
-                HeaderName::MaxForwards => Some(&mut hot.max_forwards),
-                HeaderName::Route => Some(&mut hot.route),
-                HeaderName::ContentLength => {
-                    if hot.content_length.is_some() {
-                        return Err(ParseError::DuplicateContentLength);
-                    }
-                    Some(&mut hot.content_length)
-                }
-                _ => None,
-            };
-            if let Some(slot) = slot {
-                slot.get_or_insert(idx);
-            }
+            hot.note(name, headers.len())?;
             headers.push(HeaderField {
                 name,
                 name_span: Span::new(pos, name_end),
@@ -428,31 +434,13 @@ impl SipMessage {
             let name = HeaderName::from_bytes(b.get(ns..ne).unwrap_or_default());
             let vstart = skip_wsp(b, vs, ve);
             let vend = trim_end(b, vstart, ve);
-            let idx = u16::try_from(i).unwrap_or(u16::MAX);
-            let slot = match name {
-                HeaderName::Via => Some(&mut hot.via),
-                HeaderName::From => Some(&mut hot.from),
-                HeaderName::To => Some(&mut hot.to),
-                HeaderName::CallId => Some(&mut hot.call_id),
-                HeaderName::CSeq => Some(&mut hot.cseq),
-                HeaderName::MaxForwards => Some(&mut hot.max_forwards),
-                HeaderName::Route => Some(&mut hot.route),
-                HeaderName::ContentLength => {
-                    if hot.content_length.is_some() {
-                        return Err(ParseError::DuplicateContentLength);
-                    }
-                    let v = std::str::from_utf8(b.get(vstart..vend).unwrap_or_default())
-                        .map_err(|_| ParseError::BadContentLength)?;
-                    let n = parse_decimal(v, MAX_CONTENT_LENGTH)
-                        .map_err(|_| ParseError::BadContentLength)?;
-                    content_length =
-                        Some(u32::try_from(n).map_err(|_| ParseError::BadContentLength)?);
-                    Some(&mut hot.content_length)
-                }
-                _ => None,
-            };
-            if let Some(slot) = slot {
-                slot.get_or_insert(idx);
+            hot.note(name, i)?;
+            if name == HeaderName::ContentLength {
+                let v = std::str::from_utf8(b.get(vstart..vend).unwrap_or_default())
+                    .map_err(|_| ParseError::BadContentLength)?;
+                let n = parse_decimal(v, MAX_CONTENT_LENGTH)
+                    .map_err(|_| ParseError::BadContentLength)?;
+                content_length = Some(u32::try_from(n).map_err(|_| ParseError::BadContentLength)?);
             }
             headers.push(HeaderField {
                 name,

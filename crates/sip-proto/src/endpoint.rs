@@ -342,21 +342,15 @@ impl Endpoint {
         };
         self.txs.insert(
             id,
-            Transaction {
+            Transaction::new(
                 kind,
                 state,
-                peer: response_peer(&msg, source),
-                request: msg.clone(),
-                request_bytes: Bytes::new(),
-                last_response: None,
-                ack: None,
-                interval: self.cfg.t1,
-                provisional_sent: false,
-                cancel_pending: false,
-                reliable_1xx: None,
-                key: key.clone(),
-                ack_key: None,
-            },
+                response_peer(&msg, source),
+                msg.clone(),
+                Bytes::new(),
+                key.clone(),
+                self.cfg.t1,
+            ),
         );
         self.by_key.insert(key, id);
         if kind == TxKind::ServerInvite {
@@ -439,21 +433,15 @@ impl Endpoint {
         let id = self.new_id();
         self.txs.insert(
             id,
-            Transaction {
-                kind: TxKind::ServerNonInvite,
-                state: TxState::Trying,
-                peer: response_peer(&msg, source),
-                request: msg,
-                request_bytes: Bytes::new(),
-                last_response: None,
-                ack: None,
-                interval: self.cfg.t1,
-                provisional_sent: false,
-                cancel_pending: false,
-                reliable_1xx: None,
-                key: key.clone(),
-                ack_key: None,
-            },
+            Transaction::new(
+                TxKind::ServerNonInvite,
+                TxState::Trying,
+                response_peer(&msg, source),
+                msg,
+                Bytes::new(),
+                key.clone(),
+                self.cfg.t1,
+            ),
         );
         self.by_key.insert(key, id);
         let status = if target.is_some() { 200 } else { 481 };
@@ -627,29 +615,23 @@ impl Endpoint {
         let reliable = peer.transport.is_reliable();
         self.txs.insert(
             id,
-            Transaction {
-                kind: if invite {
+            Transaction::new(
+                if invite {
                     TxKind::ClientInvite
                 } else {
                     TxKind::ClientNonInvite
                 },
-                state: if invite {
+                if invite {
                     TxState::Calling
                 } else {
                     TxState::Trying
                 },
                 peer,
                 request,
-                request_bytes: bytes.clone(),
-                last_response: None,
-                ack: None,
-                interval: self.cfg.t1,
-                provisional_sent: false,
-                cancel_pending: false,
-                reliable_1xx: None,
-                key: key.clone(),
-                ack_key: None,
-            },
+                bytes.clone(),
+                key.clone(),
+                self.cfg.t1,
+            ),
         );
         self.by_key.insert(key, id);
         self.out.transmit(peer, bytes, Some(id));

@@ -115,6 +115,33 @@ pub(crate) struct Transaction {
 }
 
 impl Transaction {
+    /// A new transaction in its first state, no response sent, no timer.
+    pub(crate) fn new(
+        kind: TxKind,
+        state: TxState,
+        peer: Peer,
+        request: SipMessage,
+        request_bytes: Bytes,
+        key: crate::key::TxKey,
+        t1: Duration,
+    ) -> Transaction {
+        Transaction {
+            kind,
+            state,
+            peer,
+            request,
+            request_bytes,
+            last_response: None,
+            ack: None,
+            interval: t1,
+            provisional_sent: false,
+            cancel_pending: false,
+            reliable_1xx: None,
+            key,
+            ack_key: None,
+        }
+    }
+
     pub(crate) fn reliable(&self) -> bool {
         self.peer.transport.is_reliable()
     }
