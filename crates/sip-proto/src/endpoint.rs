@@ -125,7 +125,9 @@ pub struct Endpoint {
     cfg: Timers,
     ids: IdGenerator,
     next_tx: u64,
-    txs: HashMap<TxId, Transaction>,
+    /// Boxed: at high rates hundreds of thousands of transactions wait out
+    /// Timers J and L, and growing the map then moves pointers, not records.
+    txs: HashMap<TxId, Box<Transaction>>,
     by_key: HashMap<TxKey, TxId>,
     by_ack: HashMap<AckKey, TxId>,
     clock: TimerTable,
@@ -342,7 +344,7 @@ impl Endpoint {
         };
         self.txs.insert(
             id,
-            Transaction::new(
+            Box::new(Transaction::new(
                 kind,
                 state,
                 response_peer(&msg, source),
@@ -350,7 +352,7 @@ impl Endpoint {
                 Bytes::new(),
                 key.clone(),
                 self.cfg.t1,
-            ),
+            )),
         );
         self.by_key.insert(key, id);
         if kind == TxKind::ServerInvite {
@@ -433,7 +435,7 @@ impl Endpoint {
         let id = self.new_id();
         self.txs.insert(
             id,
-            Transaction::new(
+            Box::new(Transaction::new(
                 TxKind::ServerNonInvite,
                 TxState::Trying,
                 response_peer(&msg, source),
@@ -441,7 +443,7 @@ impl Endpoint {
                 Bytes::new(),
                 key.clone(),
                 self.cfg.t1,
-            ),
+            )),
         );
         self.by_key.insert(key, id);
         let status = if target.is_some() { 200 } else { 481 };
@@ -615,7 +617,7 @@ impl Endpoint {
         let reliable = peer.transport.is_reliable();
         self.txs.insert(
             id,
-            Transaction::new(
+            Box::new(Transaction::new(
                 if invite {
                     TxKind::ClientInvite
                 } else {
@@ -631,7 +633,7 @@ impl Endpoint {
                 bytes.clone(),
                 key.clone(),
                 self.cfg.t1,
-            ),
+            )),
         );
         self.by_key.insert(key, id);
         self.out.transmit(peer, bytes, Some(id));
