@@ -2,7 +2,8 @@
 # Benchmark (not a test): how many calls per second our answering UAS takes
 # with no failed call and no retransmission, and its CPU per call, next to
 # SIPp's own UAS in the same run. Drives the team harness in ../shared/bench
-# (SIPp bench-uac.xml: INVITE, 100, 180, 200, ACK, PAUSE_MS hold, BYE, 200).
+# (SIPp bench-uac.xml: INVITE, 100, 180, 200, ACK, PAUSE_MS hold, BYE, 200);
+# both UASes send the same messages (`ua answer --ring` adds the 100 and 180).
 #
 #   scripts/bench-uas.sh                 # both targets, max clean CPS + fixed-rate CPU
 #   RATE=500 DURATION=20 scripts/bench-uas.sh fixed
@@ -23,7 +24,7 @@ SIPP_UAS=127.0.0.1:5071
 OUR_UAS=127.0.0.1:5075
 ours() {
   START_BACKENDS=0 PROXY=custom LABEL=switchboard-uas \
-    PROXY_START="$SB ua answer --listen \$BENCH_TARGET" "$@"
+    PROXY_START="$SB ua answer --ring --listen \$BENCH_TARGET" "$@"
 }
 sipp_uas() { BACKENDS="$SIPP_UAS" LABEL=sipp-uas "$@"; }
 

@@ -89,6 +89,10 @@ enum UaCommand {
         /// (the public address in front of a NAT or a relay).
         #[arg(long)]
         advertise: Option<SocketAddr>,
+        /// Send 100 Trying and 180 Ringing before the 200, as a phone (and
+        /// the SIPp UAS of the benchmark harness) does.
+        #[arg(long)]
+        ring: bool,
         /// The certificate chain to serve TLS and WSS with (PEM, leaf
         /// first).
         #[arg(long, value_name = "FILE", requires = "key")]
@@ -146,11 +150,12 @@ fn run_ua(command: UaCommand) -> ExitCode {
                 listen,
                 transport,
                 advertise,
+                ring,
                 cert,
                 key,
             } => {
                 let cert = cert.zip(key).map(|(cert, key)| ua::CertFiles { cert, key });
-                ua::answer(listen, transport, advertise, cert.as_ref())
+                ua::answer(listen, transport, advertise, ring, cert.as_ref())
                     .await
                     .map(|()| true)
             }

@@ -214,6 +214,7 @@ pub(crate) async fn answer(
     listen: SocketAddr,
     transport: Transport,
     advertise: Option<SocketAddr>,
+    ring: bool,
     cert: Option<&CertFiles>,
 ) -> anyhow::Result<()> {
     let mut stack = Stack::start(answer_config(listen, transport, cert)?).await?;
@@ -253,6 +254,14 @@ pub(crate) async fn answer(
                         None => {
                             let dialog = Dialog::uas(req, &tag, false)?;
                             dialogs.insert(dialog.id().clone(), dialog);
+                            if ring {
+                                tx.respond(ResponseBuilder::for_request(req, 100, None)?.build()?);
+                                tx.respond(
+                                    ResponseBuilder::for_request(req, 180, Some(&tag))?
+                                        .header("Contact", &contact)
+                                        .build()?,
+                                );
+                            }
                             ResponseBuilder::for_request(req, 200, Some(&tag))?
                                 .header("Contact", &contact)
                                 .body("application/sdp", sdp(local.ip(), 40000))
