@@ -105,13 +105,6 @@ pub fn default_reason(code: u16) -> &'static str {
     }
 }
 
-fn check(name: &str, value: &str) -> Result<(), BuildError> {
-    if !is_token_str(name) || crate::scan::breaks_line(value) {
-        return Err(BuildError::Injection);
-    }
-    Ok(())
-}
-
 /// Formats a number into `buf` without allocating.
 fn itoa_buf(mut n: usize, buf: &mut [u8; 20]) -> &str {
     let mut i = buf.len();
@@ -146,10 +139,17 @@ impl Parts {
             return;
         }
         // A folded value (copied from a received message) is written on
-        // one line: §7.3.1 makes the fold equivalent to one SP.
-        let value = crate::scan::unfold(value);
-        if let Err(e) = check(name, &value) {
-            self.error = Some(e);
+        // one line: §7.3.1 makes the fold equivalent to one SP. Values
+        // without CR or LF (nearly all) skip the unfolding and its check.
+        let plain = memchr::memchr2(b'\r', b'\n', value.as_bytes()).is_none();
+        let value = if plain {
+            std::borrow::Cow::Borrowed(value)
+        } else {
+            crate::scan::unfold(value)
+        };
+        let bad_name = !is_token_str(name);
+        if bad_name || (!plain && crate::scan::breaks_line(&value)) {
+            self.error = Some(BuildError::Injection);
             return;
         }
         self.push_line(name, &value);

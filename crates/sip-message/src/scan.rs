@@ -68,7 +68,7 @@ pub(crate) const fn is_lws(b: u8) -> bool {
 /// (§7.3.1: a fold is equivalent to a single space). Borrows when there is
 /// nothing to unfold.
 pub(crate) fn unfold(s: &str) -> std::borrow::Cow<'_, str> {
-    if !s.contains(['\r', '\n']) {
+    if memchr::memchr2(b'\r', b'\n', s.as_bytes()).is_none() {
         return std::borrow::Cow::Borrowed(s);
     }
     let mut out = String::with_capacity(s.len());

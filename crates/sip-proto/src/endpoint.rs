@@ -676,7 +676,7 @@ impl Endpoint {
                     self.clock.disarm(id, TimerName::Trying);
                 } else if success {
                     tx.state = TxState::Accepted;
-                    let ack_key = AckKey::of(&response);
+                    let ack_key = AckKey::of_2xx(&tx.request, &response);
                     tx.ack_key = ack_key.clone();
                     tx.interval = self.cfg.t1;
                     if let Some(k) = ack_key {

@@ -117,4 +117,17 @@ impl AckKey {
             cseq: msg.cseq()?.0,
         })
     }
+
+    /// The key of the 2xx a server transaction sends: Call-ID, From tag and
+    /// CSeq from its request (parsed already), the To tag from the response
+    /// (the only part the UAS chose).
+    pub(crate) fn of_2xx(request: &SipMessage, response: &SipMessage) -> Option<AckKey> {
+        let to: sip_message::headers::To<'_> = response.typed()?.ok()?;
+        Some(AckKey {
+            call_id: request.call_id()?.into(),
+            from_tag: request.from_tag().unwrap_or("").into(),
+            to_tag: to.tag().unwrap_or("").into(),
+            cseq: request.cseq()?.0,
+        })
+    }
 }
