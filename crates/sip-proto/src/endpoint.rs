@@ -18,8 +18,9 @@ use sip_message::{
 use crate::error::ProtoError;
 use crate::key::{AckKey, TxKey};
 use crate::transaction::{TimerName, Transaction, TxKind, TxState};
-use crate::types::{IdGenerator, Timers, TxId};
+use crate::types::{IdGenerator, Timers, TxId, TxIdHasher, TxMap};
 use sip_message::Peer;
+use std::hash::BuildHasherDefault;
 
 /// Something the endpoint wants done or wants known.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -127,7 +128,7 @@ pub struct Endpoint {
     next_tx: u64,
     /// Boxed: at high rates hundreds of thousands of transactions wait out
     /// Timers J and L, and growing the map then moves pointers, not records.
-    txs: HashMap<TxId, Box<Transaction>>,
+    txs: TxMap<Box<Transaction>>,
     by_key: HashMap<TxKey, TxId>,
     by_ack: HashMap<AckKey, TxId>,
     clock: TimerTable,
@@ -139,7 +140,7 @@ pub struct Endpoint {
 #[derive(Debug, Default)]
 struct TimerTable {
     armed: BTreeSet<(Instant, TxId, TimerName)>,
-    deadlines: HashMap<(TxId, TimerName), Instant>,
+    deadlines: HashMap<(TxId, TimerName), Instant, BuildHasherDefault<TxIdHasher>>,
 }
 
 impl TimerTable {
@@ -214,7 +215,7 @@ impl Endpoint {
             cfg: timers,
             ids: IdGenerator::new(seed),
             next_tx: 1,
-            txs: HashMap::new(),
+            txs: TxMap::default(),
             by_key: HashMap::new(),
             by_ack: HashMap::new(),
             clock: TimerTable::default(),

@@ -58,4 +58,4 @@ pub use endpoint::{Endpoint, Event, Output, Transmit};
 pub use error::ProtoError;
 pub use sip_message::{Peer, TransportKind};
 pub use transaction::{TimerName, TxKind, TxState};
-pub use types::{IdGenerator, Timers, TxId};
+pub use types::{IdGenerator, Timers, TxId, TxIdHasher, TxMap};

@@ -41,6 +41,32 @@ impl Timers {
     }
 }
 
+/// Hashes a [`TxId`] (or a key that starts with one) by its number: ids
+/// are assigned by the endpoint, not chosen by a peer, so tables keyed by
+/// them need no flood-resistant hash. Feed it only `TxId`s.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct TxIdHasher(u64);
+
+impl std::hash::Hasher for TxIdHasher {
+    fn finish(&self) -> u64 {
+        // Spread the sequential ids over the table's buckets.
+        self.0.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = self.0.rotate_left(5) ^ n;
+    }
+}
+
+/// A map keyed by [`TxId`], hashed with [`TxIdHasher`].
+pub type TxMap<V> = std::collections::HashMap<TxId, V, std::hash::BuildHasherDefault<TxIdHasher>>;
+
 /// A transaction's identifier inside one endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TxId(pub(crate) u64);

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use bytes::Bytes;
 use sip_message::{Peer, SipMessage};
-use sip_proto::{Endpoint, Event, Output, ProtoError, TimerName, Timers, TxId};
+use sip_proto::{Endpoint, Event, Output, ProtoError, TimerName, Timers, TxId, TxMap};
 use sip_transport::{Incoming, Transports};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -48,13 +48,13 @@ pub(crate) struct Shard {
     /// Weak, so the shard ends when the last handle to the stack is gone.
     me: mpsc::WeakUnboundedSender<Command>,
     events: mpsc::UnboundedSender<StackEvent>,
-    clients: HashMap<TxId, mpsc::UnboundedSender<ClientEvent>>,
-    cancels: HashMap<TxId, oneshot::Sender<()>>,
+    clients: TxMap<mpsc::UnboundedSender<ClientEvent>>,
+    cancels: TxMap<oneshot::Sender<()>>,
     /// INVITE requests of server transactions, for AckTimeout reports.
-    invites: HashMap<TxId, SipMessage>,
+    invites: TxMap<bytes::Bytes>,
     /// The local socket each server transaction's request arrived on, so
     /// UDP responses leave from it (RFC 3581 §4).
-    locals: HashMap<TxId, Peer>,
+    locals: TxMap<Peer>,
     /// The local socket of the message being received, for the server
     /// transaction it may create.
     arrived_on: Option<Peer>,
@@ -80,10 +80,10 @@ impl Shard {
             transports,
             me,
             events,
-            clients: HashMap::new(),
-            cancels: HashMap::new(),
-            invites: HashMap::new(),
-            locals: HashMap::new(),
+            clients: TxMap::default(),
+            cancels: TxMap::default(),
+            invites: TxMap::default(),
+            locals: TxMap::default(),
             arrived_on: None,
             writers: HashMap::new(),
             epoch,
@@ -233,7 +233,7 @@ impl Shard {
                 let cancelled = if request.method() == Some(sip_message::Method::Invite) {
                     let (send, recv) = oneshot::channel();
                     self.cancels.insert(tx, send);
-                    self.invites.insert(tx, request.clone());
+                    self.invites.insert(tx, request.message_bytes());
                     Some(recv)
                 } else {
                     None
@@ -280,7 +280,10 @@ impl Shard {
                 if let Some(c) = self.clients.get(&tx) {
                     let _ = c.send(ClientEvent::Timeout);
                 } else if timer == TimerName::L
-                    && let Some(request) = self.invites.get(&tx).cloned()
+                    && let Some(request) = self
+                        .invites
+                        .get(&tx)
+                        .and_then(|b| SipMessage::parse(b.clone()).ok())
                 {
                     let _ = self.events.send(StackEvent::AckTimeout { request });
                 }
