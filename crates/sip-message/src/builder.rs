@@ -5,8 +5,6 @@
 //! message is indexed exactly like a received one and a builder can never
 //! produce a message this crate would not accept.
 
-use std::fmt::Write as _;
-
 use bytes::Bytes;
 
 use crate::error::ParseError;
@@ -124,11 +122,12 @@ fn itoa_buf(mut n: usize, buf: &mut [u8; 20]) -> &str {
 /// Header lines and body shared by both builders.
 #[derive(Debug, Default)]
 struct Parts {
-    head: String,
+    head: Vec<u8>,
     /// Where the start line ends (before its CRLF).
     start_line_end: usize,
-    /// Per header line: name start, name end, value start, value end.
-    fields: Vec<[usize; 4]>,
+    /// Per header line: name start, name end, value start, value end, line
+    /// end (after its line break).
+    fields: Vec<[usize; 5]>,
     body: Option<Bytes>,
     error: Option<BuildError>,
 }
@@ -158,20 +157,49 @@ impl Parts {
     fn push_line(&mut self, name: &str, value: &str) {
         self.head.reserve(name.len() + value.len() + 4);
         let ns = self.head.len();
-        self.head.push_str(name);
+        self.head.extend_from_slice(name.as_bytes());
         let ne = self.head.len();
-        self.head.push_str(": ");
+        self.head.extend_from_slice(b": ");
         let vs = self.head.len();
-        self.head.push_str(value);
+        self.head.extend_from_slice(value.as_bytes());
         let ve = self.head.len();
-        self.head.push_str("\r\n");
-        self.fields.push([ns, ne, vs, ve]);
+        self.head.extend_from_slice(b"\r\n");
+        self.fields.push([ns, ne, vs, ve, ve + 2]);
+    }
+
+    /// Copies a header line of a received message byte for byte (its
+    /// spelling, folding and line break), with `suffix` (e.g. `;tag=x`)
+    /// appended to its value. No re-validation: the line was parsed.
+    fn copy_line(&mut self, h: crate::HeaderRef<'_>, suffix: Option<&str>) {
+        if self.error.is_some() {
+            return;
+        }
+        let (line, name, value) = (h.line_span(), h.name_span(), h.value_span());
+        let raw = h.line_bytes();
+        let cut = (value.end - line.start) as usize;
+        let base = self.head.len();
+        let extra = suffix.map_or(0, str::len);
+        self.head.reserve(raw.len() + extra);
+        self.head.extend_from_slice(raw.get(..cut).unwrap_or(raw));
+        if let Some(suffix) = suffix {
+            self.head.extend_from_slice(suffix.as_bytes());
+        }
+        self.head
+            .extend_from_slice(raw.get(cut..).unwrap_or_default());
+        let at = |p: u32| base + (p - line.start) as usize;
+        self.fields.push([
+            base,
+            at(name.end),
+            at(value.start),
+            at(value.end) + extra,
+            base + raw.len() + extra,
+        ]);
     }
 
     fn start_line(&mut self, line: std::fmt::Arguments<'_>) {
-        let _ = self.head.write_fmt(line);
+        let _ = std::io::Write::write_fmt(&mut self.head, line);
         self.start_line_end = self.head.len();
-        self.head.push_str("\r\n");
+        self.head.extend_from_slice(b"\r\n");
     }
 
     fn finish(self) -> Result<SipMessage, BuildError> {
@@ -182,9 +210,9 @@ impl Parts {
         let len = parts.body.as_ref().map_or(0, Bytes::len);
         parts.push_line("Content-Length", itoa_buf(len, &mut [0u8; 20]));
         let headers_end = parts.head.len();
-        parts.head.push_str("\r\n");
+        parts.head.extend_from_slice(b"\r\n");
         let (sl_end, fields) = (parts.start_line_end, std::mem::take(&mut parts.fields));
-        let mut out = parts.head.into_bytes();
+        let mut out = parts.head;
         if let Some(body) = parts.body {
             out.extend_from_slice(&body);
         }
@@ -276,15 +304,11 @@ impl ResponseBuilder {
         }
         let mut parts = Parts::default();
         parts.start_line(format_args!("SIP/2.0 {code} {reason}"));
-        fn text<'m>(h: crate::HeaderRef<'m>) -> std::borrow::Cow<'m, str> {
-            match h.value() {
-                Ok(v) => std::borrow::Cow::Borrowed(v),
-                Err(_) => String::from_utf8_lossy(h.value_bytes()),
-            }
-        }
+        // §8.2.6.2: Via, From, To, Call-ID and CSeq are copied; the lines
+        // are copied as received (spelling and folding included).
         parts.head.reserve(request.headers_end());
         for via in request.headers_of(HeaderName::Via) {
-            parts.header("Via", &text(via));
+            parts.copy_line(via, None);
         }
         for name in [
             HeaderName::From,
@@ -295,7 +319,6 @@ impl ResponseBuilder {
             let Some(h) = request.header(name) else {
                 continue;
             };
-            let value = text(h);
             if name == HeaderName::To && code > 100 {
                 let has_tag = match request.call_id() {
                     // The identifiers parsed: the To tag is cached.
@@ -306,16 +329,16 @@ impl ResponseBuilder {
                     if !is_token_str(tag) {
                         return Err(BuildError::Injection);
                     }
-                    parts.header(name.as_str(), &format!("{value};tag={tag}"));
+                    parts.copy_line(h, Some(&format!(";tag={tag}")));
                     continue;
                 }
             }
-            parts.header(name.as_str(), &value);
+            parts.copy_line(h, None);
         }
         if code == 100
             && let Some(ts) = request.header(HeaderName::Timestamp)
         {
-            parts.header("Timestamp", &text(ts));
+            parts.copy_line(ts, None);
         }
         Ok(ResponseBuilder { parts })
     }

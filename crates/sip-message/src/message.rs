@@ -246,6 +246,15 @@ impl<'m> HeaderRef<'m> {
         self.field.value
     }
 
+    pub(crate) fn name_span(&self) -> Span {
+        self.field.name_span
+    }
+
+    /// The whole line, continuation lines and line break included.
+    pub(crate) fn line_bytes(&self) -> &'m [u8] {
+        self.msg.slice(self.field.line)
+    }
+
     pub(crate) fn line_span(&self) -> Span {
         self.field.line
     }
@@ -404,14 +413,14 @@ impl SipMessage {
 
     /// Indexes a message the builders wrote, from the positions they
     /// recorded while writing, without scanning the header lines again.
-    /// `fields` holds, per header line, the name's start and end and the
-    /// value's start and end (untrimmed); each line ends with CRLF. The
+    /// `fields` holds, per header line, the name's start and end, the
+    /// value's start and end (untrimmed) and the end of the line. The
     /// result equals what [`SipMessage::parse`] makes of the same bytes
     /// (the builder tests check it).
     pub(crate) fn from_built(
         buf: Bytes,
         start_line_end: usize,
-        fields: &[[usize; 4]],
+        fields: &[[usize; 5]],
         headers_end: usize,
     ) -> Result<SipMessage, ParseError> {
         let limits = Limits::default();
@@ -430,7 +439,7 @@ impl SipMessage {
         let mut headers = Vec::with_capacity(fields.len());
         let mut hot = Hot::default();
         let mut content_length = None;
-        for (i, &[ns, ne, vs, ve]) in fields.iter().enumerate() {
+        for (i, &[ns, ne, vs, ve, le]) in fields.iter().enumerate() {
             let name = HeaderName::from_bytes(b.get(ns..ne).unwrap_or_default());
             let vstart = skip_wsp(b, vs, ve);
             let vend = trim_end(b, vstart, ve);
@@ -446,7 +455,7 @@ impl SipMessage {
                 name,
                 name_span: Span::new(ns, ne),
                 value: Span::new(vstart, vend),
-                line: Span::new(ns, ve + 2),
+                line: Span::new(ns, le),
             });
         }
         let body_start = headers_end + 2;
