@@ -357,7 +357,8 @@ impl Stack {
     /// Binds the transports on the current tokio runtime and starts the
     /// shards, each on its own thread with a current-thread runtime.
     pub async fn start(config: StackConfig) -> Result<Stack, StackError> {
-        let (transports, mut incoming) = Transports::bind(config.transport).await?;
+        let (transports, incoming) = Transports::bind(config.transport).await?;
+        let mut incoming = Some(incoming);
         let (events_tx, events) = mpsc::unbounded_channel();
         let mut seeds = IdGenerator::new(config.seed);
         let mut shards = Vec::with_capacity(config.shards.max(1));
@@ -380,10 +381,15 @@ impl Stack {
                     .map_err(StackError::Runtime)?;
                 std::thread::Builder::new()
                     .name(format!("sip-shard-{i}"))
-                    .spawn(move || runtime.block_on(shard.run(rx)))
+                    .spawn(move || runtime.block_on(shard.run(rx, None)))
                     .map_err(StackError::Runtime)?;
             } else {
-                tokio::spawn(shard.run(rx));
+                // A single shard on the user's runtime reads the transports
+                // itself; several need the steering task below.
+                let direct = (config.shards.max(1) == 1)
+                    .then(|| incoming.take())
+                    .flatten();
+                tokio::spawn(shard.run(rx, direct));
             }
             shards.push(tx);
         }
@@ -400,6 +406,9 @@ impl Stack {
             .iter()
             .map(mpsc::UnboundedSender::downgrade)
             .collect();
+        let Some(mut incoming) = incoming else {
+            return Ok(Stack { handle, events });
+        };
         tokio::spawn(async move {
             while let Some(m) = incoming.recv().await {
                 let idx = m

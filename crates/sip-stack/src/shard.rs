@@ -101,7 +101,13 @@ impl Shard {
         self.epoch + at.saturating_duration_since(self.epoch_std)
     }
 
-    pub(crate) async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
+    /// Runs the shard. With `incoming`, the shard reads the transports
+    /// itself (a single shard sharing the user's thread: no steering hop).
+    pub(crate) async fn run(
+        mut self,
+        mut commands: mpsc::UnboundedReceiver<Command>,
+        mut incoming: Option<mpsc::Receiver<Incoming>>,
+    ) {
         loop {
             let deadline = self.endpoint.poll_timeout().map(|at| self.to_tokio(at));
             let sleep = async {
@@ -110,11 +116,22 @@ impl Shard {
                     None => std::future::pending().await,
                 }
             };
+            let received = async {
+                match incoming.as_mut() {
+                    Some(rx) => rx.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 cmd = commands.recv() => {
                     let Some(cmd) = cmd else { break };
                     self.command(cmd).await;
                 }
+                m = received => match m {
+                    Some(m) => self.command(Command::Receive(m)).await,
+                    // The transports closed: nothing more will arrive.
+                    None => incoming = None,
+                },
                 () = sleep => {
                     let now = self.now();
                     self.endpoint.handle_timeout(now);
