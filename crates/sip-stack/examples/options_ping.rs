@@ -10,10 +10,11 @@ use sip_stack::{ClientEvent, Stack, StackConfig, StackEvent};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let any_port = "127.0.0.1:0".parse()?;
     let config = || StackConfig {
         shards: 1,
         dedicated_threads: false,
-        ..StackConfig::udp("127.0.0.1:0".parse().expect("address"))
+        ..StackConfig::udp(any_port)
     };
     let mut server = Stack::start(config()).await?;
     let server_addr = server
