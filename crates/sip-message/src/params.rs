@@ -7,20 +7,10 @@
 
 use crate::scan::{Cursor, eq_unescaped, is_lws, is_token};
 
-/// Which grammar a parameter list follows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    /// uri-parameters: no whitespace, no quotes, escapes allowed.
-    Uri,
-    /// generic-param: whitespace around `;` and `=`, quoted-string values.
-    Header,
-}
-
 /// A parameter list, borrowed from the message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Params<'a> {
     raw: &'a str,
-    kind: Kind,
     /// No whitespace and no quoted value: split at ';' and '=' directly.
     simple: bool,
 }
@@ -35,7 +25,6 @@ impl<'a> Params<'a> {
     pub const fn empty() -> Params<'a> {
         Params {
             raw: "",
-            kind: Kind::Header,
             simple: true,
         }
     }
@@ -65,11 +54,7 @@ impl<'a> Params<'a> {
         if at_start {
             return Err(ParamSyntax);
         }
-        Ok(Params {
-            raw,
-            kind: Kind::Uri,
-            simple: true,
-        })
+        Ok(Params { raw, simple: true })
     }
 
     /// Parses header parameters from the cursor, which stands just after the
@@ -101,11 +86,7 @@ impl<'a> Params<'a> {
         }
         let raw = c.slice(start, end);
         let simple = !raw.bytes().any(|b| b == b'"' || is_lws(b));
-        Ok(Params {
-            raw,
-            kind: Kind::Header,
-            simple,
-        })
+        Ok(Params { raw, simple })
     }
 
     /// Parameters in order: name and, when there is one, the value (quoted
