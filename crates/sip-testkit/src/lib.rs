@@ -1,5 +1,10 @@
-//! Test support: virtual clock, simulated network, scripted peers, builders (dev-dependency only).
+//! `sip-testkit`: support for Switchboard's tests (a dev-dependency only).
 //!
-//! Not built yet: this crate holds its place in the workspace so the one-way
-//! dependency graph of `docs/ARCHITECTURE.md` exists from the first commit.
-//! Its work is tracked in issue 3.
+//! It grows with the tests that share it; today it holds:
+//! * [`pki`]: a throwaway certificate authority and a server certificate
+//!   for loopback, for TLS and WSS tests on real sockets.
+//!
+//! The virtual clock, simulated network and scripted peers of the protocol
+//! tests live with those tests for now (`crates/sip-proto/tests/sim`).
+
+pub mod pki;

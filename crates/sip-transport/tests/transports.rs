@@ -16,10 +16,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose,
-};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use sip_message::headers::Via;
 use sip_message::{Peer, ResponseBuilder, TransportKind};
@@ -466,38 +462,13 @@ struct Pki {
 }
 
 fn new_pki() -> Pki {
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "Switchboard test CA");
-    ca_params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    let ca_key = KeyPair::generate().unwrap();
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(ca_params, ca_key);
-
-    let mut params = CertificateParams::new(vec![
-        "localhost".to_owned(),
-        "127.0.0.1".to_owned(),
-        "::1".to_owned(),
-    ])
-    .unwrap();
-    params
-        .distinguished_name
-        .push(DnType::CommonName, "localhost");
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    let key = KeyPair::generate().unwrap();
-    let cert = params.signed_by(&key, &issuer).unwrap();
+    let p = sip_testkit::pki::TestPki::loopback("Switchboard test CA").unwrap();
     Pki {
-        ca: ca.der().clone(),
-        cert: cert.der().clone(),
-        cert_pem: cert.pem(),
-        key_der: key.serialize_der(),
-        key_pem: key.serialize_pem(),
+        ca: CertificateDer::from(p.ca_der),
+        cert: CertificateDer::from(p.cert_der),
+        cert_pem: p.cert_pem,
+        key_der: p.key_der,
+        key_pem: p.key_pem,
     }
 }
 
