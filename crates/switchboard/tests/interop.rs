@@ -13,10 +13,11 @@
     clippy::indexing_slicing
 )]
 
-use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener, UdpSocket};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Arc, Mutex, mpsc};
+use std::process::{Command, Output};
+
+use sip_testkit::process::Proc;
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
@@ -26,70 +27,26 @@ fn switchboard() -> Command {
     Command::new(env!("CARGO_BIN_EXE_switchboard"))
 }
 
-/// A child process killed on drop.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Runs a command to completion with a deadline; returns its output.
-fn run(mut cmd: Command) -> Output {
-    let child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
-    let pid = child.id();
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(DEADLINE) {
-        Ok(out) => out.unwrap(),
-        Err(_) => {
-            let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
-            panic!("{cmd:?} did not finish within {DEADLINE:?}");
-        }
-    }
+fn run(cmd: Command) -> Output {
+    sip_testkit::process::run(cmd, DEADLINE).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Starts `switchboard ua answer` on an ephemeral port and returns it with
 /// the address it reports.
 fn answer(transport: &str, extra: &[&str]) -> (Proc, SocketAddr) {
-    let mut child = switchboard()
-        .args([
-            "ua",
-            "answer",
-            "--listen",
-            "127.0.0.1:0",
-            "--transport",
-            transport,
-        ])
-        .args(extra)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        let mut line = String::new();
-        let mut reader = BufReader::new(stdout);
-        let _ = reader.read_line(&mut line);
-        let _ = tx.send(line);
-        // Keep draining so the child never blocks on a full pipe.
-        let _ = std::io::copy(&mut reader, &mut std::io::sink());
-    });
-    let proc = Proc(child);
-    let line = rx
-        .recv_timeout(Duration::from_secs(20))
-        .expect("ua answer did not start");
+    let mut cmd = switchboard();
+    cmd.args([
+        "ua",
+        "answer",
+        "--listen",
+        "127.0.0.1:0",
+        "--transport",
+        transport,
+    ])
+    .args(extra);
+    let (proc, line) = sip_testkit::process::spawn_with_banner(cmd, Duration::from_secs(20))
+        .unwrap_or_else(|e| panic!("ua answer did not start: {e}"));
     // "switchboard ua answering on UDP:127.0.0.1:PORT"
     let addr = line
         .trim()
