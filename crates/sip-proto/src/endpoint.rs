@@ -10,7 +10,7 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use sip_message::headers::{CSeq, Via};
+use sip_message::headers::Via;
 use sip_message::{
     HeaderName, Method, RequestBuilder, ResponseBuilder, Role, SipMessage, validate,
 };
@@ -987,51 +987,38 @@ fn copy(b: RequestBuilder, req: &SipMessage, name: HeaderName) -> RequestBuilder
 /// §17.1.1.3: the ACK for a non-2xx: Request-URI, Call-ID, From, CSeq number
 /// and top Via of the INVITE, To of the response, the INVITE's Route set.
 fn build_ack(invite: &SipMessage, response: &SipMessage) -> Result<SipMessage, ProtoError> {
-    let uri = invite.request_uri_str().ok_or(ProtoError::NotARequest)?;
-    let cseq: CSeq<'_> = invite
-        .typed()
-        .and_then(Result::ok)
-        .ok_or(ProtoError::NotARequest)?;
-    let via = invite
-        .values(HeaderName::Via)
-        .next()
-        .and_then(Result::ok)
-        .unwrap_or("");
-    let to = response
-        .header(HeaderName::To)
-        .map(|h| String::from_utf8_lossy(h.value_bytes()).into_owned())
-        .unwrap_or_default();
-    let mut b = RequestBuilder::new(Method::Ack, uri)?
-        .header("Via", via)
-        .header("Max-Forwards", "70");
-    b = copy(b, invite, HeaderName::From);
-    b = b.header("To", &to);
-    b = copy(b, invite, HeaderName::CallId);
-    b = b.header("CSeq", &format!("{} ACK", cseq.seq));
-    b = copy(b, invite, HeaderName::Route);
-    Ok(b.build()?)
+    request_for_invite(invite, Method::Ack, response)
 }
 
 /// §9.1: the CANCEL: Request-URI, Call-ID, To, From and CSeq number of the
 /// INVITE, its top Via only, its Route set.
 fn build_cancel(invite: &SipMessage) -> Result<SipMessage, ProtoError> {
+    request_for_invite(invite, Method::Cancel, invite)
+}
+
+/// A request of the INVITE's transaction (ACK for a non-2xx, CANCEL): the
+/// INVITE's Request-URI, top Via, From, Call-ID, CSeq number and Route set,
+/// with the To of `to_from` (the response for an ACK, the INVITE itself
+/// for a CANCEL).
+fn request_for_invite(
+    invite: &SipMessage,
+    method: Method<'_>,
+    to_from: &SipMessage,
+) -> Result<SipMessage, ProtoError> {
     let uri = invite.request_uri_str().ok_or(ProtoError::NotARequest)?;
-    let cseq: CSeq<'_> = invite
-        .typed()
-        .and_then(Result::ok)
-        .ok_or(ProtoError::NotARequest)?;
+    let (seq, _) = invite.cseq().ok_or(ProtoError::NotARequest)?;
     let via = invite
         .values(HeaderName::Via)
         .next()
         .and_then(Result::ok)
         .unwrap_or("");
-    let mut b = RequestBuilder::new(Method::Cancel, uri)?
+    let mut b = RequestBuilder::new(method, uri)?
         .header("Via", via)
         .header("Max-Forwards", "70");
     b = copy(b, invite, HeaderName::From);
-    b = copy(b, invite, HeaderName::To);
+    b = copy(b, to_from, HeaderName::To);
     b = copy(b, invite, HeaderName::CallId);
-    b = b.header("CSeq", &format!("{} CANCEL", cseq.seq));
+    b = b.header("CSeq", &format!("{seq} {method}"));
     b = copy(b, invite, HeaderName::Route);
     Ok(b.build()?)
 }

@@ -239,21 +239,37 @@ async fn write<W>(
             }
             writer.flush().await
         };
-        match tokio::time::timeout(write_timeout, batch).await {
-            Ok(Ok(())) => {
-                if !ping {
-                    activity.wrote();
-                }
-            }
-            Ok(Err(error)) => {
-                debug!(%remote, %error, "write failed; closing connection");
-                return;
-            }
-            Err(_) => {
-                warn!(%remote, timeout = ?write_timeout, "write_timeout: peer is not reading; closing connection");
-                return;
-            }
+        let outcome = tokio::time::timeout(write_timeout, batch).await;
+        if !write_done(outcome, remote, write_timeout, ping, &activity) {
+            return;
         }
     }
     let _ = tokio::time::timeout(write_timeout, writer.shutdown()).await;
+}
+
+/// What a writer does after a batch: note the activity (keepalive pings do
+/// not count) and go on, or log why the connection closes and stop.
+pub(crate) fn write_done<E: std::fmt::Display>(
+    outcome: Result<Result<(), E>, tokio::time::error::Elapsed>,
+    remote: Peer,
+    write_timeout: std::time::Duration,
+    ping: bool,
+    activity: &Activity,
+) -> bool {
+    match outcome {
+        Ok(Ok(())) => {
+            if !ping {
+                activity.wrote();
+            }
+            true
+        }
+        Ok(Err(error)) => {
+            debug!(%remote, %error, "write failed; closing connection");
+            false
+        }
+        Err(_) => {
+            warn!(%remote, timeout = ?write_timeout, "write_timeout: peer is not reading; closing connection");
+            false
+        }
+    }
 }

@@ -259,20 +259,9 @@ async fn write<S>(
             }
             sink.flush().await
         };
-        match tokio::time::timeout(write_timeout, batch).await {
-            Ok(Ok(())) => {
-                if !ping {
-                    activity.wrote();
-                }
-            }
-            Ok(Err(error)) => {
-                debug!(%remote, %error, "WebSocket write failed; closing connection");
-                return;
-            }
-            Err(_) => {
-                warn!(%remote, timeout = ?write_timeout, "write_timeout: peer is not reading; closing connection");
-                return;
-            }
+        let outcome = tokio::time::timeout(write_timeout, batch).await;
+        if !crate::connection::write_done(outcome, remote, write_timeout, ping, &activity) {
+            return;
         }
     }
     let _ = tokio::time::timeout(write_timeout, sink.close()).await;
