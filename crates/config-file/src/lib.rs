@@ -261,11 +261,7 @@ fn walk(table: &dyn toml_edit::TableLike, span: &Range<usize>, path: &mut String
             return true;
         }
         match item {
-            toml_edit::Item::Table(t) => {
-                if walk(t, span, path) {
-                    return true;
-                }
-            }
+            toml_edit::Item::Table(t) if walk(t, span, path) => return true,
             toml_edit::Item::ArrayOfTables(aot) => {
                 for (i, t) in aot.iter().enumerate() {
                     let len = path.len();
@@ -276,10 +272,8 @@ fn walk(table: &dyn toml_edit::TableLike, span: &Range<usize>, path: &mut String
                     path.truncate(len);
                 }
             }
-            toml_edit::Item::Value(toml_edit::Value::InlineTable(t)) => {
-                if walk(t, span, path) {
-                    return true;
-                }
+            toml_edit::Item::Value(toml_edit::Value::InlineTable(t)) if walk(t, span, path) => {
+                return true;
             }
             _ => {}
         }
