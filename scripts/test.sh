@@ -12,7 +12,8 @@ log() { printf '\n==> %s\n' "$*"; }
 
 # Debian packages the tests drive as real peers. Installed only when missing.
 # sip-tester: SIPp, the interop peer of crates/switchboard/tests/interop.rs.
-PACKAGES=(sip-tester)
+# redis-server: the session-store tests start their own server.
+PACKAGES=(sip-tester redis-server)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
