@@ -250,12 +250,20 @@ impl<'m> Editor<'m> {
     /// Removes the first Route value (§16.4, §16.12: a loose router pops
     /// itself). A Route line with several values loses only its first.
     pub fn pop_route(&mut self) -> Result<&mut Self, EditError> {
-        let h = self
-            .msg
-            .header(HeaderName::Route)
-            .ok_or(EditError::NoRoute)?;
+        self.pop_first(HeaderName::Route, EditError::NoRoute)
+    }
+
+    /// Removes the top Via value (§16.7 step 3, §16.11: a proxy forwarding
+    /// a response removes its own Via). A Via line with several values
+    /// loses only its first.
+    pub fn pop_via(&mut self) -> Result<&mut Self, EditError> {
+        self.pop_first(HeaderName::Via, EditError::NoVia)
+    }
+
+    fn pop_first(&mut self, name: HeaderName, absent: EditError) -> Result<&mut Self, EditError> {
+        let h = self.msg.header(name).ok_or(absent)?;
         let value = h.value_span();
-        let text = h.value().map_err(|_| EditError::NoRoute)?;
+        let text = h.value().map_err(|_| absent)?;
         let mut split = crate::scan::ListSplit::new(text);
         let _first = split.next();
         match split.next_start() {
@@ -501,6 +509,21 @@ mod tests {
         let m3 = msg(std::str::from_utf8(&out).unwrap());
         let routes: Vec<_> = m3.values(HeaderName::Route).map(Result::unwrap).collect();
         assert_eq!(routes, ["<sip:p3.example.com;lr>"]);
+    }
+
+    #[test]
+    fn pop_via_removes_only_the_top_value() {
+        let r = "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP p1;branch=z9hG4bKa, SIP/2.0/UDP p2;branch=z9hG4bKb\r\n\
+            Via: SIP/2.0/UDP ua;branch=z9hG4bKc\r\nFrom: <sip:a@x>;tag=1\r\nTo: <sip:b@x>;tag=2\r\n\
+            Call-ID: c\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n";
+        let m = msg(r);
+        let once = msg(std::str::from_utf8(&m.edit().pop_via().unwrap().serialized()).unwrap());
+        assert_eq!(once.top_branch(), Some("z9hG4bKb"));
+        let twice = msg(std::str::from_utf8(&once.edit().pop_via().unwrap().serialized()).unwrap());
+        assert_eq!(twice.top_branch(), Some("z9hG4bKc"));
+        assert_eq!(twice.count(HeaderName::Via), 1);
+        let none = msg("SIP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n");
+        assert_eq!(none.edit().pop_via().map(|_| ()), Err(EditError::NoVia));
     }
 
     #[test]
