@@ -724,6 +724,32 @@ impl Endpoint {
         Ok(())
     }
 
+    /// Forwards a response through a server transaction as a stateful proxy
+    /// does (§16.7): like [`Endpoint::respond`], except that a 2xx to an
+    /// INVITE is not retransmitted by this hop and no ACK is expected here:
+    /// the UAS retransmits it end to end and the proxy forwards each
+    /// retransmission it receives (RFC 6026 §7.1, §8.1). The transaction
+    /// waits in Accepted for timer L, absorbing INVITE retransmissions.
+    pub fn forward_response(
+        &mut self,
+        now: Instant,
+        id: TxId,
+        response: SipMessage,
+    ) -> Result<(), ProtoError> {
+        let success = response.status().is_some_and(|s| (200..300).contains(&s));
+        self.respond(now, id, response)?;
+        if success
+            && let Some(tx) = self.txs.get_mut(&id)
+            && tx.kind == TxKind::ServerInvite
+        {
+            self.clock.disarm(id, TimerName::Retransmit2xx);
+            if let Some(k) = tx.ack_key.take() {
+                self.by_ack.remove(&k);
+            }
+        }
+        Ok(())
+    }
+
     /// The transaction user gave up on a server transaction without a final
     /// response: answer 500 (§21.5.1) so the client does not wait forever.
     /// Nothing happens once a final response was sent.

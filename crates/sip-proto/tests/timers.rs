@@ -697,6 +697,31 @@ fn timer_l_and_m_with_ack_after_2xx_retransmissions() {
 }
 
 #[test]
+fn a_forwarded_2xx_is_sent_once_and_lingers_until_timer_l() {
+    // A proxy relays the 2xx: no retransmission by this hop even though
+    // the ACK never comes here (RFC 6026 §7.1), and no ACK timeout.
+    let timers = Timers::default();
+    let mut sim = Sim::pair(timers, acking_uac(UDP), forward_with(200, "ok"));
+    sim.set_filter(|_, p| ack_requests(p));
+    start(&mut sim, Method::Invite, UDP);
+    settle(&mut sim);
+    let uas = sim.node(UAS);
+    assert_eq!(
+        uas.sent_responses_ms(200, "INVITE"),
+        [10],
+        "{}",
+        sim.trace()
+    );
+    let stx = uas
+        .first_tx(|e| matches!(e, Event::Request { .. }))
+        .unwrap();
+    assert_eq!(
+        uas.events_ms(|e| !matches!(e, Event::Request { .. })),
+        [(10 + x64(&timers), Event::Terminated { tx: stx })]
+    );
+}
+
+#[test]
 fn timer_l_and_m_prompt_ack() {
     check_l_m_with_ack(Timers::default(), UDP, 0);
     check_l_m_with_ack(Timers::default(), TCP, 0);

@@ -238,6 +238,17 @@ impl ServerTransaction {
         let _ = self.shard.send(Command::Respond(self.id, response));
     }
 
+    /// Forwards a response (a proxy relaying what a downstream UAS sent,
+    /// §16.7): a 2xx to an INVITE is sent once, not retransmitted by this
+    /// hop, and its ACK is not expected here (RFC 6026).
+    pub fn forward(&self, response: SipMessage) {
+        if response.status().is_some_and(|s| s >= 200) {
+            self.answered
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        let _ = self.shard.send(Command::Forward(self.id, response));
+    }
+
     /// Resolves when a CANCEL for this INVITE arrived (the stack answered
     /// the CANCEL with 200; answer the INVITE with 487). Never resolves
     /// for other methods.

@@ -27,6 +27,9 @@ pub(crate) enum Command {
     },
     /// Answer a server transaction.
     Respond(TxId, SipMessage),
+    /// Forward a response through a server transaction (a proxy: no 2xx
+    /// retransmission by this hop).
+    Forward(TxId, SipMessage),
     /// Cancel an INVITE client transaction.
     Cancel(TxId),
     /// Send bytes outside any transaction.
@@ -163,6 +166,11 @@ impl Shard {
             Command::Respond(id, response) => {
                 if let Err(e) = self.endpoint.respond(now, id, response) {
                     debug!(%id, error = %e, "response not sent");
+                }
+            }
+            Command::Forward(id, response) => {
+                if let Err(e) = self.endpoint.forward_response(now, id, response) {
+                    debug!(%id, error = %e, "response not forwarded");
                 }
             }
             Command::Cancel(id) => {

@@ -314,6 +314,11 @@ impl Ctx<'_> {
         self.ep.respond(self.now, tx, response)
     }
 
+    /// `Endpoint::forward_response` now (a proxy relaying a response).
+    pub fn forward(&mut self, tx: TxId, response: SipMessage) -> Result<(), ProtoError> {
+        self.ep.forward_response(self.now, tx, response)
+    }
+
     /// `Endpoint::send_request` now.
     pub fn send_request(&mut self, request: SipMessage, to: Peer) -> Result<TxId, ProtoError> {
         self.ep.send_request(self.now, request, to)
@@ -1014,6 +1019,17 @@ pub fn answer_with(code: u16, tag: &'static str) -> Tu {
         if let Event::Request { tx, request, .. } = e {
             let r = response(request, code, tag, cx.me);
             cx.respond(*tx, r).expect("respond");
+        }
+    })
+}
+
+/// A proxy-like TU that relays a 2xx (forward, not respond): the hop
+/// sends it once and does not wait for the ACK (RFC 6026 §7.1).
+pub fn forward_with(code: u16, tag: &'static str) -> Tu {
+    Box::new(move |cx, e| {
+        if let Event::Request { tx, request, .. } = e {
+            let r = response(request, code, tag, cx.me);
+            cx.forward(*tx, r).expect("forward");
         }
     })
 }
