@@ -1,5 +1,398 @@
-//! The stateless SIP edge proxy and HTTP reverse proxy with affinity, health and failover.
+//! The edge proxy: a stateless SIP forwarder and HTTP reverse proxy in front
+//! of a set of containers, with session affinity, health checks and
+//! failover (issue 5; the wire contract is `docs/CLUSTER.md`, the operator's
+//! reference `docs/EDGE.md`).
 //!
-//! Not built yet: this crate holds its place in the workspace so the one-way
-//! dependency graph of `docs/ARCHITECTURE.md` exists from the first commit.
-//! Its work is tracked in issue 5.
+//! It owns the edge's behaviour end to end: the config file, the per-message
+//! forwarding decision (RFC 3261 §16.11: no per-call state, so any edge can
+//! take any message and an edge can die without losing a call), the SIP
+//! receive loop, active probes, the HTTP reverse proxy with the edge's own
+//! `/_sb/` routes (health, metrics, admin API), and the counters.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = edge::EdgeConfig::load(std::path::Path::new("edge.toml"))?;
+//! let edge = edge::Edge::start(config).await?;
+//! println!("SIP on {:?}, HTTP on {}", edge.sip_addr(sip_message::TransportKind::Udp), edge.http_addr());
+//! edge.shutdown().await;
+//! # Ok(()) }
+//! ```
+//!
+//! # Layout
+//! * `config`: [`EdgeConfig`] and its parts; the TOML file and its validation.
+//! * `forward`: [`Forwarder`], the sans-IO decision for one SIP message
+//!   ([`Decision`], [`Action`]): which container, which bytes.
+//! * `container`: [`Container`], [`ContainerCounters`].
+//! * `probe`: active health checks (SIP OPTIONS, HTTP `/_sb/health`).
+//! * `http`: the reverse proxy and the `/_sb/` routes.
+//! * `metrics`: [`EdgeCounters`] and the Prometheus text.
+//! * this file: [`Edge`] (start, addresses, shutdown) and the SIP loop.
+//!
+//! # Threads
+//! Everything runs as tasks on the caller's tokio runtime: one task reads
+//! every SIP transport and decides per message (the decision allocates only
+//! the output bytes and the branch), sends to UDP inline, and spawns a task
+//! only for sends that may wait (a stream connect, a name lookup). Routers
+//! read the cluster view without a lock ([`balance::Cluster::view`]).
+
+mod config;
+mod container;
+mod forward;
+mod http;
+mod metrics;
+mod probe;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
+
+use balance::{Cluster, HealthPolicy, Signal};
+use bytes::Bytes;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use sip_message::{Peer, TransportKind};
+use sip_transport::{Incoming, TlsServer, TransportConfig, TransportError, Transports};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+use tracing::{debug, info, warn};
+
+pub use config::{AffinityKey, ContainerConfig, EdgeConfig, HealthConfig, Listen, is_node_id};
+pub use container::{Container, ContainerCounters};
+pub use forward::{
+    Action, BRANCH_PREFIX, Decision, DropReason, Forwarder, PROBE_BRANCH_PREFIX, derive_branch,
+    token_of,
+};
+pub use metrics::EdgeCounters;
+
+/// Why the edge could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EdgeError {
+    /// A SIP transport could not be bound, or a TLS certificate not read.
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    /// The HTTP port could not be bound.
+    #[error("cannot bind HTTP on {addr}: {source}")]
+    HttpBind {
+        /// The configured address.
+        addr: SocketAddr,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+    /// Two containers with one node id.
+    #[error(transparent)]
+    Membership(#[from] balance::MembershipError),
+}
+
+type ProbeReply = oneshot::Sender<(u16, Option<u32>)>;
+
+/// State shared by the SIP loop, the probes and the HTTP handlers.
+pub(crate) struct Shared {
+    config: EdgeConfig,
+    forwarder: Forwarder,
+    cluster: Cluster<Container>,
+    counters: EdgeCounters,
+    transports: Transports,
+    http_client: Client<HttpConnector, axum::body::Body>,
+    probes: Mutex<HashMap<String, ProbeReply>>,
+}
+
+impl Shared {
+    /// Now, on the runtime's clock (paused in tests).
+    fn now(&self) -> Instant {
+        tokio::time::Instant::now().into_std()
+    }
+
+    fn pending_probes(&self) -> MutexGuard<'_, HashMap<String, ProbeReply>> {
+        self.probes.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Replaces the containers (reload), keeping the counters of those that
+    /// stay.
+    fn replace_containers(&self, containers: Vec<ContainerConfig>) {
+        let view = self.cluster.view();
+        let list = containers
+            .into_iter()
+            .map(|config| {
+                let counters = view
+                    .get(&config.node)
+                    .map(|m| Arc::clone(&m.data.counters))
+                    .unwrap_or_default();
+                (http::backend_of(&config), Container { config, counters })
+            })
+            .collect();
+        self.cluster.replace(list);
+    }
+}
+
+/// A running edge. Dropping it without [`Edge::shutdown`] leaves its tasks
+/// running until the runtime stops.
+#[derive(Debug)]
+pub struct Edge {
+    shared: Arc<Shared>,
+    http_addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("node", &self.config.node)
+            .field("transports", &self.transports)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Edge {
+    /// Binds the SIP transports and the HTTP port, and starts forwarding,
+    /// probing and serving HTTP on the current tokio runtime. Containers
+    /// start up (traffic flows at once) and follow their probes.
+    pub async fn start(config: EdgeConfig) -> Result<Edge, EdgeError> {
+        let l = &config.listen;
+        let tls = match &l.tls_cert {
+            Some((cert, key)) if !l.tls.is_empty() || !l.wss.is_empty() => {
+                Some(TlsServer::from_pem_files(cert, key)?)
+            }
+            _ => None,
+        };
+        let with_tls = |addrs: &[SocketAddr]| -> Vec<(SocketAddr, TlsServer)> {
+            match &tls {
+                Some(t) => addrs.iter().map(|a| (*a, t.clone())).collect(),
+                None => Vec::new(),
+            }
+        };
+        let mut udp = l.udp.clone();
+        if udp.is_empty() {
+            // The containers are reached over UDP: keep one socket for them.
+            udp.push(SocketAddr::from(([0, 0, 0, 0], 0)));
+        }
+        let transport = TransportConfig {
+            udp,
+            tcp: l.tcp.clone(),
+            tls: with_tls(&l.tls),
+            ws: l.ws.clone(),
+            wss: with_tls(&l.wss),
+            ..TransportConfig::default()
+        };
+        let (transports, incoming) = Transports::bind(transport).await?;
+        let http_listener = tokio::net::TcpListener::bind(l.http)
+            .await
+            .map_err(|source| EdgeError::HttpBind {
+                addr: l.http,
+                source,
+            })?;
+        let http_addr = http_listener
+            .local_addr()
+            .map_err(|source| EdgeError::HttpBind {
+                addr: l.http,
+                source,
+            })?;
+
+        let cluster = Cluster::new(HealthPolicy {
+            rise: config.health.rise,
+            fall: config.health.fall,
+            start_up: true,
+        });
+        for c in &config.containers {
+            cluster.add(
+                http::backend_of(c),
+                Container {
+                    config: c.clone(),
+                    counters: Arc::default(),
+                },
+            )?;
+        }
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(config.health.timeout));
+        connector.set_nodelay(true);
+        let http_client = Client::builder(TokioExecutor::new()).build(connector);
+        let shared = Arc::new(Shared {
+            forwarder: Forwarder::new(&config),
+            config,
+            cluster,
+            counters: EdgeCounters::default(),
+            transports,
+            http_client,
+            probes: Mutex::new(HashMap::new()),
+        });
+        let (stop, stop_rx) = watch::channel(false);
+        let mut tasks = Vec::new();
+        tasks.push(tokio::spawn(sip_loop(
+            Arc::clone(&shared),
+            incoming,
+            stop_rx.clone(),
+        )));
+        tasks.push(tokio::spawn(probe::run(
+            Arc::clone(&shared),
+            stop_rx.clone(),
+        )));
+        let app =
+            http::router(Arc::clone(&shared)).into_make_service_with_connect_info::<SocketAddr>();
+        let mut http_stop = stop_rx;
+        tasks.push(tokio::spawn(async move {
+            let serve = axum::serve(http_listener, app).with_graceful_shutdown(async move {
+                let _ = http_stop.changed().await;
+            });
+            if let Err(e) = serve.await {
+                warn!(error = %e, "HTTP server stopped");
+            }
+        }));
+        info!(
+            node = %shared.config.node,
+            public = %shared.config.public,
+            sip = ?shared.transports.local_addrs(),
+            http = %http_addr,
+            containers = shared.config.containers.len(),
+            "edge started"
+        );
+        Ok(Edge {
+            shared,
+            http_addr,
+            stop,
+            tasks,
+        })
+    }
+
+    /// The first bound SIP address of a transport (port 0 resolved).
+    #[must_use]
+    pub fn sip_addr(&self, t: TransportKind) -> Option<SocketAddr> {
+        self.shared.transports.local_addr(t)
+    }
+
+    /// The bound HTTP address.
+    #[must_use]
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// The edge-wide counters.
+    #[must_use]
+    pub fn counters(&self) -> &EdgeCounters {
+        &self.shared.counters
+    }
+
+    /// The current cluster view (containers, states, counters).
+    #[must_use]
+    pub fn view(&self) -> Arc<balance::ClusterView<Container>> {
+        self.shared.cluster.view()
+    }
+
+    /// Stops receiving, probing and serving HTTP, and closes the sockets.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        let transports = self.shared.transports.clone();
+        transports.shutdown().await;
+        info!(node = %self.shared.config.node, "edge stopped");
+    }
+}
+
+async fn sip_loop(
+    shared: Arc<Shared>,
+    mut incoming: mpsc::Receiver<Incoming>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        let msg = tokio::select! {
+            m = incoming.recv() => m,
+            _ = stop.changed() => return,
+        };
+        let Some(msg) = msg else { return };
+        handle(&shared, msg).await;
+    }
+}
+
+async fn handle(shared: &Arc<Shared>, incoming: Incoming) {
+    metrics::inc(&shared.counters.sip_received);
+    let now = shared.now();
+    let view = shared.cluster.view();
+    let decision = shared
+        .forwarder
+        .decide(&incoming.message, incoming.source, &view, now);
+    drop(view);
+    if let Some((container, signal)) = decision.health
+        && let Some(state) = shared.cluster.record(&container.config.node, signal, now)
+    {
+        info!(node = %container.config.node, state = state.name(now), "container state changed");
+    }
+    match decision.action {
+        Action::Send {
+            to,
+            bytes,
+            container,
+        } => {
+            if to.transport.is_reliable() {
+                let shared = Arc::clone(shared);
+                tokio::spawn(async move { send(&shared, to, bytes, container).await });
+            } else {
+                send(shared, to, bytes, container).await;
+            }
+        }
+        Action::Resolve {
+            host,
+            port,
+            transport,
+            bytes,
+        } => {
+            let shared = Arc::clone(shared);
+            tokio::spawn(async move {
+                let addr = tokio::net::lookup_host((host.as_str(), port))
+                    .await
+                    .ok()
+                    .and_then(|mut a| a.next());
+                match addr {
+                    Some(addr) => send(&shared, Peer { transport, addr }, bytes, None).await,
+                    None => {
+                        debug!(host = %host, "next hop does not resolve");
+                        metrics::inc(&shared.counters.send_errors);
+                    }
+                }
+            });
+        }
+        Action::Reply { to, status, bytes } => {
+            match status {
+                400 => metrics::inc(&shared.counters.replied_400),
+                482 => metrics::inc(&shared.counters.replied_482),
+                483 => metrics::inc(&shared.counters.replied_483),
+                503 => metrics::inc(&shared.counters.replied_503),
+                _ => {}
+            }
+            debug!(status, to = %to, "answered statelessly");
+            if let Err(e) = shared.transports.send_from(incoming.local, to, bytes).await {
+                debug!(error = %e, "stateless reply not sent");
+                metrics::inc(&shared.counters.send_errors);
+            }
+        }
+        Action::ProbeResponse {
+            branch,
+            status,
+            retry_after,
+        } => {
+            if let Some(tx) = shared.pending_probes().remove(&branch) {
+                let _ = tx.send((status, retry_after));
+            }
+        }
+        Action::Drop(reason) => {
+            debug!(source = %incoming.source, %reason, "dropped");
+            metrics::inc(&shared.counters.sip_dropped);
+        }
+    }
+}
+
+async fn send(shared: &Shared, to: Peer, bytes: Bytes, container: Option<Arc<Container>>) {
+    if let Err(e) = shared.transports.send(to, bytes).await {
+        debug!(to = %to, error = %e, "send failed");
+        metrics::inc(&shared.counters.send_errors);
+        if let Some(c) = container {
+            metrics::inc(&c.counters.transport_errors);
+            shared
+                .cluster
+                .record(&c.config.node, Signal::TransportError, shared.now());
+        }
+    }
+}
