@@ -169,6 +169,7 @@ impl Sprayer {
                     config: config.udp,
                     clock,
                     stats: Arc::clone(&stats),
+                    last_warn: AtomicU64::new(0),
                 });
             }
             if let Some(listener) = tcp {

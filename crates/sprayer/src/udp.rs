@@ -65,6 +65,8 @@ pub(crate) struct UdpRelay {
     pub(crate) config: UdpConfig,
     pub(crate) clock: Clock,
     pub(crate) stats: Arc<ServiceStats>,
+    /// When the last rate-limited warning was logged (clock ms, 0: never).
+    pub(crate) last_warn: AtomicU64,
 }
 
 impl UdpRelay {
@@ -129,7 +131,13 @@ impl UdpRelay {
         let flow = match self.open_flow(client, edge, now).await {
             Ok(f) => f,
             Err(e) => {
-                warn!(service = %self.name, %client, error = %e, "cannot open an upstream socket");
+                // Out of descriptors under a flood of new sources: warn at
+                // most once a second.
+                let last = self.last_warn.load(Ordering::Relaxed);
+                if last == 0 || now.saturating_sub(last) >= 1000 {
+                    self.last_warn.store(now.max(1), Ordering::Relaxed);
+                    warn!(service = %self.name, %client, error = %e, "cannot open an upstream socket (more are not logged for a second)");
+                }
                 self.stats.dropped_no_edge.fetch_add(1, Ordering::Relaxed);
                 return;
             }
