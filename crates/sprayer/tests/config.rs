@@ -138,3 +138,22 @@ async fn a_taken_port_is_a_bind_error() {
         "{e}"
     );
 }
+
+/// Every ```toml block of docs/SPRAYER.md is a valid config.
+#[test]
+fn the_documented_configs_parse() {
+    let doc = include_str!("../../../docs/SPRAYER.md");
+    let mut blocks = 0;
+    let mut rest = doc;
+    while let Some(start) = rest.find("```toml\n") {
+        let body = &rest[start + 8..];
+        let end = body.find("```").expect("closed block");
+        let src = config_file::ConfigSource::from_text("SPRAYER.md", &body[..end]);
+        let cfg =
+            SprayerConfig::from_source(&src).unwrap_or_else(|e| panic!("block {blocks}: {e}"));
+        assert!(!cfg.services.is_empty());
+        blocks += 1;
+        rest = &body[end + 3..];
+    }
+    assert_eq!(blocks, 2, "the reference and the HA example");
+}
