@@ -259,3 +259,52 @@ async fn idle_flows_expire() {
     assert_eq!(c.edge_of(addr, "y").await, "e1");
     s.shutdown().await;
 }
+
+/// Everything the edge sends on a flow is relayed, not one answer per
+/// request: here two answers, then a datagram the edge sends on its own
+/// later (a SIP 100 Trying, a 200 OK, a retransmitted 200).
+#[tokio::test]
+async fn every_datagram_from_the_edge_is_relayed() {
+    let health_only = Backend::start("h").await;
+    let edge = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let spec = sprayer::EdgeSpec {
+        name: "talker".into(),
+        sip: edge.local_addr().unwrap(),
+        http: health_only.http,
+    };
+    let s = Sprayer::start(config(vec![spec], fast_health()))
+        .await
+        .unwrap();
+    let addr = s.local_addr("sip", Proto::Udp).unwrap();
+    let c = Client::new().await;
+    c.sock.send_to(b"INVITE", addr).await.unwrap();
+    let mut buf = [0u8; 256];
+    let (n, upstream) = tokio::time::timeout(Duration::from_secs(5), edge.recv_from(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&buf[..n], b"INVITE");
+    assert_ne!(
+        upstream,
+        c.sock.local_addr().unwrap(),
+        "the edge sees the sprayer"
+    );
+    for msg in [&b"100"[..], b"200", b"200 again"] {
+        edge.send_to(msg, upstream).await.unwrap();
+        let (n, from) = tokio::time::timeout(Duration::from_secs(5), c.sock.recv_from(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(&buf[..n], msg);
+        assert_eq!(from, addr);
+    }
+    let m = s.metrics_text();
+    assert_eq!(
+        metric(
+            &m,
+            "sprayer_edge_packets_total{edge=\"talker\",proto=\"udp\",direction=\"to_client\"}"
+        ),
+        3
+    );
+    s.shutdown().await;
+}
