@@ -1,5 +1,180 @@
-//! The converged SIP + HTTP application server.
+//! The container: the converged SIP + HTTP application server.
 //!
-//! Not built yet: this crate holds its place in the workspace so the one-way
-//! dependency graph of `docs/ARCHITECTURE.md` exists from the first commit.
-//! Its work is tracked in issue 4.
+//! It binds the SIP transports and an HTTP port, runs the `sip-app` engine
+//! with the built-in applications chosen by its config, and serves the
+//! cluster's health and metrics routes (`/_sb/health`, `/_sb/metrics`,
+//! docs/CLUSTER.md) on its HTTP port.
+//!
+//! Built-in applications ([`apps`]): the registrar (§10) with its location
+//! service in the session store, the proxy to registered users (§16), and
+//! the answering test service at user `answer`.
+//!
+//! # Layout
+//! * `config`: [`ContainerConfig`], read from TOML with every error naming
+//!   the file, the line and the field; the development default.
+//! * `apps`: the built-in applications.
+//! * `http`: the HTTP port.
+//! * this file: [`Container`], which starts it all.
+//!
+//! # Example
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = container::ContainerConfig::development("c1", "127.0.0.1:5060".parse()?);
+//! let c = container::Container::start(config).await?;
+//! println!("SIP on {:?}, HTTP on {}", c.sip_addr(sip_message::TransportKind::Udp), c.http_addr());
+//! # Ok(()) }
+//! ```
+
+pub mod apps;
+mod config;
+mod http;
+
+use std::net::SocketAddr;
+
+use sip_app::{AppRouter, Engine, EngineConfig, Rule, SipRouter};
+use sip_message::TransportKind;
+use sip_stack::{Stack, StackConfig};
+use sip_transport::TransportConfig;
+
+pub use config::{AppsConfig, ContainerConfig, ListenConfig, RegistrarSettings};
+
+/// Why the container could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ContainerError {
+    /// The SIP stack could not start (a port in use, ...).
+    #[error("SIP: {0}")]
+    Stack(#[from] sip_stack::StackError),
+    /// The session store could not be opened.
+    #[error("session store: {0}")]
+    Store(#[from] session_store::StoreError),
+    /// The HTTP port could not be bound.
+    #[error("HTTP {addr}: {source}")]
+    Http {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// A running container.
+#[derive(Debug)]
+pub struct Container {
+    engine: Engine,
+    http_addr: SocketAddr,
+    http_task: tokio::task::JoinHandle<()>,
+}
+
+impl Container {
+    /// Starts a container on the current tokio runtime.
+    pub async fn start(config: ContainerConfig) -> Result<Container, ContainerError> {
+        let store = session_store::Store::open(&config.store).await?;
+        let mut stack_config = StackConfig {
+            transport: TransportConfig {
+                udp: config.listen.udp.clone(),
+                tcp: config.listen.tcp.clone(),
+                ..TransportConfig::default()
+            },
+            ..StackConfig::default()
+        };
+        if let Some(n) = config.shards {
+            stack_config.shards = n;
+        }
+        let stack = Stack::start(stack_config).await?;
+        let router = app_router(&config, &store);
+        let mut engine_config = EngineConfig::new(&config.node);
+        engine_config.public = config.public.clone();
+        engine_config.edges = config.edges.clone();
+        let engine = Engine::start(stack, engine_config, store, router);
+        let listener = tokio::net::TcpListener::bind(config.listen.http)
+            .await
+            .map_err(|source| ContainerError::Http {
+                addr: config.listen.http,
+                source,
+            })?;
+        let http_addr = listener
+            .local_addr()
+            .map_err(|source| ContainerError::Http {
+                addr: config.listen.http,
+                source,
+            })?;
+        let http_task = tokio::spawn(http::serve(listener, engine.clone()));
+        tracing::info!(
+            node = %config.node,
+            sip = ?engine.stack().local_addr(TransportKind::Udp),
+            http = %http_addr,
+            "container started"
+        );
+        Ok(Container {
+            engine,
+            http_addr,
+            http_task,
+        })
+    }
+
+    /// The engine (sessions, counters).
+    #[must_use]
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The bound SIP address of a transport.
+    #[must_use]
+    pub fn sip_addr(&self, t: TransportKind) -> Option<SocketAddr> {
+        self.engine.stack().local_addr(t)
+    }
+
+    /// The bound HTTP address.
+    #[must_use]
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// Stops serving HTTP; the SIP stack stops when the last handle goes.
+    pub fn shutdown(self) {
+        self.http_task.abort();
+    }
+}
+
+/// The application router of a config: REGISTER to the registrar, the
+/// answering user to the test service, every other initial request to the
+/// proxy.
+fn app_router(config: &ContainerConfig, store: &session_store::Store) -> AppRouter {
+    let location = apps::location::Location::new(store.clone());
+    let mut router = AppRouter::new();
+    let a = &config.apps;
+    if a.answer {
+        let answer = SipRouter::new()
+            .invite(apps::answer::on_invite)
+            .message(apps::answer::on_ok)
+            .options(apps::answer::on_ok)
+            .with_state("answer", apps::answer::Answer { ring: a.ring });
+        router = router.route(Rule::any().user(&a.answer_user), answer);
+    }
+    if a.registrar {
+        let registrar = SipRouter::new()
+            .register(apps::registrar::on_register)
+            .with_state(
+                "registrar",
+                apps::registrar::Registrar {
+                    location: location.clone(),
+                    config: config.registrar.to_config(),
+                },
+            );
+        router = router.route(Rule::methods(&["REGISTER"]), registrar);
+    }
+    if a.proxy {
+        let proxy = SipRouter::new()
+            .fallback(apps::proxy::on_request)
+            .with_state(
+                "proxy",
+                apps::proxy::ProxyApp {
+                    location,
+                    domains: config.domains.clone(),
+                },
+            );
+        router = router.route(Rule::any(), proxy);
+    }
+    router
+}

@@ -1,5 +1,69 @@
-//! The application API: router, handlers, sessions, proxy, B2BUA, timers, application router.
+//! The application API of the container: SIP servlets (JSR 289) in
+//! idiomatic Rust.
 //!
-//! Not built yet: this crate holds its place in the workspace so the one-way
-//! dependency graph of `docs/ARCHITECTURE.md` exists from the first commit.
-//! Its work is tracked in issue 4.
+//! An application is a [`SipRouter`] of async handlers, one per method,
+//! given its state with [`SipRouter::with_state`]. Each handler gets a
+//! [`Context`] (the state, the application session, the container's
+//! services) and an [`IncomingRequest`], a handle whose final answers
+//! (`accept`, `reject`, `respond`, `proxy`) consume it: one request, one
+//! final answer; what a handler leaves unanswered the container answers
+//! (the handler's error status, or 500).
+//!
+//! ```no_run
+//! use sip_app::{AppError, Context, IncomingRequest, SipRouter};
+//!
+//! struct State;
+//!
+//! async fn on_invite(cx: Context<State>, invite: IncomingRequest) -> Result<(), AppError> {
+//!     cx.session().set("caller", &invite.request().from_tag())?;
+//!     invite.provisional(180)?;
+//!     invite.accept().await
+//! }
+//!
+//! let app = SipRouter::new().invite(on_invite).with_state("answer", State);
+//! ```
+//!
+//! Application sessions ([`SessionRecord`]) are versioned, serializable
+//! records written to the session store before any message that reveals
+//! their new state leaves; one handler of a session runs at a time. Their
+//! ids are the cluster's affinity tokens (docs/CLUSTER.md), stamped into
+//! the Record-Route and Contact the container sends, so a session's
+//! requests find their container through any edge, and a session whose
+//! container died is loaded from the store by the next one.
+//!
+//! # Layout
+//! * `router`: [`SipRouter`], [`Handler`], [`Application`].
+//! * `approuter`: [`AppRouter`], which application takes an initial request.
+//! * `request`: [`IncomingRequest`], the answering handle.
+//! * `context`: [`Context`], state, session and services for a handler.
+//! * `session`: [`SessionId`], [`SessionRecord`], [`AppSession`].
+//! * `proxy`: the stateful proxy (§16), [`ProxyOptions`].
+//! * `routing`: Record-Route, Contact, next hops.
+//! * `engine`: [`Engine`], from stack events to handlers.
+//!
+//! # Not built yet
+//! B2BUA, digest authentication, timers firing into handlers, the JSR 289
+//! default application router file and composition of several
+//! applications on one request: tracked in issue 4.
+
+mod approuter;
+mod context;
+mod engine;
+mod error;
+mod proxy;
+mod request;
+mod router;
+mod routing;
+mod session;
+
+pub use approuter::{AppRouter, Rule};
+pub use context::Context;
+pub use engine::{Engine, EngineConfig, Stats};
+pub use error::AppError;
+pub use proxy::{ProxyOptions, ProxyOutcome};
+pub use request::IncomingRequest;
+pub use router::{Application, BoxFuture, Handler, SipRouter};
+pub use routing::TOKEN_PARAM;
+pub use session::{
+    AppSession, DialogRecord, DialogRole, DialogState, SessionId, SessionRecord, TimerRecord,
+};

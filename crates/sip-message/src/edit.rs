@@ -172,6 +172,16 @@ impl<'m> Editor<'m> {
         Ok(self)
     }
 
+    /// Adds a Record-Route above the topmost one (§16.6 step 4), or at the
+    /// end of the header section when there is none. `value` is a
+    /// name-addr, e.g. `<sip:proxy.example.com;lr>`.
+    pub fn prepend_record_route(&mut self, value: &str) -> Result<&mut Self, EditError> {
+        check_value(value)?;
+        let at = self.insertion_point(Some(HeaderName::RecordRoute));
+        self.insert_line(at, None, "Record-Route", value)?;
+        Ok(self)
+    }
+
     /// Adds a header line at the end of the header section.
     pub fn add(&mut self, name: &str, value: &str) -> Result<&mut Self, EditError> {
         check_name(name)?;
@@ -509,6 +519,26 @@ mod tests {
         let m3 = msg(std::str::from_utf8(&out).unwrap());
         let routes: Vec<_> = m3.values(HeaderName::Route).map(Result::unwrap).collect();
         assert_eq!(routes, ["<sip:p3.example.com;lr>"]);
+    }
+
+    #[test]
+    fn record_route_goes_on_top() {
+        let m = msg(
+            "INVITE sip:b@x SIP/2.0\r\nVia: SIP/2.0/UDP a;branch=z9hG4bK1\r\n\
+            Record-Route: <sip:p1;lr>\r\nContent-Length: 0\r\n\r\n",
+        );
+        let mut e = m.edit();
+        e.prepend_record_route("<sip:p2;lr>").unwrap();
+        let out = msg(std::str::from_utf8(&e.to_bytes()).unwrap());
+        let rr: Vec<_> = out
+            .values(HeaderName::RecordRoute)
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(rr, ["<sip:p2;lr>", "<sip:p1;lr>"]);
+        let m = msg("OPTIONS sip:b@x SIP/2.0\r\nContent-Length: 0\r\n\r\n");
+        let mut e = m.edit();
+        e.prepend_record_route("<sip:p2;lr>").unwrap();
+        assert!(e.prepend_record_route("<sip:p\r\nX: y>").is_err());
     }
 
     #[test]

@@ -16,6 +16,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 
 mod inspect;
+mod servers;
 mod ua;
 
 /// Switchboard: a SIP + HTTP application platform.
@@ -31,11 +32,22 @@ enum Command {
     /// Run a whole local cluster (sprayer, two edges, three containers, the
     /// sample applications, memory store) on loopback.
     Dev,
-    /// Run one application container.
+    /// Run one application container: from a TOML config, or (without
+    /// one) the development default on --listen: registrar and proxy for
+    /// any domain, the test service at user `answer`, memory store.
     Container {
         /// The container's TOML configuration.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "listen")]
         config: Option<PathBuf>,
+        /// SIP address (UDP and TCP) of the development default.
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// HTTP address of the development default (default: any port).
+        #[arg(long)]
+        http: Option<SocketAddr>,
+        /// Node id of the development default.
+        #[arg(long, default_value = "c1")]
+        node: String,
     },
     /// Run one edge proxy.
     Edge {
@@ -213,7 +225,12 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Ua { command } => run_ua(command),
         Command::Dev => not_built("dev", 5),
-        Command::Container { .. } => not_built("container", 4),
+        Command::Container {
+            config,
+            listen,
+            http,
+            node,
+        } => servers::container(config, listen, http, &node),
         Command::Edge { .. } => not_built("edge", 5),
         Command::Sprayer { .. } => not_built("sprayer", 5),
         Command::CheckConfig { .. } => not_built("check-config", 4),

@@ -13,7 +13,7 @@
     clippy::indexing_slicing
 )]
 
-use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::net::{SocketAddr, UdpSocket};
 use std::process::{Command, Output};
 
 use sip_testkit::process::Proc;
@@ -83,64 +83,22 @@ fn call(to: &str, transport: &str, count: u32, rate: u32, hold_ms: u32) -> (u32,
     (field("succeeded:"), field("failed:"), out.status.success())
 }
 
-/// SIPp's final statistics: (successful, failed) calls, cumulative column.
+/// SIPp's final statistics: (successful, failed) calls.
 fn sipp_counts(stdout: &str) -> (u32, u32) {
-    let count = |label: &str| -> u32 {
-        stdout
-            .lines()
-            .rev()
-            .find(|l| l.trim_start().starts_with(label))
-            .and_then(|l| l.split('|').nth(2))
-            .and_then(|c| c.trim().parse().ok())
-            .unwrap_or_else(|| panic!("no {label:?} line in SIPp output:\n{stdout}"))
-    };
-    (count("Successful call"), count("Failed call"))
+    sip_testkit::sipp::counts(stdout)
+        .unwrap_or_else(|| panic!("no call counts in SIPp output:\n{stdout}"))
 }
 
 fn sipp() -> Command {
-    let mut c = Command::new("sipp");
-    c.args([
-        "-i",
-        "127.0.0.1",
-        "-nostdin",
-        "-timeout",
-        "60s",
-        "-timeout_error",
-    ]);
-    c
+    sip_testkit::sipp::command()
 }
 
-/// A free port for a peer that cannot bind port 0 and report it.
 fn free_port(tcp: bool) -> u16 {
-    if tcp {
-        TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
-    } else {
-        UdpSocket::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
-    }
+    sip_testkit::sipp::free_port(tcp)
 }
 
-/// Starts SIPp's built-in `uas` in the background and returns once its
-/// socket is bound (`-bg` returns after binding), with a guard that kills it.
-struct SippUas(u32);
-
-impl Drop for SippUas {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .arg("-9")
-            .arg(self.0.to_string())
-            .status();
-    }
-}
-
-fn sipp_uas(port: u16, tcp: bool, count: u32, extra: &[&str]) -> SippUas {
+/// Starts SIPp's built-in `uas` in the background, killed on drop.
+fn sipp_uas(port: u16, tcp: bool, count: u32, extra: &[&str]) -> sip_testkit::sipp::Background {
     let mut cmd = sipp();
     cmd.args([
         "-sn",
@@ -149,21 +107,12 @@ fn sipp_uas(port: u16, tcp: bool, count: u32, extra: &[&str]) -> SippUas {
         &port.to_string(),
         "-m",
         &count.to_string(),
-        "-bg",
     ]);
     if tcp {
         cmd.args(["-t", "t1"]);
     }
     cmd.args(extra);
-    let out = run(cmd);
-    let text = String::from_utf8_lossy(&out.stdout);
-    let pid = text
-        .split("PID=[")
-        .nth(1)
-        .and_then(|r| r.split(']').next())
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("SIPp did not start: {text}"));
-    SippUas(pid)
+    sip_testkit::sipp::background(cmd).unwrap_or_else(|e| panic!("{e}"))
 }
 
 #[test]

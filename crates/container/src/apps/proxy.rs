@@ -1,0 +1,57 @@
+//! The proxy to registered users: an initial request for an address of
+//! record goes to its registered contacts (parallel fork when they share a
+//! q value, in q order otherwise, §16.6); a request for a URI that is not
+//! one of our domains goes on to that URI (an outbound proxy).
+
+use sip_app::{AppError, Context, IncomingRequest, ProxyOptions};
+
+use super::location::{Location, canonical_aor};
+
+/// The proxy's state.
+#[derive(Debug, Clone)]
+pub struct ProxyApp {
+    /// Where bindings live.
+    pub location: Location,
+    /// Domains this cluster is responsible for. Empty: every domain (a
+    /// development set-up), so only unregistered users fail.
+    pub domains: Vec<String>,
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Handles any initial request routed to the proxy.
+pub async fn on_request(cx: Context<ProxyApp>, req: IncomingRequest) -> Result<(), AppError> {
+    let uri = req.request().request_uri_str().unwrap_or("").to_owned();
+    let aor =
+        canonical_aor(&uri).ok_or_else(|| AppError::with_reason(416, "Unsupported URI Scheme"))?;
+    let host = sip_message::Uri::parse(&uri)
+        .ok()
+        .and_then(|u| u.as_sip().map(|s| s.host_str().to_ascii_lowercase()))
+        .unwrap_or_default();
+    let state = cx.state();
+    let ours =
+        state.domains.is_empty() || state.domains.iter().any(|d| d.eq_ignore_ascii_case(&host));
+    let (bindings, _) = state.location.lookup(&aor, now_ms()).await?;
+    if bindings.is_empty() {
+        if !ours {
+            // Not our domain: forward to the Request-URI.
+            req.proxy(ProxyOptions::to([uri])).await?;
+            return Ok(());
+        }
+        return Err(AppError::with_reason(
+            404,
+            "Not Found (no registered contact)",
+        ));
+    }
+    let same_q = bindings
+        .windows(2)
+        .all(|w| matches!(w, [a, b] if a.q == b.q));
+    let mut options = ProxyOptions::to(bindings.into_iter().map(|b| b.contact));
+    options.parallel = same_q;
+    req.proxy(options).await?;
+    Ok(())
+}

@@ -1,0 +1,291 @@
+//! The container's config file (TOML), and the development default.
+//!
+//! ```toml
+//! node = "c1"                      # [a-z0-9-]{1,32}, unique in the cluster
+//! public = "127.0.0.1:5060"        # the cluster's address (Record-Route, Contact)
+//! store = "memory"                 # or redis://host:port
+//! edges = ["127.0.0.1:5070"]       # send outbound requests through these
+//! domains = ["example.com"]        # the registrar/proxy domains; empty = any
+//!
+//! [listen]
+//! udp = ["127.0.0.1:5080"]
+//! tcp = ["127.0.0.1:5080"]
+//! http = "127.0.0.1:8090"
+//!
+//! [apps]
+//! registrar = true
+//! proxy = true
+//! answer = true
+//! answer_user = "answer"
+//! ring = true
+//!
+//! [registrar]
+//! min_expires = 60
+//! max_expires = 7200
+//! default_expires = 3600
+//! ```
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use config_file::{ConfigError, ConfigSource};
+use serde::Deserialize;
+
+/// Everything a container needs to start.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContainerConfig {
+    /// This node's id: `[a-z0-9-]{1,32}`, unique in the cluster; the first
+    /// part of every session id (the affinity token) it creates.
+    pub node: String,
+    /// The cluster's public address (`host:port`) for Record-Route and
+    /// Contact; default: the container's own UDP address.
+    #[serde(default)]
+    pub public: Option<String>,
+    /// Session store URL: `memory` (default) or `redis://host:port`.
+    #[serde(default = "default_store")]
+    pub store: String,
+    /// Edges to send requests to the outside through; empty: directly.
+    #[serde(default)]
+    pub edges: Vec<SocketAddr>,
+    /// Domains the registrar and proxy serve; empty: any.
+    #[serde(default)]
+    pub domains: Vec<String>,
+    /// Shards (SIP endpoint threads); default: one per CPU.
+    #[serde(default)]
+    pub shards: Option<usize>,
+    /// What to listen on.
+    pub listen: ListenConfig,
+    /// Which built-in applications run.
+    #[serde(default)]
+    pub apps: AppsConfig,
+    /// Registrar settings.
+    #[serde(default)]
+    pub registrar: RegistrarSettings,
+}
+
+fn default_store() -> String {
+    "memory".to_owned()
+}
+
+/// Listening addresses (port 0: any free port).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenConfig {
+    /// SIP over UDP.
+    #[serde(default)]
+    pub udp: Vec<SocketAddr>,
+    /// SIP over TCP.
+    #[serde(default)]
+    pub tcp: Vec<SocketAddr>,
+    /// HTTP (health, metrics, application routes).
+    pub http: SocketAddr,
+}
+
+/// The built-in applications.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppsConfig {
+    /// The registrar (REGISTER). Default on.
+    #[serde(default = "yes")]
+    pub registrar: bool,
+    /// The proxy to registered users (every other initial request).
+    /// Default on.
+    #[serde(default = "yes")]
+    pub proxy: bool,
+    /// The answering test service. Default on.
+    #[serde(default = "yes")]
+    pub answer: bool,
+    /// The user the test service answers as. Default `answer`.
+    #[serde(default = "answer_user")]
+    pub answer_user: String,
+    /// Whether the test service sends 180 before its 200. Default on.
+    #[serde(default = "yes")]
+    pub ring: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn answer_user() -> String {
+    "answer".to_owned()
+}
+
+impl Default for AppsConfig {
+    fn default() -> Self {
+        AppsConfig {
+            registrar: true,
+            proxy: true,
+            answer: true,
+            answer_user: answer_user(),
+            ring: true,
+        }
+    }
+}
+
+/// Registrar settings, in seconds.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistrarSettings {
+    /// Shortest registration accepted (423 below). Default 60.
+    #[serde(default = "min_expires")]
+    pub min_expires: u64,
+    /// Longest registration granted. Default 7200.
+    #[serde(default = "max_expires")]
+    pub max_expires: u64,
+    /// Registration length when the REGISTER names none. Default 3600.
+    #[serde(default = "default_expires")]
+    pub default_expires: u64,
+}
+
+fn min_expires() -> u64 {
+    60
+}
+fn max_expires() -> u64 {
+    7200
+}
+fn default_expires() -> u64 {
+    3600
+}
+
+impl Default for RegistrarSettings {
+    fn default() -> Self {
+        RegistrarSettings {
+            min_expires: min_expires(),
+            max_expires: max_expires(),
+            default_expires: default_expires(),
+        }
+    }
+}
+
+impl RegistrarSettings {
+    pub(crate) fn to_config(&self) -> crate::apps::registrar::RegistrarConfig {
+        crate::apps::registrar::RegistrarConfig {
+            min_expires: Duration::from_secs(self.min_expires),
+            max_expires: Duration::from_secs(self.max_expires),
+            default_expires: Duration::from_secs(self.default_expires),
+        }
+    }
+}
+
+impl ContainerConfig {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<ContainerConfig, ConfigError> {
+        ContainerConfig::from_source(&ConfigSource::read(path)?)
+    }
+
+    /// Parses and validates config text.
+    pub fn from_source(src: &ConfigSource) -> Result<ContainerConfig, ConfigError> {
+        let c: ContainerConfig = src.parse()?;
+        c.validate(src)?;
+        Ok(c)
+    }
+
+    fn validate(&self, src: &ConfigSource) -> Result<(), ConfigError> {
+        let node_ok = !self.node.is_empty()
+            && self.node.len() <= 32
+            && self
+                .node
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if !node_ok {
+            return Err(src.error_at("node", "must be 1 to 32 of a-z, 0-9 and -"));
+        }
+        if self.listen.udp.is_empty() && self.listen.tcp.is_empty() {
+            return Err(src.error_at("listen", "needs at least one udp or tcp address"));
+        }
+        if let Some(p) = &self.public {
+            let ok = p
+                .rsplit_once(':')
+                .is_some_and(|(h, port)| !h.is_empty() && port.parse::<u16>().is_ok());
+            if !ok {
+                return Err(src.error_at("public", "must be host:port"));
+            }
+        }
+        if !(self.store == "memory"
+            || self.store.starts_with("memory:")
+            || self.store.starts_with("redis"))
+        {
+            return Err(src.error_at("store", "must be `memory` or a redis:// URL"));
+        }
+        let r = &self.registrar;
+        if r.min_expires > r.default_expires || r.default_expires > r.max_expires {
+            return Err(src.error_at(
+                "registrar",
+                "needs min_expires <= default_expires <= max_expires",
+            ));
+        }
+        if self.apps.answer_user.is_empty() {
+            return Err(src.error_at("apps.answer_user", "must not be empty"));
+        }
+        if self.shards == Some(0) {
+            return Err(src.error_at("shards", "must be at least 1"));
+        }
+        Ok(())
+    }
+
+    /// The development default (`switchboard container --listen ADDR`
+    /// without a config file): registrar and proxy for any domain without
+    /// authentication, the test service at user `answer`, memory store,
+    /// HTTP on any free port of the same host.
+    #[must_use]
+    pub fn development(node: &str, listen: SocketAddr) -> ContainerConfig {
+        ContainerConfig {
+            node: node.to_owned(),
+            public: None,
+            store: default_store(),
+            edges: Vec::new(),
+            domains: Vec::new(),
+            shards: None,
+            listen: ListenConfig {
+                udp: vec![listen],
+                tcp: vec![listen],
+                http: SocketAddr::new(listen.ip(), 0),
+            },
+            apps: AppsConfig::default(),
+            registrar: RegistrarSettings::default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_config_parses() {
+        let src = ConfigSource::from_text(
+            "c.toml",
+            "node = \"c1\"\npublic = \"127.0.0.1:5060\"\nedges = [\"127.0.0.1:5070\"]\n\
+             [listen]\nudp = [\"127.0.0.1:0\"]\nhttp = \"127.0.0.1:0\"\n[apps]\nring = false\n",
+        );
+        let c = ContainerConfig::from_source(&src).unwrap();
+        assert_eq!(c.node, "c1");
+        assert!(!c.apps.ring);
+        assert!(c.apps.registrar);
+    }
+
+    #[test]
+    fn errors_name_file_line_and_field() {
+        let src = ConfigSource::from_text(
+            "c.toml",
+            "node = \"C 1\"\n[listen]\nudp = [\"127.0.0.1:0\"]\nhttp = \"127.0.0.1:0\"\n",
+        );
+        let e = ContainerConfig::from_source(&src).unwrap_err().to_string();
+        assert!(e.starts_with("c.toml:1:1: field node:"), "{e}");
+        let src = ConfigSource::from_text(
+            "c.toml",
+            "node = \"c1\"\n[listen]\nudp = [\"127.0.0.1:0\"]\nhttp = \"127.0.0.1:0\"\n[registrar]\nmin_expires = 100\ndefault_expires = 50\n",
+        );
+        let e = ContainerConfig::from_source(&src).unwrap_err().to_string();
+        assert!(e.starts_with("c.toml:5:"), "{e}");
+        let src = ConfigSource::from_text(
+            "c.toml",
+            "node = \"c1\"\n[listen]\nudp = [\"not an address\"]\nhttp = \"127.0.0.1:0\"\n",
+        );
+        let e = ContainerConfig::from_source(&src).unwrap_err().to_string();
+        assert!(e.contains("c.toml:3:") && e.contains("listen.udp"), "{e}");
+    }
+}

@@ -1,0 +1,74 @@
+//! The container's HTTP port: `/_sb/health` and `/_sb/metrics`
+//! (docs/CLUSTER.md).
+
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use sip_app::Engine;
+
+pub(crate) async fn serve(listener: tokio::net::TcpListener, engine: Engine) {
+    let app = Router::new()
+        .route("/_sb/health", get(health))
+        .route("/_sb/metrics", get(metrics))
+        .with_state(engine);
+    if let Err(e) = axum::serve(listener, app).await {
+        tracing::error!(error = %e, "HTTP server stopped");
+    }
+}
+
+async fn health() -> &'static str {
+    "ok"
+}
+
+async fn metrics(State(engine): State<Engine>) -> impl IntoResponse {
+    let s = engine.stats();
+    let node = engine.node();
+    let mut out = String::new();
+    let mut counter = |name: &str, help: &str, v: u64| {
+        let _ = write!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name}{{node=\"{node}\"}} {v}\n"
+        );
+    };
+    counter(
+        "sb_container_requests_total",
+        "SIP requests received.",
+        s.requests.load(Ordering::Relaxed),
+    );
+    counter(
+        "sb_container_sessions_created_total",
+        "Application sessions created.",
+        s.sessions_created.load(Ordering::Relaxed),
+    );
+    counter(
+        "sb_container_sessions_removed_total",
+        "Application sessions removed.",
+        s.sessions_removed.load(Ordering::Relaxed),
+    );
+    counter(
+        "sb_container_sessions_loaded_total",
+        "Application sessions taken over from the store.",
+        s.sessions_loaded.load(Ordering::Relaxed),
+    );
+    counter(
+        "sb_container_default_answers_total",
+        "Requests the container answered for the application.",
+        s.default_answers.load(Ordering::Relaxed),
+    );
+    counter(
+        "sb_container_store_errors_total",
+        "Session store failures.",
+        s.store_errors.load(Ordering::Relaxed),
+    );
+    let _ = write!(
+        out,
+        "# HELP sb_container_sessions Live application sessions.\n# TYPE sb_container_sessions gauge\nsb_container_sessions{{node=\"{node}\"}} {}\n",
+        engine.live_sessions()
+    );
+    ([(CONTENT_TYPE, "text/plain; version=0.0.4")], out)
+}

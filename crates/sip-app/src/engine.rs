@@ -1,0 +1,694 @@
+//! The engine: takes the stack's events, finds or creates the application
+//! session of each request, runs the application's handler, and answers
+//! what the application left unanswered.
+//!
+//! * Initial requests (no To tag): OPTIONS to the container itself is
+//!   answered 200; everything else goes to the application the
+//!   [`AppRouter`] picks, in a new application session.
+//! * Requests inside a dialog: when the top Route is our Record-Route we
+//!   pop it (§16.4); a Request-URI with our token (our Contact) belongs to
+//!   a dialog the application is a UA in, so its handler runs; otherwise
+//!   the container is a proxy on the path and forwards it (§16.6) without
+//!   running application code. No token and no Route of ours: 481.
+//! * ACK for a 2xx: forwarded along a proxied dialog, absorbed for ours.
+//! * Responses no transaction matched whose top Via is ours (2xx
+//!   retransmissions after a proxy context ended): forwarded upstream
+//!   statelessly.
+//!
+//! Sessions live in a map owned by the engine; each is written to the
+//! store before a message that reveals its new state leaves (proxy
+//! branches, 2xx answers), and removed when invalidated, when it is ready
+//! (no live dialog, no timer) or when it expires.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use session_store::{SessionStore, Store};
+use sip_message::{ResponseBuilder, SipMessage, TransportKind};
+use sip_proto::IdGenerator;
+use sip_stack::{ServerTransaction, Stack, StackEvent, StackHandle};
+use tracing::{debug, warn};
+
+use crate::context::RawContext;
+use crate::request::{IncomingRequest, TxSlot};
+use crate::router::KNOWN_METHODS;
+use crate::session::{DialogState, SessionCell, SessionId, SessionRecord};
+use crate::{AppError, AppRouter, Application, routing};
+
+/// What the engine needs to know about its container.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// This container's node id (`[a-z0-9-]{1,32}`), the first part of
+    /// every session id it creates.
+    pub node: String,
+    /// The cluster's public address (`host:port`), put in Record-Route
+    /// and Contact. `None`: this container's own UDP address.
+    pub public: Option<String>,
+    /// Edges to send outbound requests through (docs/CLUSTER.md). Empty:
+    /// send directly.
+    pub edges: Vec<SocketAddr>,
+    /// How long a new application session lives without a dialog
+    /// (JSR 289's default is 3 minutes).
+    pub session_lifetime: Duration,
+    /// How long a session with a confirmed dialog lives (extended on each
+    /// dialog).
+    pub dialog_lifetime: Duration,
+    /// Seed for session ids.
+    pub seed: u64,
+}
+
+impl EngineConfig {
+    /// Defaults for a node.
+    #[must_use]
+    pub fn new(node: &str) -> EngineConfig {
+        EngineConfig {
+            node: node.to_owned(),
+            public: None,
+            edges: Vec::new(),
+            session_lifetime: Duration::from_secs(180),
+            dialog_lifetime: Duration::from_secs(4 * 3600),
+            seed: unix_ms() ^ u64::from(std::process::id()).rotate_left(32),
+        }
+    }
+}
+
+/// Counters the container exports on /metrics.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Requests received (server transactions).
+    pub requests: AtomicU64,
+    /// Initial requests that created an application session.
+    pub sessions_created: AtomicU64,
+    /// Sessions removed (invalidated, ready or expired).
+    pub sessions_removed: AtomicU64,
+    /// Sessions loaded from the store (taken over from another node).
+    pub sessions_loaded: AtomicU64,
+    /// Requests answered by the container for the application (405, 501,
+    /// 481, error statuses, 500 for an unanswered request).
+    pub default_answers: AtomicU64,
+    /// Store failures.
+    pub store_errors: AtomicU64,
+}
+
+pub(crate) struct Shared {
+    pub(crate) config: EngineConfig,
+    pub(crate) stack: StackHandle,
+    pub(crate) store: Store,
+    pub(crate) router: AppRouter,
+    pub(crate) sessions: Mutex<HashMap<SessionId, Arc<SessionCell>>>,
+    ids: Mutex<IdGenerator>,
+    pub(crate) timers_changed: tokio::sync::Notify,
+    pub(crate) stats: Stats,
+    local_udp: Option<SocketAddr>,
+    local_tcp: Option<SocketAddr>,
+}
+
+impl Shared {
+    pub(crate) fn local(&self, t: TransportKind) -> Option<SocketAddr> {
+        match t {
+            TransportKind::Udp => self.local_udp,
+            TransportKind::Tcp => self.local_tcp,
+            other => self.stack.local_addr(other),
+        }
+    }
+
+    /// `host:port` for Record-Route and Contact.
+    pub(crate) fn public_host_port(&self) -> String {
+        match (&self.config.public, self.local_udp.or(self.local_tcp)) {
+            (Some(p), _) => p.clone(),
+            (None, Some(a)) => a.to_string(),
+            (None, None) => "invalid.invalid".to_owned(),
+        }
+    }
+
+    /// Whether `host:port` names this container or its cluster.
+    pub(crate) fn is_own(&self, host: &str, port: Option<u16>) -> bool {
+        let hp = match port {
+            Some(p) => format!("{host}:{p}"),
+            None => format!("{host}:5060"),
+        };
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        let matches_addr = |a: Option<SocketAddr>| {
+            a.is_some_and(|a| a.ip().to_string() == bare && port.unwrap_or(5060) == a.port())
+        };
+        self.config
+            .public
+            .as_deref()
+            .is_some_and(|p| p == hp || (port.is_none() && p == host))
+            || matches_addr(self.local_udp)
+            || matches_addr(self.local_tcp)
+    }
+
+    pub(crate) fn pick_edge(&self, key: &str) -> Option<SocketAddr> {
+        if self.config.edges.is_empty() {
+            return None;
+        }
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in key.bytes() {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        let n = self.config.edges.len() as u64;
+        self.config
+            .edges
+            .get(usize::try_from(h % n).unwrap_or(0))
+            .copied()
+    }
+
+    fn new_session_id(&self) -> SessionId {
+        let r = self
+            .ids
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .next_u64();
+        SessionId::new(&self.config.node, r)
+    }
+
+    fn session(&self, id: &SessionId) -> Option<Arc<SessionCell>> {
+        self.sessions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(id)
+            .cloned()
+    }
+}
+
+/// Milliseconds since the Unix epoch (the async shell reads the clock;
+/// records carry absolute times so they mean the same on another node).
+pub(crate) fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn store_key(id: &SessionId) -> String {
+    format!("session:{id}")
+}
+
+/// Writes a session to the store when it changed. A session that would be
+/// dropped right away (ready, never written) is not written at all.
+pub(crate) async fn commit(shared: &Shared, cell: &SessionCell) -> Result<(), AppError> {
+    let now = unix_ms();
+    let pending = cell.with(|d| {
+        if !d.dirty {
+            return None;
+        }
+        let transient = d.version == 0
+            && d.record.invalidate_when_ready
+            && d.record.is_ready()
+            && d.record.attributes.is_empty();
+        if transient {
+            return None;
+        }
+        let bytes = serde_json::to_vec(&d.record).ok()?;
+        d.dirty = false;
+        let ttl = Duration::from_millis(d.record.expires_unix_ms.saturating_sub(now).max(1000));
+        Some((bytes, d.version, ttl))
+    });
+    let Some((bytes, expected, ttl)) = pending else {
+        return Ok(());
+    };
+    match shared
+        .store
+        .put(&store_key(&cell.id), bytes, expected, Some(ttl))
+        .await
+    {
+        Ok(v) => {
+            cell.with(|d| d.version = d.version.max(v));
+            Ok(())
+        }
+        Err(e) => {
+            shared.stats.store_errors.fetch_add(1, Ordering::Relaxed);
+            cell.with(|d| d.dirty = true);
+            Err(AppError::Store(e))
+        }
+    }
+}
+
+/// The running engine.
+#[derive(Clone)]
+pub struct Engine {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("node", &self.shared.config.node)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// Starts the engine on a running stack (on the current tokio runtime).
+    pub fn start(stack: Stack, config: EngineConfig, store: Store, router: AppRouter) -> Engine {
+        let handle = stack.handle();
+        let shared = Arc::new(Shared {
+            ids: Mutex::new(IdGenerator::new(config.seed)),
+            local_udp: handle.local_addr(TransportKind::Udp),
+            local_tcp: handle.local_addr(TransportKind::Tcp),
+            config,
+            stack: handle,
+            store,
+            router,
+            sessions: Mutex::new(HashMap::new()),
+            timers_changed: tokio::sync::Notify::new(),
+            stats: Stats::default(),
+        });
+        tokio::spawn(run(Arc::clone(&shared), stack));
+        tokio::spawn(sweep(Arc::downgrade(&shared)));
+        Engine { shared }
+    }
+
+    /// How many application sessions are live in this container.
+    #[must_use]
+    pub fn live_sessions(&self) -> usize {
+        self.shared
+            .sessions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+
+    /// The counters.
+    #[must_use]
+    pub fn stats(&self) -> &Stats {
+        &self.shared.stats
+    }
+
+    /// The stack handle.
+    #[must_use]
+    pub fn stack(&self) -> &StackHandle {
+        &self.shared.stack
+    }
+
+    /// The node id.
+    #[must_use]
+    pub fn node(&self) -> &str {
+        &self.shared.config.node
+    }
+
+    /// The session store.
+    #[must_use]
+    pub fn store(&self) -> &Store {
+        &self.shared.store
+    }
+}
+
+async fn run(shared: Arc<Shared>, mut stack: Stack) {
+    while let Some(ev) = stack.next_event().await {
+        match ev {
+            StackEvent::Request(tx) => {
+                shared.stats.requests.fetch_add(1, Ordering::Relaxed);
+                tokio::spawn(on_request(Arc::clone(&shared), tx));
+            }
+            StackEvent::Ack { request, .. } => {
+                let shared = Arc::clone(&shared);
+                tokio::spawn(async move { on_ack(&shared, request).await });
+            }
+            StackEvent::StrayResponse { response, .. }
+                if routing::top_via_is_ours(&shared, &response) =>
+            {
+                let shared = Arc::clone(&shared);
+                tokio::spawn(async move {
+                    crate::proxy::forward_stateless(&shared, &response).await;
+                });
+            }
+            StackEvent::AckTimeout { request } => {
+                debug!(
+                    call_id = request.call_id().unwrap_or(""),
+                    "2xx never acknowledged"
+                );
+            }
+            _ => {}
+        }
+    }
+}
+
+async fn on_ack(shared: &Arc<Shared>, ack: SipMessage) {
+    // An ACK for a 2xx of ours confirms the dialog: nothing to do. One
+    // with our Route goes along the proxied dialog.
+    if routing::own_route(shared, &ack).is_some() {
+        let mut e = ack.edit();
+        if e.pop_route().is_err() {
+            return;
+        }
+        let Ok(popped) = SipMessage::parse(e.to_bytes()) else {
+            return;
+        };
+        if routing::request_uri_token(&popped).is_none() {
+            crate::proxy::forward_ack(shared, &popped).await;
+        }
+    }
+}
+
+fn respond(tx: &ServerTransaction, status: u16, reason: &str, extra: &[(&str, String)]) {
+    let tag = (status > 100 && tx.request().to_tag().is_none()).then_some("sb");
+    let Ok(mut b) = ResponseBuilder::with_reason(tx.request(), status, reason, tag) else {
+        return;
+    };
+    for (n, v) in extra {
+        b = b.header(n, v);
+    }
+    if let Ok(r) = b.build() {
+        tx.respond(r);
+    }
+}
+
+async fn on_request(shared: Arc<Shared>, tx: ServerTransaction) {
+    let request = tx.request().clone();
+    if request.to_tag().is_some() {
+        return in_dialog(shared, tx, request).await;
+    }
+    let method = request
+        .method()
+        .map(|m| m.as_str().to_owned())
+        .unwrap_or_default();
+    // OPTIONS to the container itself (no user part, our address): 200.
+    if method == "OPTIONS" && is_to_self(&shared, &request) {
+        let allow = KNOWN_METHODS.join(", ");
+        respond(
+            &tx,
+            200,
+            "OK",
+            &[("Allow", allow), ("Accept", "application/sdp".to_owned())],
+        );
+        return;
+    }
+    if request.header(sip_message::HeaderName::Route).is_some()
+        && routing::own_route(&shared, &request).is_some()
+    {
+        // An initial request routed to us (a preloaded Route, or a Path):
+        // strip our entry and carry on.
+        let mut e = request.edit();
+        if e.pop_route().is_ok()
+            && let Ok(popped) = SipMessage::parse(e.to_bytes())
+        {
+            return initial(shared, tx, popped, method).await;
+        }
+    }
+    initial(shared, tx, request, method).await;
+}
+
+fn is_to_self(shared: &Shared, request: &SipMessage) -> bool {
+    match request.request_uri() {
+        Some(sip_message::Uri::Sip(u)) => {
+            u.user().is_none()
+                && (shared.is_own(u.host_str(), u.port()) || shared.config.public.is_none())
+        }
+        _ => false,
+    }
+}
+
+async fn initial(shared: Arc<Shared>, tx: ServerTransaction, request: SipMessage, method: String) {
+    let Some(app) = shared.router.select(&request) else {
+        shared.stats.default_answers.fetch_add(1, Ordering::Relaxed);
+        let status = if KNOWN_METHODS.contains(&method.as_str()) {
+            404
+        } else {
+            501
+        };
+        let reason = if status == 404 {
+            "Not Found (no application for this request)"
+        } else {
+            "Not Implemented"
+        };
+        respond(&tx, status, reason, &[]);
+        return;
+    };
+    let id = shared.new_session_id();
+    let record = SessionRecord::new(
+        id.clone(),
+        app.name(),
+        unix_ms(),
+        shared.config.session_lifetime,
+    );
+    let cell = Arc::new(SessionCell::new(record, 0));
+    shared
+        .sessions
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .insert(id, Arc::clone(&cell));
+    shared
+        .stats
+        .sessions_created
+        .fetch_add(1, Ordering::Relaxed);
+    let to_tag = shared.stack.tag();
+    run_handler(&shared, &cell, &app, tx, request, to_tag, false).await;
+}
+
+async fn in_dialog(shared: Arc<Shared>, tx: ServerTransaction, request: SipMessage) {
+    let method = request
+        .method()
+        .map(|m| m.as_str().to_owned())
+        .unwrap_or_default();
+    let (request, route_token) = match routing::own_route(&shared, &request) {
+        Some(token) => {
+            let mut e = request.edit();
+            let popped = if e.pop_route().is_ok() {
+                SipMessage::parse(e.to_bytes()).ok()
+            } else {
+                None
+            };
+            match popped {
+                Some(p) => (p, Some(token)),
+                None => return respond(&tx, 400, "Bad Request (unreadable Route)", &[]),
+            }
+        }
+        None => (request, None),
+    };
+    if let Some(id) = routing::request_uri_token(&request) {
+        // A dialog this container is a UA in (our Contact).
+        let Some(cell) = find_or_load(&shared, &id).await else {
+            return respond(
+                &tx,
+                481,
+                "Call/Transaction Does Not Exist (session gone)",
+                &[],
+            );
+        };
+        let app_name = cell.with(|d| d.record.app.clone());
+        let Some(app) = shared.router.by_name(&app_name) else {
+            return respond(
+                &tx,
+                481,
+                "Call/Transaction Does Not Exist (application gone)",
+                &[],
+            );
+        };
+        let to_tag = request.to_tag().unwrap_or("").to_owned();
+        return run_handler(&shared, &cell, &app, tx, request, to_tag, true).await;
+    }
+    let Some(token) = route_token else {
+        // §12.2.2: no dialog of ours.
+        shared.stats.default_answers.fetch_add(1, Ordering::Relaxed);
+        return respond(&tx, 481, "Call/Transaction Does Not Exist", &[]);
+    };
+    // A proxied dialog: forward along the route set.
+    let ids = (
+        request.call_id().unwrap_or("").to_owned(),
+        request.from_tag().unwrap_or("").to_owned(),
+        request.to_tag().unwrap_or("").to_owned(),
+    );
+    let status = crate::proxy::forward_subsequent(Arc::clone(&shared), tx, request).await;
+    if method == "BYE"
+        && status.is_some_and(|s| (200..300).contains(&s) || s == 481 || s == 408)
+        && let Some(id) = token
+        && let Some(cell) = shared.session(&id)
+    {
+        {
+            cell.with(|d| {
+                if let Some(dl) = d.record.dialog_mut(&ids.0, &ids.1, &ids.2) {
+                    dl.state = DialogState::Terminated;
+                    d.dirty = true;
+                }
+            });
+            finish(&shared, &cell).await;
+        }
+    }
+}
+
+/// The session in this container, or loaded from the store (its owner
+/// died or drained; we take it over).
+async fn find_or_load(shared: &Arc<Shared>, id: &SessionId) -> Option<Arc<SessionCell>> {
+    if let Some(c) = shared.session(id) {
+        return Some(c);
+    }
+    let v = shared.store.get(&store_key(id)).await.ok()??;
+    let record: SessionRecord = serde_json::from_slice(&v.value).ok()?;
+    let cell = Arc::new(SessionCell::new(record, v.version));
+    cell.with(|d| d.dirty = false);
+    shared.stats.sessions_loaded.fetch_add(1, Ordering::Relaxed);
+    let mut map = shared
+        .sessions
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    Some(Arc::clone(map.entry(id.clone()).or_insert(cell)))
+}
+
+async fn run_handler(
+    shared: &Arc<Shared>,
+    cell: &Arc<SessionCell>,
+    app: &Application,
+    tx: ServerTransaction,
+    request: SipMessage,
+    to_tag: String,
+    in_dialog: bool,
+) {
+    let _turn = cell.turn.lock().await;
+    let method = request
+        .method()
+        .map(|m| m.as_str().to_owned())
+        .unwrap_or_default();
+    let source = tx.source();
+    let slot = Arc::new(TxSlot::default());
+    *slot.tx.lock().unwrap_or_else(PoisonError::into_inner) = Some(tx);
+    let req = IncomingRequest {
+        request,
+        source,
+        slot: Arc::clone(&slot),
+        shared: Arc::clone(shared),
+        cell: Arc::clone(cell),
+        to_tag,
+        in_dialog,
+    };
+    let raw = RawContext {
+        shared: Arc::clone(shared),
+        cell: Arc::clone(cell),
+    };
+    let outcome = match app.dispatch(raw, req) {
+        Some(fut) => Some(fut.await),
+        None => None,
+    };
+    if let Some(tx) = slot.take() {
+        shared.stats.default_answers.fetch_add(1, Ordering::Relaxed);
+        match outcome {
+            None => default_answer(shared, cell, &tx, &method, app, in_dialog),
+            Some(Err(e)) => {
+                let (status, reason) = e.response_status();
+                debug!(error = %e, status, "handler failed");
+                respond(&tx, status, &reason, &[]);
+            }
+            Some(Ok(())) => respond(
+                &tx,
+                500,
+                "Server Internal Error (the application did not answer)",
+                &[],
+            ),
+        }
+    }
+    drop(_turn);
+    finish(shared, cell).await;
+}
+
+/// What the container answers when the application has no handler.
+fn default_answer(
+    shared: &Shared,
+    cell: &SessionCell,
+    tx: &ServerTransaction,
+    method: &str,
+    app: &Application,
+    in_dialog: bool,
+) {
+    let _ = shared;
+    if in_dialog {
+        match method {
+            // A UA ends its dialog on BYE (§15.1.2).
+            "BYE" => {
+                let r = tx.request();
+                if let (Some(c), Some(f), Some(t)) = (r.call_id(), r.from_tag(), r.to_tag()) {
+                    cell.with(|d| {
+                        if let Some(dl) = d.record.dialog_mut(c, f, t) {
+                            dl.state = DialogState::Terminated;
+                            d.dirty = true;
+                        }
+                    });
+                }
+                respond(tx, 200, "OK", &[]);
+            }
+            "INFO" | "UPDATE" | "NOTIFY" | "OPTIONS" | "MESSAGE" => respond(tx, 200, "OK", &[]),
+            "INVITE" => respond(tx, 488, "Not Acceptable Here (re-INVITE not handled)", &[]),
+            _ => respond(tx, 405, "Method Not Allowed", &[("Allow", allow(app))]),
+        }
+        return;
+    }
+    if KNOWN_METHODS.contains(&method) {
+        // §8.2.1: known but not handled here.
+        respond(tx, 405, "Method Not Allowed", &[("Allow", allow(app))]);
+    } else {
+        respond(tx, 501, "Not Implemented", &[]);
+    }
+}
+
+fn allow(app: &Application) -> String {
+    let mut m: Vec<&str> = app.methods().iter().map(String::as_str).collect();
+    for always in ["ACK", "CANCEL", "OPTIONS"] {
+        if !m.contains(&always) {
+            m.push(always);
+        }
+    }
+    m.join(", ")
+}
+
+/// After a handler or a dialog change: write the session, or drop it when
+/// it is invalidated or ready.
+async fn finish(shared: &Arc<Shared>, cell: &Arc<SessionCell>) {
+    let drop_it = cell
+        .with(|d| d.record.invalidated || (d.record.invalidate_when_ready && d.record.is_ready()));
+    if drop_it {
+        remove(shared, cell).await;
+    } else if let Err(e) = commit(shared, cell).await {
+        warn!(session = %cell.id, error = %e, "session not written");
+    }
+}
+
+async fn remove(shared: &Arc<Shared>, cell: &Arc<SessionCell>) {
+    let removed = shared
+        .sessions
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .remove(&cell.id)
+        .is_some();
+    if removed {
+        shared
+            .stats
+            .sessions_removed
+            .fetch_add(1, Ordering::Relaxed);
+    }
+    let version = cell.with(|d| d.version);
+    if version > 0
+        && let Err(e) = shared.store.delete(&store_key(&cell.id), version).await
+    {
+        debug!(session = %cell.id, error = %e, "session not deleted from the store");
+    }
+}
+
+/// Expires sessions once a second.
+async fn sweep(shared: std::sync::Weak<Shared>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        let now = unix_ms();
+        let expired: Vec<Arc<SessionCell>> = shared
+            .sessions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .filter(|c| c.with(|d| d.record.expires_unix_ms <= now))
+            .cloned()
+            .collect();
+        for cell in expired {
+            // Not while a handler runs.
+            if cell.turn.try_lock().is_ok() {
+                debug!(session = %cell.id, "session expired");
+                remove(&shared, &cell).await;
+            }
+        }
+    }
+}

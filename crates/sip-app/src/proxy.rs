@@ -1,0 +1,651 @@
+//! The stateful proxy (RFC 3261 §16): forking, best response, CANCEL,
+//! Record-Route with the affinity token, and the forwarding of requests
+//! inside proxied dialogs.
+//!
+//! One request context per proxied request (§16.2): a task per branch
+//! drains its client transaction into one channel; the context forwards
+//! provisionals at once, every 2xx at once (forks and retransmissions,
+//! RFC 6026 §7.3), and, when every branch has its final response and no
+//! 2xx went upstream, the best one (§16.7 step 6). A 2xx cancels the other
+//! branches (§16.7 step 10); a CANCEL from upstream cancels them all
+//! (§16.10). After the context ends, a branch keeps forwarding 2xx
+//! retransmissions until its transaction ends.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sip_message::headers::{Contact, MaxForwards, Via};
+use sip_message::{Peer, ResponseBuilder, SipMessage};
+use sip_stack::{ClientEvent, ServerTransaction};
+use tokio::sync::{mpsc, oneshot};
+use tracing::debug;
+
+use crate::AppError;
+use crate::engine::Shared;
+use crate::routing;
+use crate::session::{DialogRecord, DialogRole, DialogState, SessionCell};
+
+/// How to proxy.
+#[derive(Debug, Clone)]
+pub struct ProxyOptions {
+    /// Target URIs (Request-URIs of the branches).
+    pub targets: Vec<String>,
+    /// All branches at once (true, the default) or one after another.
+    pub parallel: bool,
+    /// Add a Record-Route (with the session's token) so requests inside
+    /// the dialog come back through the cluster. Default true.
+    pub record_route: bool,
+    /// Give up on a branch without a final response after this long
+    /// (CANCEL it; it counts as 408). Default: none (timer C is the
+    /// transaction's business).
+    pub branch_timeout: Option<Duration>,
+    /// Follow 3xx Contacts with new branches (§16.5). Default true.
+    pub recurse: bool,
+}
+
+impl ProxyOptions {
+    /// Proxy to these targets with the defaults.
+    #[must_use]
+    pub fn to(targets: impl IntoIterator<Item = String>) -> ProxyOptions {
+        ProxyOptions {
+            targets: targets.into_iter().collect(),
+            parallel: true,
+            record_route: true,
+            branch_timeout: None,
+            recurse: true,
+        }
+    }
+}
+
+/// What a proxied request came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxyOutcome {
+    /// The status of the final response that went upstream.
+    pub status: u16,
+    /// The target whose branch won, if one did.
+    pub winner: Option<String>,
+}
+
+const MAX_BRANCHES: usize = 16;
+
+// A response is the common event; boxing it would allocate per response.
+#[allow(clippy::large_enum_variant)]
+enum BranchEvent {
+    Event(ClientEvent),
+    /// The branch timed out (it was cancelled).
+    TimedOut,
+    /// The transaction ended.
+    Ended,
+}
+
+struct Branch {
+    target: String,
+    cancel: Option<oneshot::Sender<()>>,
+    final_status: Option<u16>,
+    ended: bool,
+}
+
+/// Runs a proxy request context to its end.
+pub(crate) async fn run(
+    shared: Arc<Shared>,
+    cell: Arc<SessionCell>,
+    mut tx: ServerTransaction,
+    request: SipMessage,
+    source: Peer,
+    options: ProxyOptions,
+) -> Result<ProxyOutcome, AppError> {
+    let reject = |tx: &ServerTransaction, status: u16, reason: &str| {
+        if let Ok(r) = ResponseBuilder::with_reason(&request, status, reason, Some("sbpx"))
+            .and_then(ResponseBuilder::build)
+        {
+            tx.respond(r);
+        }
+        Ok(ProxyOutcome {
+            status,
+            winner: None,
+        })
+    };
+    // §16.3 step 3: Max-Forwards.
+    match request.typed::<MaxForwards>() {
+        Some(Ok(MaxForwards(0))) => return reject(&tx, 483, "Too Many Hops"),
+        Some(Err(_)) => return reject(&tx, 400, "Bad Max-Forwards"),
+        _ => {}
+    }
+    // §16.3 step 4: a request that already went through us with the same
+    // Request-URI is a loop (a spiral changes the Request-URI).
+    if is_loop(&shared, &request) {
+        return reject(&tx, 482, "Loop Detected");
+    }
+    if options.targets.is_empty() {
+        return reject(&tx, 480, "Temporarily Unavailable (no target)");
+    }
+    let is_invite = request.method().is_some_and(|m| m.as_str() == "INVITE");
+    let creates_dialog = matches!(
+        request.method().map(|m| m.as_str().to_owned()).as_deref(),
+        Some("INVITE" | "SUBSCRIBE" | "REFER")
+    ) && request.to_tag().is_none();
+    let record_route = (options.record_route && creates_dialog).then(|| {
+        routing::record_route(
+            &shared,
+            &cell.id,
+            routing::inbound_transport(&request, source.transport),
+        )
+    });
+    // Write the session before the request leaves: a survivor must know
+    // the call exists (docs/CLUSTER.md).
+    crate::engine::commit(&shared, &cell).await?;
+
+    let (ev_tx, mut ev_rx) = mpsc::unbounded_channel::<(usize, BranchEvent)>();
+    let mut branches: Vec<Branch> = Vec::new();
+    let mut queue: std::collections::VecDeque<String> = options.targets.iter().cloned().collect();
+    let mut finals: Vec<SipMessage> = Vec::new();
+    let mut winner: Option<String> = None;
+    let mut cancelled = false;
+    let mut sent_2xx = false;
+
+    let start_next = |branches: &mut Vec<Branch>,
+                      queue: &mut std::collections::VecDeque<String>| {
+        let n = if options.parallel { queue.len() } else { 1 };
+        let mut starts = Vec::new();
+        for _ in 0..n {
+            let Some(t) = queue.pop_front() else { break };
+            if branches.len() >= MAX_BRANCHES || branches.iter().any(|b| b.target == t) {
+                continue;
+            }
+            let (ctx, crx) = oneshot::channel();
+            branches.push(Branch {
+                target: t.clone(),
+                cancel: Some(ctx),
+                final_status: None,
+                ended: false,
+            });
+            starts.push((branches.len() - 1, t, crx));
+        }
+        starts
+    };
+
+    let mut starts = start_next(&mut branches, &mut queue);
+    loop {
+        for (i, target, crx) in starts.drain(..) {
+            match start_branch(&shared, &request, &target, record_route.as_deref()).await {
+                Ok(ct) => spawn_branch(
+                    Arc::clone(&shared),
+                    i,
+                    ct,
+                    crx,
+                    ev_tx.clone(),
+                    options.branch_timeout,
+                ),
+                Err(e) => {
+                    debug!(%target, error = %e, "branch not started");
+                    if let Some(b) = branches.get_mut(i) {
+                        b.final_status = Some(503);
+                        b.ended = true;
+                    }
+                    if let Ok(r) = synth(&request, 503, "Service Unavailable (target unreachable)")
+                    {
+                        finals.push(r);
+                    }
+                }
+            }
+        }
+        // Done when every branch has its final response (an INVITE client
+        // transaction lingers after it, in Completed or Accepted).
+        let done = branches.iter().all(|b| b.final_status.is_some() || b.ended);
+        if done {
+            if !sent_2xx && !cancelled && !queue.is_empty() {
+                // Sequential forking: the next target.
+                starts = start_next(&mut branches, &mut queue);
+                if !starts.is_empty() {
+                    continue;
+                }
+            }
+            break;
+        }
+        tokio::select! {
+            ev = ev_rx.recv() => {
+                let Some((i, ev)) = ev else { break };
+                match ev {
+                    BranchEvent::Event(ClientEvent::Response(r)) => {
+                        let status = r.status().unwrap_or(500);
+                        if status < 200 {
+                            if status > 100 && !sent_2xx {
+                                forward_up(&tx, &r);
+                            }
+                        } else if status < 300 {
+                            if let Some(b) = branches.get_mut(i) { b.final_status = Some(status); }
+                            if !sent_2xx {
+                                sent_2xx = true;
+                                winner = branches.get(i).map(|b| b.target.clone());
+                                record_dialog(&shared, &cell, &request, &r);
+                                // Write before the 2xx reveals the dialog.
+                                crate::engine::commit(&shared, &cell).await?;
+                                for (j, b) in branches.iter_mut().enumerate() {
+                                    if j != i && b.final_status.is_none() && let Some(c) = b.cancel.take() {
+                                        let _ = c.send(());
+                                    }
+                                }
+                            }
+                            forward_up(&tx, &r);
+                        } else {
+                            if let Some(b) = branches.get_mut(i) {
+                                if b.final_status.is_none() { b.final_status = Some(status); } else { continue; }
+                            }
+                            if (300..400).contains(&status) && options.recurse && !cancelled && !sent_2xx {
+                                let before = queue.len();
+                                for c in r.typed_all::<Contact<'_>>().filter_map(Result::ok) {
+                                    if let Contact::Addr(a) = c {
+                                        queue.push_back(a.uri().as_str().to_owned());
+                                    }
+                                }
+                                if queue.len() > before {
+                                    starts = start_next(&mut branches, &mut queue);
+                                    continue;
+                                }
+                            }
+                            finals.push(r);
+                        }
+                    }
+                    BranchEvent::Event(ClientEvent::Timeout) | BranchEvent::TimedOut => {
+                        if let Some(b) = branches.get_mut(i)
+                            && b.final_status.is_none()
+                        {
+                            b.final_status = Some(408);
+                            if let Ok(r) = synth(&request, 408, "Request Timeout") { finals.push(r); }
+                        }
+                    }
+                    BranchEvent::Event(ClientEvent::TransportError) => {
+                        if let Some(b) = branches.get_mut(i)
+                            && b.final_status.is_none()
+                        {
+                            b.final_status = Some(503);
+                            if let Ok(r) = synth(&request, 503, "Service Unavailable (transport error)") { finals.push(r); }
+                        }
+                    }
+                    BranchEvent::Event(_) => {}
+                    BranchEvent::Ended => {
+                        if let Some(b) = branches.get_mut(i) {
+                            b.ended = true;
+                            if b.final_status.is_none() {
+                                b.final_status = Some(408);
+                                if let Ok(r) = synth(&request, 408, "Request Timeout") { finals.push(r); }
+                            }
+                        }
+                    }
+                }
+            }
+            () = tx.cancelled(), if is_invite && !cancelled => {
+                // §16.10: cancel every pending branch; the responses (487)
+                // still come back through the context.
+                cancelled = true;
+                queue.clear();
+                for b in &mut branches {
+                    if let Some(c) = b.cancel.take() { let _ = c.send(()); }
+                }
+            }
+        }
+    }
+    if sent_2xx {
+        return Ok(ProxyOutcome {
+            status: 200,
+            winner,
+        });
+    }
+    let best = if cancelled {
+        synth(&request, 487, "Request Terminated")?
+    } else {
+        choose_best(finals).map_or_else(|| synth(&request, 408, "Request Timeout"), Ok)?
+    };
+    let status = best.status().unwrap_or(500);
+    forward_up(&tx, &best);
+    Ok(ProxyOutcome {
+        status,
+        winner: None,
+    })
+}
+
+/// §16.7 step 6: any 6xx; else the lowest class; 503 becomes 500.
+fn choose_best(finals: Vec<SipMessage>) -> Option<SipMessage> {
+    let key = |r: &SipMessage| {
+        let s = r.status().unwrap_or(500);
+        let class = s / 100;
+        // 6xx first, then 3xx, 4xx, 5xx; within a class the first one,
+        // preferring an authentication challenge (§16.7 step 7).
+        let rank = if class == 6 {
+            0
+        } else {
+            u16::from(class as u8)
+        };
+        let pref = u16::from(!matches!(s, 401 | 407));
+        (rank, pref)
+    };
+    let best = finals.into_iter().min_by_key(key)?;
+    if best.status() == Some(503) {
+        // §16.7 step 6: a 503 would make the client try elsewhere for the
+        // wrong reason.
+        let text = String::from_utf8_lossy(best.as_bytes());
+        let line_end = text.find("\r\n").unwrap_or(0);
+        let rewritten = format!(
+            "SIP/2.0 500 Server Internal Error (downstream 503){}",
+            text.get(line_end..).unwrap_or("")
+        );
+        return SipMessage::parse(bytes::Bytes::from(rewritten)).ok();
+    }
+    Some(best)
+}
+
+fn synth(request: &SipMessage, status: u16, reason: &str) -> Result<SipMessage, AppError> {
+    ResponseBuilder::with_reason(request, status, reason, Some("sbpx"))
+        .and_then(ResponseBuilder::build)
+        .map_err(|e| AppError::Build(e.to_string()))
+}
+
+/// A response from a branch, upstream: our Via popped (§16.7 step 3).
+fn forward_up(tx: &ServerTransaction, r: &SipMessage) {
+    if r.status().is_some_and(|s| s > 100) && r.typed_all::<Via<'_>>().count() > 0 {
+        // Synthesized responses carry the upstream Vias only.
+        let ours = r.top_branch() != tx.request().top_branch();
+        let msg = if ours { pop_via(r) } else { Some(r.clone()) };
+        if let Some(m) = msg {
+            tx.forward(m);
+        }
+    }
+}
+
+pub(crate) fn pop_via(r: &SipMessage) -> Option<SipMessage> {
+    let mut e = r.edit();
+    e.pop_via().ok()?;
+    SipMessage::parse(e.to_bytes()).ok()
+}
+
+fn is_loop(shared: &Shared, request: &SipMessage) -> bool {
+    // Our Via on the request with the same Request-URI: the branch we put
+    // there encodes nothing, so compare the Request-URI we sent, kept in
+    // the branch suffix.
+    let uri_hash = uri_hash(request.request_uri_str().unwrap_or(""));
+    request
+        .typed_all::<Via<'_>>()
+        .filter_map(Result::ok)
+        .any(|v| {
+            shared.is_own(v.host_str(), v.port())
+                && v.branch().is_some_and(|b| b.ends_with(&uri_hash))
+        })
+}
+
+fn uri_hash(uri: &str) -> String {
+    // FNV-1a, 32 bits: enough to tell spirals from loops.
+    let mut h: u32 = 0x811c_9dc5;
+    for b in uri.bytes() {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    format!("-{h:08x}")
+}
+
+async fn start_branch(
+    shared: &Arc<Shared>,
+    request: &SipMessage,
+    target: &str,
+    record_route: Option<&str>,
+) -> Result<sip_stack::ClientTransaction, AppError> {
+    let mut e = request.edit();
+    if request.to_tag().is_none() {
+        e.set_request_uri(target).map_err(|err| AppError::Target {
+            target: target.to_owned(),
+            reason: err.to_string(),
+        })?;
+    }
+    e.decrement_max_forwards()
+        .map_err(|err| AppError::Build(err.to_string()))?;
+    if let Some(rr) = record_route {
+        e.prepend_record_route(rr)
+            .map_err(|err| AppError::Build(err.to_string()))?;
+    }
+    let forwarded =
+        SipMessage::parse(e.to_bytes()).map_err(|err| AppError::Build(err.to_string()))?;
+    let peer = routing::next_hop(shared, &forwarded).await?;
+    let branch = format!("{}{}", shared.stack.branch(), uri_hash(target));
+    let mut e = forwarded.edit();
+    e.prepend_via(&routing::via(shared, peer.transport, &branch))
+        .map_err(|err| AppError::Build(err.to_string()))?;
+    let out = SipMessage::parse(e.to_bytes()).map_err(|err| AppError::Build(err.to_string()))?;
+    shared
+        .stack
+        .send_request(out, peer)
+        .await
+        .map_err(|err| AppError::Target {
+            target: target.to_owned(),
+            reason: err.to_string(),
+        })
+}
+
+fn spawn_branch(
+    shared: Arc<Shared>,
+    i: usize,
+    mut ct: sip_stack::ClientTransaction,
+    mut cancel: oneshot::Receiver<()>,
+    events: mpsc::UnboundedSender<(usize, BranchEvent)>,
+    timeout: Option<Duration>,
+) {
+    tokio::spawn(async move {
+        let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+        let mut cancelled = false;
+        let mut timed_out = false;
+        loop {
+            let sleep = async {
+                match deadline {
+                    Some(d) if !timed_out => tokio::time::sleep_until(d).await,
+                    _ => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                ev = ct.next() => match ev {
+                    Some(e) => {
+                        if events.send((i, BranchEvent::Event(e.clone()))).is_err() {
+                            // The context ended: keep forwarding 2xx
+                            // retransmissions upstream (RFC 6026 §7.3).
+                            if let ClientEvent::Response(r) = e
+                                && r.status().is_some_and(|s| (200..300).contains(&s))
+                            {
+                                forward_stateless(&shared, &r).await;
+                            }
+                        }
+                    }
+                    None => {
+                        let _ = events.send((i, BranchEvent::Ended));
+                        break;
+                    }
+                },
+                r = &mut cancel, if !cancelled => {
+                    cancelled = true;
+                    if r.is_ok() { ct.cancel(); }
+                }
+                () = sleep => {
+                    timed_out = true;
+                    ct.cancel();
+                    let _ = events.send((i, BranchEvent::TimedOut));
+                }
+            }
+        }
+    });
+}
+
+/// Forwards a response outside any transaction: pop our Via, send to the
+/// next (§16.11, RFC 6026 §8.4 for 2xx retransmissions).
+pub(crate) async fn forward_stateless(shared: &Shared, r: &SipMessage) {
+    let Some(up) = pop_via(r) else { return };
+    if let Some(peer) = routing::response_hop(&up).await {
+        shared.stack.send_stateless(&up, peer);
+    }
+}
+
+fn record_dialog(shared: &Shared, cell: &SessionCell, request: &SipMessage, r: &SipMessage) {
+    let is_dialog = matches!(
+        request.method().map(|m| m.as_str().to_owned()).as_deref(),
+        Some("INVITE" | "SUBSCRIBE" | "REFER")
+    ) && request.to_tag().is_none();
+    let (Some(call_id), Some(from), Some(to)) = (request.call_id(), request.from_tag(), r.to_tag())
+    else {
+        return;
+    };
+    if !is_dialog {
+        return;
+    }
+    let lifetime = shared.config.dialog_lifetime;
+    cell.with(|d| {
+        d.record.upsert_dialog(DialogRecord {
+            call_id: call_id.to_owned(),
+            from_tag: from.to_owned(),
+            to_tag: to.to_owned(),
+            role: DialogRole::Proxy,
+            state: DialogState::Confirmed,
+        });
+        let at = crate::engine::unix_ms().saturating_add(crate::session::millis(lifetime));
+        d.record.expires_unix_ms = d.record.expires_unix_ms.max(at);
+        d.dirty = true;
+    });
+}
+
+/// Forwards a request inside a proxied dialog (our Route already popped):
+/// statefully, relaying every response; for ACK, statelessly (§16.11).
+pub(crate) async fn forward_subsequent(
+    shared: Arc<Shared>,
+    mut tx: ServerTransaction,
+    request: SipMessage,
+) -> Option<u16> {
+    let mut e = request.edit();
+    if e.decrement_max_forwards().is_err() {
+        if let Ok(r) = synth(&request, 483, "Too Many Hops") {
+            tx.respond(r);
+        }
+        return Some(483);
+    }
+    let Ok(forwarded) = SipMessage::parse(e.to_bytes()) else {
+        return None;
+    };
+    let peer = match routing::next_hop(&shared, &forwarded).await {
+        Ok(p) => p,
+        Err(err) => {
+            let (status, reason) = err.response_status();
+            if let Ok(r) = synth(&request, status, &reason) {
+                tx.respond(r);
+            }
+            return Some(status);
+        }
+    };
+    let branch = shared.stack.branch();
+    let mut e = forwarded.edit();
+    if e.prepend_via(&routing::via(&shared, peer.transport, &branch))
+        .is_err()
+    {
+        return None;
+    }
+    let out = SipMessage::parse(e.to_bytes()).ok()?;
+    let Ok(mut ct) = shared.stack.send_request(out, peer).await else {
+        if let Ok(r) = synth(&request, 503, "Service Unavailable") {
+            tx.respond(r);
+        }
+        return Some(503);
+    };
+    let is_invite = request.method().is_some_and(|m| m.as_str() == "INVITE");
+    let mut cancelled = false;
+    loop {
+        tokio::select! {
+            ev = ct.next() => match ev {
+                Some(ClientEvent::Response(r)) => {
+                    let status = r.status().unwrap_or(500);
+                    forward_up(&tx, &r);
+                    if status >= 200 {
+                        if (200..300).contains(&status) && is_invite {
+                            // Keep relaying 2xx retransmissions.
+                            let shared = Arc::clone(&shared);
+                            tokio::spawn(async move {
+                                while let Some(ev) = ct.next().await {
+                                    if let ClientEvent::Response(r) = ev {
+                                        forward_stateless(&shared, &r).await;
+                                    }
+                                }
+                            });
+                        }
+                        return Some(status);
+                    }
+                }
+                Some(ClientEvent::Timeout) | None => {
+                    if let Ok(r) = synth(&request, 408, "Request Timeout") { tx.respond(r); }
+                    return Some(408);
+                }
+                Some(ClientEvent::TransportError) => {
+                    if let Ok(r) = synth(&request, 503, "Service Unavailable (transport error)") { tx.respond(r); }
+                    return Some(503);
+                }
+                Some(_) => {}
+            },
+            () = tx.cancelled(), if is_invite && !cancelled => {
+                cancelled = true;
+                ct.cancel();
+            }
+        }
+    }
+}
+
+/// Forwards an ACK for a 2xx inside a proxied dialog, statelessly.
+pub(crate) async fn forward_ack(shared: &Shared, ack: &SipMessage) {
+    let mut e = ack.edit();
+    if e.decrement_max_forwards().is_err() {
+        return;
+    }
+    let Ok(forwarded) = SipMessage::parse(e.to_bytes()) else {
+        return;
+    };
+    let Ok(peer) = routing::next_hop(shared, &forwarded).await else {
+        return;
+    };
+    // §16.11: a stateless branch, the same for retransmissions of this ACK.
+    let branch = format!(
+        "z9hG4bK-ack{}",
+        uri_hash(ack.top_branch().unwrap_or("")).trim_start_matches('-')
+    );
+    let mut e = forwarded.edit();
+    if e.prepend_via(&routing::via(shared, peer.transport, &branch))
+        .is_err()
+    {
+        return;
+    }
+    if let Ok(out) = SipMessage::parse(e.to_bytes()) {
+        shared.stack.send_stateless(&out, peer);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resp(status: u16) -> SipMessage {
+        let s = format!(
+            "SIP/2.0 {status} X\r\nVia: SIP/2.0/UDP a;branch=z9hG4bK1\r\nFrom: <sip:a@x>;tag=1\r\n\
+             To: <sip:b@x>;tag=2\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
+        );
+        SipMessage::parse(bytes::Bytes::from(s)).unwrap()
+    }
+
+    #[test]
+    fn best_response_rules() {
+        let pick =
+            |v: &[u16]| choose_best(v.iter().map(|s| resp(*s)).collect()).and_then(|r| r.status());
+        assert_eq!(pick(&[486, 603, 302]), Some(603), "6xx wins");
+        assert_eq!(pick(&[486, 302, 500]), Some(302), "lowest class");
+        assert_eq!(
+            pick(&[404, 407, 486]),
+            Some(407),
+            "challenges first in a class"
+        );
+        assert_eq!(pick(&[503]), Some(500), "503 becomes 500");
+        assert_eq!(pick(&[]), None);
+    }
+
+    #[test]
+    fn uri_hashes_differ() {
+        assert_ne!(uri_hash("sip:a@x"), uri_hash("sip:b@x"));
+        assert_eq!(uri_hash("sip:a@x").len(), 9);
+    }
+}

@@ -1,0 +1,291 @@
+//! The answering handle a handler gets with each request.
+//!
+//! Final answers consume the handle (`accept`, `reject`, `respond`,
+//! `proxy`), so one request gets one final answer. A handle dropped
+//! without a final answer is answered by the container: with the status of
+//! the handler's error, or 500 when the handler returned `Ok` without
+//! answering.
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use bytes::Bytes;
+use sip_message::{Peer, ResponseBuilder, SipMessage};
+use sip_stack::ServerTransaction;
+
+use crate::AppError;
+use crate::engine::Shared;
+use crate::proxy::{ProxyOptions, ProxyOutcome};
+use crate::session::{DialogRecord, DialogRole, DialogState, SessionCell};
+
+/// The server transaction, shared with the container so it can answer
+/// what the handler left unanswered.
+#[derive(Debug, Default)]
+pub(crate) struct TxSlot {
+    pub(crate) tx: Mutex<Option<ServerTransaction>>,
+}
+
+impl TxSlot {
+    pub(crate) fn take(&self) -> Option<ServerTransaction> {
+        self.tx
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+    }
+
+    pub(crate) fn with<R>(&self, f: impl FnOnce(Option<&ServerTransaction>) -> R) -> R {
+        let g = self.tx.lock().unwrap_or_else(PoisonError::into_inner);
+        f(g.as_ref())
+    }
+}
+
+/// A request to answer.
+pub struct IncomingRequest {
+    pub(crate) request: SipMessage,
+    pub(crate) source: Peer,
+    pub(crate) slot: Arc<TxSlot>,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) cell: Arc<SessionCell>,
+    /// Our tag for the dialog this request creates or belongs to.
+    pub(crate) to_tag: String,
+    /// Whether it arrived inside a dialog of this session.
+    pub(crate) in_dialog: bool,
+}
+
+impl std::fmt::Debug for IncomingRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IncomingRequest")
+            .field("request", &self.request.start_line_str())
+            .field("source", &self.source)
+            .finish_non_exhaustive()
+    }
+}
+
+impl IncomingRequest {
+    /// The request.
+    #[must_use]
+    pub fn request(&self) -> &SipMessage {
+        &self.request
+    }
+
+    /// Where it came from.
+    #[must_use]
+    pub fn source(&self) -> Peer {
+        self.source
+    }
+
+    /// Whether it arrived inside an existing dialog of this session.
+    #[must_use]
+    pub fn is_in_dialog(&self) -> bool {
+        self.in_dialog
+    }
+
+    pub(crate) fn method_str(&self) -> String {
+        self.request
+            .method()
+            .map(|m| m.as_str().to_owned())
+            .unwrap_or_default()
+    }
+
+    /// The Request-URI's user part, if it is a SIP URI with one.
+    #[must_use]
+    pub fn uri_user(&self) -> Option<&str> {
+        crate::routing::uri_user(self.request.request_uri_str()?)
+    }
+
+    /// A response builder for this request with our To tag (for headers
+    /// or a body the shortcuts below do not set); send it with
+    /// [`IncomingRequest::send`].
+    pub fn response(&self, status: u16, reason: Option<&str>) -> Result<ResponseBuilder, AppError> {
+        let tag = (status > 100).then_some(self.to_tag.as_str());
+        let b = match reason {
+            Some(r) => ResponseBuilder::with_reason(&self.request, status, r, tag),
+            None => ResponseBuilder::for_request(&self.request, status, tag),
+        };
+        b.map_err(|e| AppError::Build(e.to_string()))
+    }
+
+    /// Sends a provisional response (101 to 199; 180 Ringing, 183 Session
+    /// Progress).
+    pub fn provisional(&self, status: u16) -> Result<(), AppError> {
+        if !(101..200).contains(&status) {
+            return Err(AppError::Build(format!("{status} is not a provisional")));
+        }
+        let r = self.response(status, None)?;
+        let r = self
+            .with_contact(r, status)
+            .build()
+            .map_err(|e| AppError::Build(e.to_string()))?;
+        self.slot.with(|tx| match tx {
+            Some(tx) => {
+                tx.respond(r);
+                Ok(())
+            }
+            None => Err(AppError::AlreadyAnswered),
+        })
+    }
+
+    /// Answers 200 OK (INVITE: with our Contact; the dialog is recorded in
+    /// the session).
+    pub async fn accept(self) -> Result<(), AppError> {
+        let r = self.response(200, None)?;
+        self.send_final(r).await
+    }
+
+    /// Answers 200 OK with a body (an SDP answer for an INVITE).
+    pub async fn accept_with(self, content_type: &str, body: Bytes) -> Result<(), AppError> {
+        let r = self.response(200, None)?.body(content_type, body);
+        self.send_final(r).await
+    }
+
+    /// Answers with a final error status and its default reason phrase.
+    pub async fn reject(self, status: u16) -> Result<(), AppError> {
+        self.respond(status, None).await
+    }
+
+    /// Answers with a final status and reason phrase.
+    pub async fn respond(self, status: u16, reason: Option<&str>) -> Result<(), AppError> {
+        if status < 200 {
+            return Err(AppError::Build(format!("{status} is not final")));
+        }
+        let r = self.response(status, reason)?;
+        self.send_final(r).await
+    }
+
+    /// Sends a response built with [`IncomingRequest::response`] (final
+    /// or provisional).
+    pub async fn send(self, response: ResponseBuilder, status: u16) -> Result<(), AppError> {
+        if status < 200 {
+            let r = self
+                .with_contact(response, status)
+                .build()
+                .map_err(|e| AppError::Build(e.to_string()))?;
+            return self.slot.with(|tx| match tx {
+                Some(tx) => {
+                    tx.respond(r);
+                    Ok(())
+                }
+                None => Err(AppError::AlreadyAnswered),
+            });
+        }
+        self.send_final(response).await
+    }
+
+    /// Proxies the request to one target URI (stateful, record-routing).
+    /// Returns the outcome once a final response went upstream.
+    pub async fn proxy_to(self, target: &str) -> Result<ProxyOutcome, AppError> {
+        self.proxy(ProxyOptions::to([target.to_owned()])).await
+    }
+
+    /// Proxies with options: several targets in parallel or in sequence,
+    /// branch timeouts, recursion on 3xx (RFC 3261 §16).
+    pub async fn proxy(self, options: ProxyOptions) -> Result<ProxyOutcome, AppError> {
+        let tx = self.slot.take().ok_or(AppError::AlreadyAnswered)?;
+        crate::proxy::run(
+            self.shared,
+            self.cell,
+            tx,
+            self.request,
+            self.source,
+            options,
+        )
+        .await
+    }
+
+    fn with_contact(&self, r: ResponseBuilder, status: u16) -> ResponseBuilder {
+        // A dialog-creating response carries our Contact (§12.1.1), with
+        // the session's token so the peer's next request finds it
+        // (docs/CLUSTER.md).
+        let creates_dialog = matches!(self.method_str().as_str(), "INVITE" | "SUBSCRIBE" | "REFER")
+            && (status > 100 && status < 300);
+        if creates_dialog
+            && self
+                .request
+                .header(sip_message::HeaderName::Contact)
+                .is_some()
+        {
+            let contact = crate::routing::contact_uri(
+                &self.shared,
+                &self.cell.id,
+                self.uri_user(),
+                self.source,
+            );
+            r.header("Contact", &format!("<{contact}>"))
+        } else {
+            r
+        }
+    }
+
+    async fn send_final(self, response: ResponseBuilder) -> Result<(), AppError> {
+        let method = self.method_str();
+        let built_status = {
+            // The status is known from the builder's start line after build.
+            let r = self.with_contact_final(response)?;
+            let status = r.status().unwrap_or(500);
+            (r, status)
+        };
+        let (r, status) = built_status;
+        // Record what the answer does to the session's dialogs, then write
+        // the session before the answer leaves (docs/CLUSTER.md: write,
+        // then send).
+        if (200..300).contains(&status) {
+            self.record_dialog(&method, &r);
+        }
+        crate::engine::commit(&self.shared, &self.cell).await?;
+        let tx = self.slot.take().ok_or(AppError::AlreadyAnswered)?;
+        tx.respond(r);
+        Ok(())
+    }
+
+    fn with_contact_final(&self, response: ResponseBuilder) -> Result<SipMessage, AppError> {
+        // Peek at the status by building once without Contact is costly;
+        // the builder adds Contact for 2xx to dialog-creating requests.
+        let probe = response
+            .build()
+            .map_err(|e| AppError::Build(e.to_string()))?;
+        let status = probe.status().unwrap_or(500);
+        let creates_dialog = matches!(self.method_str().as_str(), "INVITE" | "SUBSCRIBE" | "REFER")
+            && (200..300).contains(&status)
+            && probe.header(sip_message::HeaderName::Contact).is_none();
+        if !creates_dialog {
+            return Ok(probe);
+        }
+        let contact =
+            crate::routing::contact_uri(&self.shared, &self.cell.id, self.uri_user(), self.source);
+        let mut e = probe.edit();
+        e.add("Contact", &format!("<{contact}>"))
+            .map_err(|e| AppError::Build(e.to_string()))?;
+        SipMessage::parse(e.to_bytes()).map_err(|e| AppError::Build(e.to_string()))
+    }
+
+    fn record_dialog(&self, method: &str, response: &SipMessage) {
+        let (Some(call_id), Some(from_tag), Some(to_tag)) = (
+            self.request.call_id(),
+            self.request.from_tag(),
+            response.to_tag(),
+        ) else {
+            return;
+        };
+        let lifetime = self.shared.config.dialog_lifetime;
+        match method {
+            "INVITE" | "SUBSCRIBE" | "REFER" if !self.in_dialog => self.cell.with(|d| {
+                d.record.upsert_dialog(DialogRecord {
+                    call_id: call_id.to_owned(),
+                    from_tag: from_tag.to_owned(),
+                    to_tag: to_tag.to_owned(),
+                    role: DialogRole::Uas,
+                    state: DialogState::Confirmed,
+                });
+                let at = crate::engine::unix_ms().saturating_add(crate::session::millis(lifetime));
+                d.record.expires_unix_ms = d.record.expires_unix_ms.max(at);
+                d.dirty = true;
+            }),
+            "BYE" => self.cell.with(|d| {
+                if let Some(dl) = d.record.dialog_mut(call_id, from_tag, to_tag) {
+                    dl.state = DialogState::Terminated;
+                    d.dirty = true;
+                }
+            }),
+            _ => {}
+        }
+    }
+}

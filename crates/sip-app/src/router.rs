@@ -1,0 +1,202 @@
+//! Method routing for an application, axum-style: plain async handler
+//! functions, state given once with [`SipRouter::with_state`].
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use crate::{AppError, Context, IncomingRequest};
+
+/// A boxed, sendable future.
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// An async function that handles a request of one application.
+pub trait Handler<S>: Send + Sync + 'static {
+    /// Runs the handler.
+    fn call(&self, cx: Context<S>, request: IncomingRequest) -> BoxFuture<Result<(), AppError>>;
+}
+
+impl<S, F, Fut> Handler<S> for F
+where
+    F: Fn(Context<S>, IncomingRequest) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), AppError>> + Send + 'static,
+{
+    fn call(&self, cx: Context<S>, request: IncomingRequest) -> BoxFuture<Result<(), AppError>> {
+        Box::pin(self(cx, request))
+    }
+}
+
+/// The methods RFC 3261 and its extensions define; an application that does
+/// not handle one of these answers 405 with Allow, anything else 501
+/// (§8.2.1, §21.4.6, §21.5.2).
+pub(crate) const KNOWN_METHODS: &[&str] = &[
+    "INVITE",
+    "ACK",
+    "BYE",
+    "CANCEL",
+    "REGISTER",
+    "OPTIONS",
+    "INFO",
+    "UPDATE",
+    "PRACK",
+    "SUBSCRIBE",
+    "NOTIFY",
+    "PUBLISH",
+    "REFER",
+    "MESSAGE",
+];
+
+/// An application's SIP routes, before its state is given.
+pub struct SipRouter<S> {
+    routes: HashMap<String, Arc<dyn Handler<S>>>,
+    fallback: Option<Arc<dyn Handler<S>>>,
+}
+
+impl<S> std::fmt::Debug for SipRouter<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SipRouter")
+            .field("methods", &self.routes.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S> Default for SipRouter<S> {
+    fn default() -> Self {
+        SipRouter {
+            routes: HashMap::new(),
+            fallback: None,
+        }
+    }
+}
+
+macro_rules! method_routes {
+    ($($(#[$doc:meta])* $fn:ident => $m:literal,)*) => {
+        $(
+            $(#[$doc])*
+            #[must_use]
+            pub fn $fn(self, handler: impl Handler<S>) -> Self {
+                self.on($m, handler)
+            }
+        )*
+    };
+}
+
+impl<S: Send + Sync + 'static> SipRouter<S> {
+    /// An empty router.
+    #[must_use]
+    pub fn new() -> Self {
+        SipRouter::default()
+    }
+
+    /// Routes `method` (case-sensitive, as SIP methods are) to `handler`.
+    #[must_use]
+    pub fn on(mut self, method: &str, handler: impl Handler<S>) -> Self {
+        self.routes.insert(method.to_owned(), Arc::new(handler));
+        self
+    }
+
+    method_routes! {
+        /// Routes INVITE (initial, and re-INVITEs of dialogs this
+        /// application answered).
+        invite => "INVITE",
+        /// Routes BYE of dialogs this application answered or started.
+        bye => "BYE",
+        /// Routes REGISTER.
+        register => "REGISTER",
+        /// Routes OPTIONS.
+        options => "OPTIONS",
+        /// Routes MESSAGE (RFC 3428).
+        message => "MESSAGE",
+        /// Routes INFO (RFC 6086).
+        info => "INFO",
+        /// Routes UPDATE (RFC 3311).
+        update => "UPDATE",
+        /// Routes SUBSCRIBE (RFC 6665).
+        subscribe => "SUBSCRIBE",
+        /// Routes NOTIFY (RFC 6665).
+        notify => "NOTIFY",
+        /// Routes PUBLISH (RFC 3903).
+        publish => "PUBLISH",
+        /// Routes REFER (RFC 3515).
+        refer => "REFER",
+    }
+
+    /// Handles every method no route names.
+    #[must_use]
+    pub fn fallback(mut self, handler: impl Handler<S>) -> Self {
+        self.fallback = Some(Arc::new(handler));
+        self
+    }
+
+    /// Gives the router its state: the result is an [`Application`] the
+    /// container can run.
+    #[must_use]
+    pub fn with_state(self, name: &str, state: S) -> Application {
+        let state = Arc::new(state);
+        let routes = self.routes;
+        let fallback = self.fallback;
+        let mut methods: Vec<String> = routes.keys().cloned().collect();
+        methods.sort();
+        let dispatch = move |raw: crate::context::RawContext, req: IncomingRequest| {
+            let method = req.method_str();
+            let handler = routes.get(method.as_str()).or(fallback.as_ref())?;
+            let cx = Context {
+                state: Arc::clone(&state),
+                raw,
+            };
+            Some(handler.call(cx, req))
+        };
+        Application {
+            name: name.to_owned(),
+            methods,
+            dispatch: Arc::new(dispatch),
+        }
+    }
+}
+
+type Dispatch = dyn Fn(crate::context::RawContext, IncomingRequest) -> Option<BoxFuture<Result<(), AppError>>>
+    + Send
+    + Sync;
+
+/// A runnable application: its name, its routes and its state.
+#[derive(Clone)]
+pub struct Application {
+    name: String,
+    methods: Vec<String>,
+    dispatch: Arc<Dispatch>,
+}
+
+impl std::fmt::Debug for Application {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Application")
+            .field("name", &self.name)
+            .field("methods", &self.methods)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Application {
+    /// The application's name (in the application router and in session
+    /// records).
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The methods it routes, for the Allow header of a 405.
+    #[must_use]
+    pub fn methods(&self) -> &[String] {
+        &self.methods
+    }
+
+    /// Runs the handler for the request's method; gives the request back
+    /// when there is none.
+    pub(crate) fn dispatch(
+        &self,
+        raw: crate::context::RawContext,
+        req: IncomingRequest,
+    ) -> Option<BoxFuture<Result<(), AppError>>> {
+        (self.dispatch)(raw, req)
+    }
+}

@@ -1,0 +1,237 @@
+//! Where messages go: our own Record-Route and Contact (with the affinity
+//! token of docs/CLUSTER.md), the next hop of a request (§16.6 step 7,
+//! §8.1.2), and the next hop of a response (§18.2.2, RFC 3581).
+
+use std::net::{IpAddr, SocketAddr};
+
+use sip_message::headers::{Route, Via};
+use sip_message::{Host, Peer, SipMessage, SipUri, TransportKind, Uri};
+
+use crate::engine::Shared;
+use crate::{AppError, SessionId};
+
+/// The URI parameter that carries the affinity token.
+pub const TOKEN_PARAM: &str = "sbt";
+
+/// The user part of a SIP Request-URI.
+pub(crate) fn uri_user(uri: &str) -> Option<&str> {
+    match Uri::parse(uri).ok()? {
+        Uri::Sip(s) => s.user(),
+        _ => None,
+    }
+}
+
+/// The affinity token of a SIP URI (`;sbt=`), when well formed.
+pub(crate) fn uri_token(uri: &SipUri<'_>) -> Option<SessionId> {
+    uri.params()
+        .get(TOKEN_PARAM)
+        .flatten()
+        .and_then(SessionId::parse)
+}
+
+/// The token in a request's Request-URI.
+pub(crate) fn request_uri_token(msg: &SipMessage) -> Option<SessionId> {
+    match msg.request_uri()? {
+        Uri::Sip(s) => uri_token(&s),
+        _ => None,
+    }
+}
+
+/// Whether the top Route names us (§16.4): `Some(token)` when it does
+/// (the token when it carries one), `None` when it is someone else's or
+/// absent.
+pub(crate) fn own_route(shared: &Shared, msg: &SipMessage) -> Option<Option<SessionId>> {
+    let route = msg.typed::<Route<'_>>()?.ok()?;
+    let Uri::Sip(uri) = route.uri() else {
+        return None;
+    };
+    if let Some(token) = uri_token(uri) {
+        return Some(Some(token));
+    }
+    shared.is_own(uri.host_str(), uri.port()).then_some(None)
+}
+
+/// `sip:[user@]PUBLIC;sbt=ID[;transport=tcp]`: where the peer reaches this
+/// session again.
+pub(crate) fn contact_uri(
+    shared: &Shared,
+    id: &SessionId,
+    user: Option<&str>,
+    source: Peer,
+) -> String {
+    let mut s = String::from("sip:");
+    if let Some(u) = user {
+        s.push_str(u);
+        s.push('@');
+    }
+    s.push_str(&shared.public_host_port());
+    s.push_str(";sbt=");
+    s.push_str(id.as_str());
+    push_transport(&mut s, source.transport);
+    s
+}
+
+/// `<sip:PUBLIC;lr;sbt=ID>`: the Record-Route value of a proxy.
+pub(crate) fn record_route(shared: &Shared, id: &SessionId, inbound: TransportKind) -> String {
+    let mut s = format!("<sip:{};lr;sbt={}", shared.public_host_port(), id.as_str());
+    push_transport(&mut s, inbound);
+    s.push('>');
+    s
+}
+
+fn push_transport(s: &mut String, t: TransportKind) {
+    match t {
+        TransportKind::Tcp => s.push_str(";transport=tcp"),
+        TransportKind::Tls => s.push_str(";transport=tls"),
+        TransportKind::Ws | TransportKind::Wss => s.push_str(";transport=ws"),
+        _ => {}
+    }
+}
+
+/// The transport a client used: the transport of the Via below the
+/// cluster's edge Via, when an edge forwarded the request, else the
+/// packet's.
+pub(crate) fn inbound_transport(msg: &SipMessage, packet: TransportKind) -> TransportKind {
+    let mut vias = msg.typed_all::<Via<'_>>().filter_map(Result::ok);
+    let Some(top) = vias.next() else {
+        return packet;
+    };
+    if !top.branch().is_some_and(|b| b.starts_with("z9hG4bK-sb")) {
+        return packet;
+    }
+    vias.next()
+        .and_then(|v| TransportKind::from_via_token(v.transport()))
+        .unwrap_or(packet)
+}
+
+/// A Via for a request we send: `SIP/2.0/T local;branch=..;rport`.
+pub(crate) fn via(shared: &Shared, transport: TransportKind, branch: &str) -> String {
+    let addr = shared
+        .local(transport)
+        .or_else(|| shared.local(TransportKind::Udp))
+        .map_or_else(|| "invalid.invalid".to_owned(), |a| a.to_string());
+    format!(
+        "SIP/2.0/{} {addr};branch={branch};rport",
+        transport.via_token()
+    )
+}
+
+/// The next hop of a request: an edge when the container has any (the
+/// edge forwards by Route / Request-URI, docs/CLUSTER.md), else the top
+/// Route (loose routing, §16.6 step 7), else the Request-URI.
+pub(crate) async fn next_hop(shared: &Shared, msg: &SipMessage) -> Result<Peer, AppError> {
+    if let Some(edge) = shared.pick_edge(msg.call_id().unwrap_or("")) {
+        return Ok(Peer {
+            transport: TransportKind::Udp,
+            addr: edge,
+        });
+    }
+    if let Some(Ok(route)) = msg.typed::<Route<'_>>() {
+        return peer_of_uri(route.uri().as_str()).await;
+    }
+    peer_of_uri(msg.request_uri_str().unwrap_or("")).await
+}
+
+/// Where a SIP URI points: its host (an IP address, or a name resolved
+/// with the system resolver; no NAPTR/SRV), its port (5060, 5061 for
+/// `sips`/TLS), its transport parameter (§19.1.2, RFC 3263 §4 simplified:
+/// no SRV lookup).
+pub(crate) async fn peer_of_uri(uri: &str) -> Result<Peer, AppError> {
+    let bad = |reason: &str| AppError::Target {
+        target: uri.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let parsed = Uri::parse(uri).map_err(|_| bad("not a URI"))?;
+    let Uri::Sip(sip) = parsed else {
+        return Err(bad("not a sip or sips URI"));
+    };
+    let transport = match sip.transport().map(str::to_ascii_lowercase).as_deref() {
+        None if sip.is_secure() => TransportKind::Tls,
+        None | Some("udp") => TransportKind::Udp,
+        Some("tcp") if sip.is_secure() => TransportKind::Tls,
+        Some("tcp") => TransportKind::Tcp,
+        Some("tls") => TransportKind::Tls,
+        Some("ws") if sip.is_secure() => TransportKind::Wss,
+        Some("ws") => TransportKind::Ws,
+        Some("wss") => TransportKind::Wss,
+        Some(_) => return Err(bad("unsupported transport")),
+    };
+    let port = sip.port().unwrap_or(if transport == TransportKind::Tls {
+        5061
+    } else {
+        5060
+    });
+    let host = sip.maddr().unwrap_or(sip.host_str());
+    let addr = resolve(host, port)
+        .await
+        .ok_or_else(|| bad("cannot resolve the host"))?;
+    Ok(Peer { transport, addr })
+}
+
+async fn resolve(host: &str, port: u16) -> Option<SocketAddr> {
+    match Host::parse(host).ok()? {
+        Host::Ipv4(a) => Some(SocketAddr::new(IpAddr::V4(a), port)),
+        Host::Ipv6(a) => Some(SocketAddr::new(IpAddr::V6(a), port)),
+        Host::Domain(d) => tokio::net::lookup_host((d, port)).await.ok()?.next(),
+    }
+}
+
+/// Where a response goes once our Via is popped: the new top Via's
+/// `received`/`rport` or sent-by (§18.2.2, RFC 3581 §4).
+pub(crate) async fn response_hop(msg: &SipMessage) -> Option<Peer> {
+    let via = msg.typed::<Via<'_>>()?.ok()?;
+    let transport = TransportKind::from_via_token(via.transport())?;
+    let rport = via
+        .params()
+        .get("rport")
+        .flatten()
+        .and_then(|p| p.parse::<u16>().ok());
+    let port = rport.or(via.port()).unwrap_or(5060);
+    let addr = match via.received() {
+        Some(ip) => SocketAddr::new(ip, port),
+        None => resolve(via.host_str(), port).await?,
+    };
+    Some(Peer { transport, addr })
+}
+
+/// Whether a response's top Via is one of ours (sent-by = a local
+/// address).
+pub(crate) fn top_via_is_ours(shared: &Shared, msg: &SipMessage) -> bool {
+    msg.top_via().is_some_and(|v| shared.is_own(v.host, v.port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn uri_next_hops() {
+        let p = peer_of_uri("sip:bob@127.0.0.1:5070").await.unwrap();
+        assert_eq!(p.addr, "127.0.0.1:5070".parse().unwrap());
+        assert_eq!(p.transport, TransportKind::Udp);
+        let p = peer_of_uri("sip:bob@127.0.0.1;transport=TCP")
+            .await
+            .unwrap();
+        assert_eq!((p.transport, p.addr.port()), (TransportKind::Tcp, 5060));
+        let p = peer_of_uri("sips:bob@[::1]").await.unwrap();
+        assert_eq!((p.transport, p.addr.port()), (TransportKind::Tls, 5061));
+        assert!(peer_of_uri("tel:+1234").await.is_err());
+        assert!(
+            peer_of_uri("sip:bob@127.0.0.1;transport=sctp")
+                .await
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn tokens_in_uris() {
+        let Ok(Uri::Sip(u)) = Uri::parse("sip:1.2.3.4;lr;sbt=c1.00000000000000ff") else {
+            panic!()
+        };
+        assert_eq!(uri_token(&u).unwrap().node(), "c1");
+        let Ok(Uri::Sip(u)) = Uri::parse("sip:1.2.3.4;lr;sbt=../etc") else {
+            panic!()
+        };
+        assert_eq!(uri_token(&u), None);
+    }
+}

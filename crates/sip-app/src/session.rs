@@ -1,0 +1,388 @@
+//! Application sessions (the JSR 289 SipApplicationSession).
+//!
+//! An application session is one call or conversation: its attributes, the
+//! dialogs (SIP sessions) that belong to it, its expiry and its timers. It
+//! is a plain, versioned, serializable record ([`SessionRecord`]) kept in
+//! the session store under its id; the id is the affinity token of
+//! docs/CLUSTER.md (`<node>.<16 hex>`).
+//!
+//! In the container a session lives in a [`SessionCell`]: the record, the
+//! version last written, and a turn lock that lets one handler of the
+//! session run at a time (the application never sees the lock).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::AppError;
+
+/// An application session id: `<node>.<16 lowercase hex>`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct SessionId(String);
+
+impl SessionId {
+    /// A new id on `node` from 64 random bits.
+    #[must_use]
+    pub fn new(node: &str, random: u64) -> SessionId {
+        SessionId(format!("{node}.{random:016x}"))
+    }
+
+    /// Parses an id, checking its form (a token from a peer is untrusted).
+    #[must_use]
+    pub fn parse(s: &str) -> Option<SessionId> {
+        let (node, hex) = s.split_once('.')?;
+        let node_ok = !node.is_empty()
+            && node.len() <= 32
+            && node
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        let hex_ok = hex.len() == 16 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        (node_ok && hex_ok).then(|| SessionId(s.to_owned()))
+    }
+
+    /// The node that created the session.
+    #[must_use]
+    pub fn node(&self) -> &str {
+        self.0.split_once('.').map_or("", |(n, _)| n)
+    }
+
+    /// The id as text (the store key and the `sbt` token).
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What this container is in a dialog of the session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DialogRole {
+    /// A record-routing proxy on the path.
+    Proxy,
+    /// The UAS (the application answered the INVITE or SUBSCRIBE).
+    Uas,
+    /// The UAC (the application sent the request).
+    Uac,
+}
+
+/// Where a dialog stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DialogState {
+    /// A provisional with a To tag was seen.
+    Early,
+    /// A 2xx was seen.
+    Confirmed,
+    /// BYE answered, or the INVITE failed.
+    Terminated,
+}
+
+/// One dialog (a SIP session in JSR 289 terms) of an application session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DialogRecord {
+    /// Call-ID.
+    pub call_id: String,
+    /// From tag of the dialog-creating request.
+    pub from_tag: String,
+    /// To tag (empty until known).
+    pub to_tag: String,
+    /// Our role.
+    pub role: DialogRole,
+    /// Its state.
+    pub state: DialogState,
+}
+
+impl DialogRecord {
+    fn matches(&self, call_id: &str, tag_a: &str, tag_b: &str) -> bool {
+        self.call_id == call_id
+            && ((self.from_tag == tag_a && self.to_tag == tag_b)
+                || (self.from_tag == tag_b && self.to_tag == tag_a))
+    }
+}
+
+/// An application timer stored with its session (JSR 289 ServletTimer).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimerRecord {
+    /// The timer's id within the session.
+    pub id: String,
+    /// When it fires (ms since the Unix epoch).
+    pub due_unix_ms: u64,
+    /// The period of a repeating timer.
+    pub period_ms: Option<u64>,
+    /// What the application attached.
+    pub payload: serde_json::Value,
+}
+
+/// The stored form of an application session.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionRecord {
+    /// The id.
+    pub id: SessionId,
+    /// The application that owns it.
+    pub app: String,
+    /// Typed attributes (serde values).
+    pub attributes: BTreeMap<String, serde_json::Value>,
+    /// Its dialogs.
+    pub dialogs: Vec<DialogRecord>,
+    /// Its timers.
+    pub timers: Vec<TimerRecord>,
+    /// When it expires (ms since the Unix epoch).
+    pub expires_unix_ms: u64,
+    /// Invalidate it once it has no live dialog and no timer.
+    pub invalidate_when_ready: bool,
+    /// Invalidated: about to be removed.
+    pub invalidated: bool,
+}
+
+impl SessionRecord {
+    /// A fresh record.
+    #[must_use]
+    pub fn new(id: SessionId, app: &str, now_unix_ms: u64, lifetime: Duration) -> SessionRecord {
+        SessionRecord {
+            id,
+            app: app.to_owned(),
+            attributes: BTreeMap::new(),
+            dialogs: Vec::new(),
+            timers: Vec::new(),
+            expires_unix_ms: now_unix_ms.saturating_add(millis(lifetime)),
+            invalidate_when_ready: true,
+            invalidated: false,
+        }
+    }
+
+    /// No live dialog and no pending timer (JSR 289 §6.1.2.2.2 "ready to
+    /// be invalidated").
+    #[must_use]
+    pub fn is_ready(&self) -> bool {
+        self.timers.is_empty()
+            && self
+                .dialogs
+                .iter()
+                .all(|d| d.state == DialogState::Terminated)
+    }
+
+    /// The dialog with this Call-ID and these two tags (either order).
+    pub fn dialog_mut(&mut self, call_id: &str, a: &str, b: &str) -> Option<&mut DialogRecord> {
+        self.dialogs.iter_mut().find(|d| d.matches(call_id, a, b))
+    }
+
+    /// Records (or updates) a dialog.
+    pub fn upsert_dialog(&mut self, d: DialogRecord) {
+        if let Some(existing) = self.dialogs.iter_mut().find(|x| {
+            x.call_id == d.call_id
+                && x.from_tag == d.from_tag
+                && (x.to_tag == d.to_tag || x.to_tag.is_empty())
+        }) {
+            *existing = d;
+        } else {
+            self.dialogs.push(d);
+        }
+    }
+}
+
+pub(crate) fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The live state of one session in this container.
+#[derive(Debug)]
+pub(crate) struct SessionCell {
+    pub(crate) id: SessionId,
+    /// One handler at a time.
+    pub(crate) turn: tokio::sync::Mutex<()>,
+    pub(crate) data: Mutex<SessionData>,
+}
+
+#[derive(Debug)]
+pub(crate) struct SessionData {
+    pub(crate) record: SessionRecord,
+    /// The version last read from or written to the store (0: never).
+    pub(crate) version: u64,
+    /// Changed since the last write.
+    pub(crate) dirty: bool,
+}
+
+impl SessionCell {
+    pub(crate) fn new(record: SessionRecord, version: u64) -> SessionCell {
+        SessionCell {
+            id: record.id.clone(),
+            turn: tokio::sync::Mutex::new(()),
+            data: Mutex::new(SessionData {
+                record,
+                version,
+                dirty: version == 0,
+            }),
+        }
+    }
+
+    /// Runs `f` on the data (a short critical section, never across an
+    /// await).
+    pub(crate) fn with<R>(&self, f: impl FnOnce(&mut SessionData) -> R) -> R {
+        let mut g = self.data.lock().unwrap_or_else(PoisonError::into_inner);
+        f(&mut g)
+    }
+}
+
+/// A handler's view of its application session.
+#[derive(Debug, Clone, Copy)]
+pub struct AppSession<'a> {
+    pub(crate) cell: &'a SessionCell,
+    pub(crate) now_unix_ms: u64,
+}
+
+impl AppSession<'_> {
+    /// The session id (also its affinity token).
+    #[must_use]
+    pub fn id(&self) -> &SessionId {
+        &self.cell.id
+    }
+
+    /// Reads an attribute as `T`; `None` when absent.
+    pub fn get<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>, AppError> {
+        self.cell.with(|d| {
+            d.record
+                .attributes
+                .get(name)
+                .map(|v| serde_json::from_value(v.clone()))
+                .transpose()
+                .map_err(|e| AppError::Build(format!("attribute {name}: {e}")))
+        })
+    }
+
+    /// Sets an attribute (written to the store before the next message
+    /// this session sends).
+    pub fn set<T: Serialize>(&self, name: &str, value: &T) -> Result<(), AppError> {
+        let v = serde_json::to_value(value)
+            .map_err(|e| AppError::Build(format!("attribute {name}: {e}")))?;
+        self.cell.with(|d| {
+            d.record.attributes.insert(name.to_owned(), v);
+            d.dirty = true;
+        });
+        Ok(())
+    }
+
+    /// Removes an attribute.
+    pub fn remove(&self, name: &str) {
+        self.cell.with(|d| {
+            if d.record.attributes.remove(name).is_some() {
+                d.dirty = true;
+            }
+        });
+    }
+
+    /// The attribute names.
+    #[must_use]
+    pub fn names(&self) -> Vec<String> {
+        self.cell
+            .with(|d| d.record.attributes.keys().cloned().collect())
+    }
+
+    /// Extends the session's life to `lifetime` from now
+    /// (SipApplicationSession.setExpires).
+    pub fn set_expires(&self, lifetime: Duration) {
+        let at = self.now_unix_ms.saturating_add(millis(lifetime));
+        self.cell.with(|d| {
+            d.record.expires_unix_ms = at;
+            d.dirty = true;
+        });
+    }
+
+    /// When the session expires (ms since the Unix epoch).
+    #[must_use]
+    pub fn expires_unix_ms(&self) -> u64 {
+        self.cell.with(|d| d.record.expires_unix_ms)
+    }
+
+    /// Invalidates the session now: it is removed once the handler returns.
+    pub fn invalidate(&self) {
+        self.cell.with(|d| {
+            d.record.invalidated = true;
+            d.dirty = true;
+        });
+    }
+
+    /// Keep (false) or drop (true, the default) the session once it has no
+    /// live dialog and no timer.
+    pub fn set_invalidate_when_ready(&self, yes: bool) {
+        self.cell.with(|d| {
+            d.record.invalidate_when_ready = yes;
+            d.dirty = true;
+        });
+    }
+
+    /// The session's dialogs.
+    #[must_use]
+    pub fn dialogs(&self) -> Vec<DialogRecord> {
+        self.cell.with(|d| d.record.dialogs.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_parse_and_name_their_node() {
+        let id = SessionId::new("c2", 0x5f3a_9b0c_11d2_e4f7);
+        assert_eq!(id.as_str(), "c2.5f3a9b0c11d2e4f7");
+        assert_eq!(id.node(), "c2");
+        assert_eq!(SessionId::parse(id.as_str()), Some(id));
+        for bad in [
+            "",
+            "c2",
+            "c2.",
+            "C2.5f3a9b0c11d2e4f7",
+            "c2.5f3a9b0c11d2e4f",
+            "c2.5f3a9b0c11d2e4fz",
+            ".5f3a9b0c11d2e4f7",
+        ] {
+            assert_eq!(SessionId::parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn readiness_follows_dialogs_and_timers() {
+        let mut r = SessionRecord::new(SessionId::new("c1", 1), "app", 0, Duration::from_secs(60));
+        assert!(r.is_ready());
+        r.upsert_dialog(DialogRecord {
+            call_id: "x".into(),
+            from_tag: "a".into(),
+            to_tag: String::new(),
+            role: DialogRole::Proxy,
+            state: DialogState::Early,
+        });
+        assert!(!r.is_ready());
+        r.upsert_dialog(DialogRecord {
+            call_id: "x".into(),
+            from_tag: "a".into(),
+            to_tag: "b".into(),
+            role: DialogRole::Proxy,
+            state: DialogState::Confirmed,
+        });
+        assert_eq!(r.dialogs.len(), 1);
+        r.dialog_mut("x", "b", "a").unwrap().state = DialogState::Terminated;
+        assert!(r.is_ready());
+    }
+
+    #[test]
+    fn records_round_trip_through_json() {
+        let mut r = SessionRecord::new(
+            SessionId::new("c1", 7),
+            "app",
+            1000,
+            Duration::from_secs(60),
+        );
+        r.attributes.insert("n".into(), serde_json::json!(3));
+        let bytes = serde_json::to_vec(&r).unwrap();
+        let back: SessionRecord = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(back, r);
+    }
+}
