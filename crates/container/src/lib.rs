@@ -70,6 +70,16 @@ impl Container {
     /// Starts a container on the current tokio runtime.
     pub async fn start(config: ContainerConfig) -> Result<Container, ContainerError> {
         let store = session_store::Store::open(&config.store).await?;
+        Container::start_with_store(config, store).await
+    }
+
+    /// Starts a container on a store opened by the caller (several
+    /// containers of one process sharing a memory store: `switchboard
+    /// dev`); `config.store` is ignored.
+    pub async fn start_with_store(
+        config: ContainerConfig,
+        store: session_store::Store,
+    ) -> Result<Container, ContainerError> {
         let mut stack_config = StackConfig {
             transport: TransportConfig {
                 udp: config.listen.udp.clone(),

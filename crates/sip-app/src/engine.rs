@@ -99,6 +99,10 @@ pub(crate) struct Shared {
     pub(crate) store: Store,
     pub(crate) router: AppRouter,
     pub(crate) sessions: Mutex<HashMap<SessionId, Arc<SessionCell>>>,
+    /// Call-ID -> session, for dialogs this container is a UA in: a peer
+    /// that sends an in-dialog request to the address it first called
+    /// rather than to our Contact (SIPp's built-in uac) still finds it.
+    pub(crate) ua_dialogs: Mutex<HashMap<String, SessionId>>,
     ids: Mutex<IdGenerator>,
     pub(crate) timers_changed: tokio::sync::Notify,
     pub(crate) stats: Stats,
@@ -255,6 +259,7 @@ impl Engine {
             store,
             router,
             sessions: Mutex::new(HashMap::new()),
+            ua_dialogs: Mutex::new(HashMap::new()),
             timers_changed: tokio::sync::Notify::new(),
             stats: Stats::default(),
         });
@@ -460,7 +465,17 @@ async fn in_dialog(shared: Arc<Shared>, tx: ServerTransaction, request: SipMessa
         }
         None => (request, None),
     };
-    if let Some(id) = routing::request_uri_token(&request) {
+    let ua_dialog = routing::request_uri_token(&request).or_else(|| {
+        route_token.is_none().then(|| {
+            shared
+                .ua_dialogs
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get(request.call_id().unwrap_or(""))
+                .cloned()
+        })?
+    });
+    if let Some(id) = ua_dialog {
         // A dialog this container is a UA in (our Contact).
         let Some(cell) = find_or_load(&shared, &id).await else {
             return respond(

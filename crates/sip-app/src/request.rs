@@ -267,18 +267,26 @@ impl IncomingRequest {
         };
         let lifetime = self.shared.config.dialog_lifetime;
         match method {
-            "INVITE" | "SUBSCRIBE" | "REFER" if !self.in_dialog => self.cell.with(|d| {
-                d.record.upsert_dialog(DialogRecord {
-                    call_id: call_id.to_owned(),
-                    from_tag: from_tag.to_owned(),
-                    to_tag: to_tag.to_owned(),
-                    role: DialogRole::Uas,
-                    state: DialogState::Confirmed,
+            "INVITE" | "SUBSCRIBE" | "REFER" if !self.in_dialog => {
+                self.shared
+                    .ua_dialogs
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert(call_id.to_owned(), self.cell.id.clone());
+                self.cell.with(|d| {
+                    d.record.upsert_dialog(DialogRecord {
+                        call_id: call_id.to_owned(),
+                        from_tag: from_tag.to_owned(),
+                        to_tag: to_tag.to_owned(),
+                        role: DialogRole::Uas,
+                        state: DialogState::Confirmed,
+                    });
+                    let at =
+                        crate::engine::unix_ms().saturating_add(crate::session::millis(lifetime));
+                    d.record.expires_unix_ms = d.record.expires_unix_ms.max(at);
+                    d.dirty = true;
                 });
-                let at = crate::engine::unix_ms().saturating_add(crate::session::millis(lifetime));
-                d.record.expires_unix_ms = d.record.expires_unix_ms.max(at);
-                d.dirty = true;
-            }),
+            }
             "BYE" => self.cell.with(|d| {
                 if let Some(dl) = d.record.dialog_mut(call_id, from_tag, to_tag) {
                     dl.state = DialogState::Terminated;

@@ -2,7 +2,6 @@
 //!
 //! Subcommands: `dev` (a whole local cluster), `container`, `edge`,
 //! `sprayer`, `check-config`, and `inspect` (decode one raw SIP message).
-//! Those whose server is not built yet say so and exit non-zero.
 
 // A command-line tool prints to its terminal; the libraries never do.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
@@ -31,7 +30,20 @@ struct Cli {
 enum Command {
     /// Run a whole local cluster (sprayer, two edges, three containers, the
     /// sample applications, memory store) on loopback.
-    Dev,
+    Dev {
+        /// The sprayer's SIP address (UDP and TCP): what phones dial.
+        #[arg(long, default_value = "127.0.0.1:5060")]
+        sip: SocketAddr,
+        /// The sprayer's HTTP address.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        http: SocketAddr,
+        /// How many edges.
+        #[arg(long, default_value_t = 2)]
+        edges: usize,
+        /// How many containers.
+        #[arg(long, default_value_t = 3)]
+        containers: usize,
+    },
     /// Run one application container: from a TOML config, or (without
     /// one) the development default on --listen: registrar and proxy for
     /// any domain, the test service at user `answer`, memory store.
@@ -53,13 +65,13 @@ enum Command {
     Edge {
         /// The edge's TOML configuration.
         #[arg(long)]
-        config: Option<PathBuf>,
+        config: PathBuf,
     },
     /// Run the L4 sprayer.
     Sprayer {
         /// The sprayer's TOML configuration.
         #[arg(long)]
-        config: Option<PathBuf>,
+        config: PathBuf,
     },
     /// Validate a configuration file and report every error with its path.
     CheckConfig {
@@ -208,11 +220,6 @@ fn run_ua(command: UaCommand) -> ExitCode {
     }
 }
 
-fn not_built(what: &str, issue: u32) -> ExitCode {
-    eprintln!("switchboard {what}: not built yet (tracked in issue {issue})");
-    ExitCode::from(2)
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
@@ -224,16 +231,21 @@ fn main() -> ExitCode {
         .init();
     match cli.command {
         Command::Ua { command } => run_ua(command),
-        Command::Dev => not_built("dev", 5),
+        Command::Dev {
+            sip,
+            http,
+            edges,
+            containers,
+        } => servers::dev(sip, http, edges, containers),
         Command::Container {
             config,
             listen,
             http,
             node,
         } => servers::container(config, listen, http, &node),
-        Command::Edge { .. } => not_built("edge", 5),
-        Command::Sprayer { .. } => not_built("sprayer", 5),
-        Command::CheckConfig { .. } => not_built("check-config", 4),
+        Command::Edge { config } => servers::edge(config),
+        Command::Sprayer { config } => servers::sprayer(config),
+        Command::CheckConfig { file } => servers::check_config(&file),
         Command::Inspect {
             file,
             forward,
