@@ -128,38 +128,37 @@ impl Shared {
         }
     }
 
-    /// Whether `host:port` names this container or its cluster.
+    /// Whether `host:port` names this container or its cluster (no
+    /// allocation: it runs for every in-dialog request and every Via of a
+    /// proxied one).
     pub(crate) fn is_own(&self, host: &str, port: Option<u16>) -> bool {
-        let hp = match port {
-            Some(p) => format!("{host}:{p}"),
-            None => format!("{host}:5060"),
-        };
-        let bare = host.trim_start_matches('[').trim_end_matches(']');
-        let matches_addr = |a: Option<SocketAddr>| {
-            a.is_some_and(|a| a.ip().to_string() == bare && port.unwrap_or(5060) == a.port())
-        };
-        self.config
+        let wanted_port = port.unwrap_or(5060);
+        let public = self
+            .config
             .public
             .as_deref()
-            .is_some_and(|p| p == hp || (port.is_none() && p == host))
-            || matches_addr(self.local_udp)
-            || matches_addr(self.local_tcp)
+            .is_some_and(|p| match p.rsplit_once(':') {
+                Some((ph, pp)) if !ph.contains(':') || ph.starts_with('[') => {
+                    ph == host && pp.parse::<u16>() == Ok(wanted_port)
+                }
+                _ => port.is_none() && p == host,
+            });
+        let ip = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>();
+        let local = |a: Option<SocketAddr>| {
+            a.is_some_and(|a| ip.as_ref() == Ok(&a.ip()) && a.port() == wanted_port)
+        };
+        public || local(self.local_udp) || local(self.local_tcp)
     }
 
     pub(crate) fn pick_edge(&self, key: &str) -> Option<SocketAddr> {
-        if self.config.edges.is_empty() {
-            return None;
-        }
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in key.bytes() {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
-        let n = self.config.edges.len() as u64;
-        self.config
-            .edges
-            .get(usize::try_from(h % n).unwrap_or(0))
-            .copied()
+        let n = u64::try_from(self.config.edges.len())
+            .ok()
+            .filter(|n| *n > 0)?;
+        let i = usize::try_from(routing::fnv1a(key) % n).unwrap_or(0);
+        self.config.edges.get(i).copied()
     }
 
     fn new_session_id(&self) -> SessionId {
@@ -182,7 +181,8 @@ impl Shared {
 
 /// Milliseconds since the Unix epoch (the async shell reads the clock;
 /// records carry absolute times so they mean the same on another node).
-pub(crate) fn unix_ms() -> u64 {
+#[must_use]
+pub fn unix_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))

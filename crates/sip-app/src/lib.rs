@@ -58,7 +58,7 @@ mod session;
 
 pub use approuter::{AppRouter, Rule};
 pub use context::Context;
-pub use engine::{Engine, EngineConfig, Stats};
+pub use engine::{Engine, EngineConfig, Stats, unix_ms};
 pub use error::AppError;
 pub use proxy::{ProxyOptions, ProxyOutcome};
 pub use request::IncomingRequest;

@@ -121,7 +121,7 @@ pub(crate) async fn run(
     }
     let is_invite = request.method().is_some_and(|m| m.as_str() == "INVITE");
     let creates_dialog = matches!(
-        request.method().map(|m| m.as_str().to_owned()).as_deref(),
+        request.method().map(|m| m.as_str()),
         Some("INVITE" | "SUBSCRIBE" | "REFER")
     ) && request.to_tag().is_none();
     let record_route = (options.record_route && creates_dialog).then(|| {
@@ -342,7 +342,7 @@ fn synth(request: &SipMessage, status: u16, reason: &str) -> Result<SipMessage, 
 
 /// A response from a branch, upstream: our Via popped (§16.7 step 3).
 fn forward_up(tx: &ServerTransaction, r: &SipMessage) {
-    if r.status().is_some_and(|s| s > 100) && r.typed_all::<Via<'_>>().count() > 0 {
+    if r.status().is_some_and(|s| s > 100) && r.top_via().is_some() {
         // Synthesized responses carry the upstream Vias only.
         let ours = r.top_branch() != tx.request().top_branch();
         let msg = if ours { pop_via(r) } else { Some(r.clone()) };
@@ -372,14 +372,10 @@ fn is_loop(shared: &Shared, request: &SipMessage) -> bool {
         })
 }
 
+/// `-<8 hex>` of the Request-URI, the suffix of our branches: enough to
+/// tell spirals from loops.
 fn uri_hash(uri: &str) -> String {
-    // FNV-1a, 32 bits: enough to tell spirals from loops.
-    let mut h: u32 = 0x811c_9dc5;
-    for b in uri.bytes() {
-        h ^= u32::from(b);
-        h = h.wrapping_mul(0x0100_0193);
-    }
-    format!("-{h:08x}")
+    format!("-{:08x}", routing::fnv1a(uri) & 0xffff_ffff)
 }
 
 async fn start_branch(
@@ -481,7 +477,7 @@ pub(crate) async fn forward_stateless(shared: &Shared, r: &SipMessage) {
 
 fn record_dialog(shared: &Shared, cell: &SessionCell, request: &SipMessage, r: &SipMessage) {
     let is_dialog = matches!(
-        request.method().map(|m| m.as_str().to_owned()).as_deref(),
+        request.method().map(|m| m.as_str()),
         Some("INVITE" | "SUBSCRIBE" | "REFER")
     ) && request.to_tag().is_none();
     let (Some(call_id), Some(from), Some(to)) = (request.call_id(), request.from_tag(), r.to_tag())

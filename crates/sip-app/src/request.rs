@@ -128,13 +128,13 @@ impl IncomingRequest {
     /// the session).
     pub async fn accept(self) -> Result<(), AppError> {
         let r = self.response(200, None)?;
-        self.send_final(r).await
+        self.send_final(r, 200, false).await
     }
 
     /// Answers 200 OK with a body (an SDP answer for an INVITE).
     pub async fn accept_with(self, content_type: &str, body: Bytes) -> Result<(), AppError> {
         let r = self.response(200, None)?.body(content_type, body);
-        self.send_final(r).await
+        self.send_final(r, 200, false).await
     }
 
     /// Answers with a final error status and its default reason phrase.
@@ -148,7 +148,7 @@ impl IncomingRequest {
             return Err(AppError::Build(format!("{status} is not final")));
         }
         let r = self.response(status, reason)?;
-        self.send_final(r).await
+        self.send_final(r, status, false).await
     }
 
     /// Sends a response built with [`IncomingRequest::response`] (final
@@ -167,7 +167,7 @@ impl IncomingRequest {
                 None => Err(AppError::AlreadyAnswered),
             });
         }
-        self.send_final(response).await
+        self.send_final(response, status, true).await
     }
 
     /// Proxies the request to one target URI (stateful, record-routing).
@@ -191,44 +191,63 @@ impl IncomingRequest {
         .await
     }
 
+    /// Whether the request creates a dialog when answered 1xx/2xx
+    /// (§12.1).
+    fn creates_dialog(&self) -> bool {
+        self.request
+            .method()
+            .is_some_and(|m| matches!(m.as_str(), "INVITE" | "SUBSCRIBE" | "REFER"))
+    }
+
+    /// `<contact>` for this session: a dialog-creating response carries our
+    /// Contact (§12.1.1), with the session's token so the peer's next
+    /// request finds it (docs/CLUSTER.md).
+    fn contact_value(&self) -> String {
+        let contact =
+            crate::routing::contact_uri(&self.shared, &self.cell.id, self.uri_user(), self.source);
+        format!("<{contact}>")
+    }
+
+    /// Adds our Contact to a provisional that creates an early dialog.
     fn with_contact(&self, r: ResponseBuilder, status: u16) -> ResponseBuilder {
-        // A dialog-creating response carries our Contact (§12.1.1), with
-        // the session's token so the peer's next request finds it
-        // (docs/CLUSTER.md).
-        let creates_dialog = matches!(self.method_str().as_str(), "INVITE" | "SUBSCRIBE" | "REFER")
-            && (status > 100 && status < 300);
-        if creates_dialog
+        if self.creates_dialog()
+            && status > 100
+            && status < 300
             && self
                 .request
                 .header(sip_message::HeaderName::Contact)
                 .is_some()
         {
-            let contact = crate::routing::contact_uri(
-                &self.shared,
-                &self.cell.id,
-                self.uri_user(),
-                self.source,
-            );
-            r.header("Contact", &format!("<{contact}>"))
+            r.header("Contact", &self.contact_value())
         } else {
             r
         }
     }
 
-    async fn send_final(self, response: ResponseBuilder) -> Result<(), AppError> {
-        let method = self.method_str();
-        let built_status = {
-            // The status is known from the builder's start line after build.
-            let r = self.with_contact_final(response)?;
-            let status = r.status().unwrap_or(500);
-            (r, status)
+    /// Sends a final response: our Contact added to a 2xx that creates a
+    /// dialog, the dialog recorded, the session written, then the response
+    /// sent (docs/CLUSTER.md: write, then send). `app_built`: the
+    /// application built the response and may have set a Contact itself.
+    async fn send_final(
+        self,
+        response: ResponseBuilder,
+        status: u16,
+        app_built: bool,
+    ) -> Result<(), AppError> {
+        let r = if app_built {
+            self.with_contact_if_missing(response)?
+        } else {
+            let response = if (200..300).contains(&status) && self.creates_dialog() {
+                response.header("Contact", &self.contact_value())
+            } else {
+                response
+            };
+            response
+                .build()
+                .map_err(|e| AppError::Build(e.to_string()))?
         };
-        let (r, status) = built_status;
-        // Record what the answer does to the session's dialogs, then write
-        // the session before the answer leaves (docs/CLUSTER.md: write,
-        // then send).
-        if (200..300).contains(&status) {
-            self.record_dialog(&method, &r);
+        if r.status().is_some_and(|s| (200..300).contains(&s)) {
+            self.record_dialog(&self.method_str(), &r);
         }
         crate::engine::commit(&self.shared, &self.cell).await?;
         let tx = self.slot.take().ok_or(AppError::AlreadyAnswered)?;
@@ -236,23 +255,20 @@ impl IncomingRequest {
         Ok(())
     }
 
-    fn with_contact_final(&self, response: ResponseBuilder) -> Result<SipMessage, AppError> {
-        // Peek at the status by building once without Contact is costly;
-        // the builder adds Contact for 2xx to dialog-creating requests.
-        let probe = response
+    /// An application-built final response: our Contact is added to a
+    /// dialog-creating 2xx only when the application set none.
+    fn with_contact_if_missing(&self, response: ResponseBuilder) -> Result<SipMessage, AppError> {
+        let built = response
             .build()
             .map_err(|e| AppError::Build(e.to_string()))?;
-        let status = probe.status().unwrap_or(500);
-        let creates_dialog = matches!(self.method_str().as_str(), "INVITE" | "SUBSCRIBE" | "REFER")
-            && (200..300).contains(&status)
-            && probe.header(sip_message::HeaderName::Contact).is_none();
-        if !creates_dialog {
-            return Ok(probe);
+        let needs_contact = self.creates_dialog()
+            && built.status().is_some_and(|s| (200..300).contains(&s))
+            && built.header(sip_message::HeaderName::Contact).is_none();
+        if !needs_contact {
+            return Ok(built);
         }
-        let contact =
-            crate::routing::contact_uri(&self.shared, &self.cell.id, self.uri_user(), self.source);
-        let mut e = probe.edit();
-        e.add("Contact", &format!("<{contact}>"))
+        let mut e = built.edit();
+        e.add("Contact", &self.contact_value())
             .map_err(|e| AppError::Build(e.to_string()))?;
         SipMessage::parse(e.to_bytes()).map_err(|e| AppError::Build(e.to_string()))
     }

@@ -13,6 +13,17 @@ use crate::{AppError, SessionId};
 /// The URI parameter that carries the affinity token.
 pub const TOKEN_PARAM: &str = "sbt";
 
+/// FNV-1a, 64 bits: a stable hash (the same in every process) for
+/// choosing an edge and for the loop-detection suffix of our branches.
+pub(crate) fn fnv1a(s: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in s.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
 /// The user part of a SIP Request-URI.
 pub(crate) fn uri_user(uri: &str) -> Option<&str> {
     match Uri::parse(uri).ok()? {

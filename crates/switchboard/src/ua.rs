@@ -31,7 +31,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use bytes::Bytes;
 use sip_message::headers::CSeq;
 use sip_message::{
     Host, Method, Peer, RequestBuilder, ResponseBuilder, SipMessage, SipUri, TransportKind, Uri,
@@ -201,14 +200,6 @@ fn call_config(
     Ok(stack_config(t))
 }
 
-fn sdp(ip: IpAddr, port: u16) -> Bytes {
-    let family = if ip.is_ipv4() { "IP4" } else { "IP6" };
-    Bytes::from(format!(
-        "v=0\r\no=switchboard 1 1 IN {family} {ip}\r\ns=-\r\nc=IN {family} {ip}\r\nt=0 0\r\n\
-         m=audio {port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=sendrecv\r\n"
-    ))
-}
-
 /// Runs the answering UA until interrupted.
 pub(crate) async fn answer(
     listen: SocketAddr,
@@ -247,7 +238,10 @@ pub(crate) async fn answer(
                         Some(id) if dialogs.contains_key(&id) => {
                             ResponseBuilder::for_request(req, 200, None)?
                                 .header("Contact", &contact)
-                                .body("application/sdp", sdp(local.ip(), 40000))
+                                .body(
+                                    "application/sdp",
+                                    container::apps::answer::sdp(local.ip(), 40000),
+                                )
                                 .build()?
                         }
                         Some(_) => ResponseBuilder::for_request(req, 481, None)?.build()?,
@@ -264,7 +258,10 @@ pub(crate) async fn answer(
                             }
                             ResponseBuilder::for_request(req, 200, Some(&tag))?
                                 .header("Contact", &contact)
-                                .body("application/sdp", sdp(local.ip(), 40000))
+                                .body(
+                                    "application/sdp",
+                                    container::apps::answer::sdp(local.ip(), 40000),
+                                )
                                 .build()?
                         }
                     }
@@ -529,7 +526,10 @@ async fn one_call(
         .header("Call-ID", &call_id)
         .header("CSeq", "1 INVITE")
         .header("Contact", &me.contact)
-        .body("application/sdp", sdp(me.media, 30000))
+        .body(
+            "application/sdp",
+            container::apps::answer::sdp(me.media, 30000),
+        )
         .build()?;
     let mut tx = handle.send_request(invite.clone(), peer).await?;
     let ok = final_response(&mut tx).await.context("INVITE")?;

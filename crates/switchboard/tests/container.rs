@@ -19,14 +19,13 @@ use sip_testkit::sipp;
 
 const DEADLINE: Duration = Duration::from_secs(90);
 
-fn scenario(name: &str) -> String {
-    format!("{}/tests/scenarios/{name}", env!("CARGO_MANIFEST_DIR"))
-}
+mod common;
+use common::scenario;
 
 /// Starts `switchboard container --listen 127.0.0.1:0`; returns it with
 /// its UDP SIP address and HTTP address.
 fn container() -> (Proc, SocketAddr, SocketAddr) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchboard"));
+    let mut cmd = common::switchboard();
     cmd.args(["container", "--listen", "127.0.0.1:0"]);
     let (proc, line) = sip_testkit::process::spawn_with_banner(cmd, Duration::from_secs(20))
         .unwrap_or_else(|e| panic!("container did not start: {e}"));
@@ -85,15 +84,8 @@ fn register(container: SocketAddr, user: &str, contact: &str, expires: u32, cseq
     )
 }
 
-fn sipp_run(mut cmd: Command) -> (u32, u32, String) {
-    let out = sip_testkit::process::run(
-        {
-            cmd.args(["-timeout", "60s"]);
-            cmd
-        },
-        DEADLINE,
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
+fn sipp_run(cmd: Command) -> (u32, u32, String) {
+    let out = sip_testkit::process::run(cmd, DEADLINE).unwrap_or_else(|e| panic!("{e}"));
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let (ok, failed) = sipp::counts(&text).unwrap_or_else(|| panic!("no counts:\n{text}"));
     (ok, failed, text)

@@ -10,20 +10,18 @@
 )]
 
 use std::net::{SocketAddr, UdpSocket};
-use std::process::Command;
 use std::time::Duration;
 
 use sip_testkit::process::Proc;
 use sip_testkit::sipp;
 
-fn scenario(name: &str) -> String {
-    format!("{}/tests/scenarios/{name}", env!("CARGO_MANIFEST_DIR"))
-}
+mod common;
+use common::scenario;
 
 /// Starts the cluster on ephemeral ports; returns it with the sprayer's
 /// SIP and HTTP addresses.
 fn dev() -> (Proc, SocketAddr, SocketAddr) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchboard"));
+    let mut cmd = common::switchboard();
     cmd.args(["dev", "--sip", "127.0.0.1:0", "--http", "127.0.0.1:0"]);
     let (proc, line) = sip_testkit::process::spawn_with_banner(cmd, Duration::from_secs(30))
         .unwrap_or_else(|e| panic!("dev did not start: {e}"));

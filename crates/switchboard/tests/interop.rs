@@ -23,64 +23,38 @@ use std::time::Duration;
 
 const DEADLINE: Duration = Duration::from_secs(90);
 
-fn switchboard() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_switchboard"))
-}
+mod common;
 
 /// Runs a command to completion with a deadline; returns its output.
 fn run(cmd: Command) -> Output {
-    sip_testkit::process::run(cmd, DEADLINE).unwrap_or_else(|e| panic!("{e}"))
+    common::run(cmd, DEADLINE)
 }
 
 /// Starts `switchboard ua answer` on an ephemeral port and returns it with
 /// the address it reports.
 fn answer(transport: &str, extra: &[&str]) -> (Proc, SocketAddr) {
-    let mut cmd = switchboard();
-    cmd.args([
-        "ua",
-        "answer",
-        "--listen",
-        "127.0.0.1:0",
-        "--transport",
-        transport,
-    ])
-    .args(extra);
-    let (proc, line) = sip_testkit::process::spawn_with_banner(cmd, Duration::from_secs(20))
-        .unwrap_or_else(|e| panic!("ua answer did not start: {e}"));
-    // "switchboard ua answering on UDP:127.0.0.1:PORT"
-    let addr = line
-        .trim()
-        .rsplit_once(':')
-        .map(|(head, port)| {
-            let host = head.rsplit_once(':').map_or(head, |(_, h)| h);
-            format!("{host}:{port}")
-        })
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("unexpected banner {line:?}"));
+    let (proc, _, addr) = common::answer(transport, extra);
     (proc, addr)
 }
 
 /// `switchboard ua call`: returns (succeeded, failed, exit success).
 fn call(to: &str, transport: &str, count: u32, rate: u32, hold_ms: u32) -> (u32, u32, bool) {
-    let mut cmd = switchboard();
-    cmd.args(["ua", "call", "--to", to, "--transport", transport])
-        .args(["--count", &count.to_string(), "--rate", &rate.to_string()])
-        .args(["--hold", &hold_ms.to_string()]);
-    let out = run(cmd);
-    let text = String::from_utf8_lossy(&out.stdout);
-    let field = |name: &str| -> u32 {
-        text.split_whitespace()
-            .skip_while(|w| *w != name)
-            .nth(1)
-            .and_then(|n| n.parse().ok())
-            .unwrap_or_else(|| {
-                panic!(
-                    "no {name} in {text:?}; stderr: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                )
-            })
-    };
-    (field("succeeded:"), field("failed:"), out.status.success())
+    let (count, rate, hold) = (count.to_string(), rate.to_string(), hold_ms.to_string());
+    common::call(
+        &[
+            "--to",
+            to,
+            "--transport",
+            transport,
+            "--count",
+            &count,
+            "--rate",
+            &rate,
+            "--hold",
+            &hold,
+        ],
+        DEADLINE,
+    )
 }
 
 /// SIPp's final statistics: (successful, failed) calls.

@@ -12,73 +12,21 @@
     clippy::indexing_slicing
 )]
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Command, Output};
 
-use sip_testkit::process::Proc;
 use std::time::Duration;
 
 const DEADLINE: Duration = Duration::from_secs(30);
 
-fn switchboard() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_switchboard"))
-}
-
-/// Runs a command to completion with a deadline; returns its output.
-fn run(cmd: Command) -> Output {
-    sip_testkit::process::run(cmd, DEADLINE).unwrap_or_else(|e| panic!("{e}"))
-}
-
-/// Starts `switchboard ua answer` on an ephemeral port; returns it with the
-/// transport token and address of its banner
-/// (`switchboard ua answering on TLS:127.0.0.1:PORT`).
-fn answer(transport: &str, extra: &[&str]) -> (Proc, String, SocketAddr) {
-    let mut cmd = switchboard();
-    cmd.args([
-        "ua",
-        "answer",
-        "--listen",
-        "127.0.0.1:0",
-        "--transport",
-        transport,
-    ])
-    .args(extra);
-    let (proc, line) = sip_testkit::process::spawn_with_banner(cmd, Duration::from_secs(20))
-        .unwrap_or_else(|e| panic!("ua answer did not start: {e}"));
-    let (token, addr) = line
-        .trim()
-        .strip_prefix("switchboard ua answering on ")
-        .and_then(|rest| rest.split_once(':'))
-        .unwrap_or_else(|| panic!("unexpected banner {line:?}"));
-    let addr = addr
-        .parse()
-        .unwrap_or_else(|_| panic!("unexpected banner {line:?}"));
-    (proc, token.to_owned(), addr)
-}
+mod common;
+use common::answer;
 
 /// `switchboard ua call ARGS --count 10`: (succeeded, failed, exit
 /// success).
 fn call(args: &[&str]) -> (u32, u32, bool) {
-    let mut cmd = switchboard();
-    cmd.args(["ua", "call"])
-        .args(args)
-        .args(["--count", "10", "--rate", "100"]);
-    let out = run(cmd);
-    let text = String::from_utf8_lossy(&out.stdout);
-    let field = |name: &str| -> u32 {
-        text.split_whitespace()
-            .skip_while(|w| *w != name)
-            .nth(1)
-            .and_then(|n| n.parse().ok())
-            .unwrap_or_else(|| {
-                panic!(
-                    "no {name} in {text:?}; stderr: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                )
-            })
-    };
-    (field("succeeded:"), field("failed:"), out.status.success())
+    let mut all = args.to_vec();
+    all.extend(["--count", "10", "--rate", "100"]);
+    common::call(&all, DEADLINE)
 }
 
 /// A CA and a server certificate for 127.0.0.1 and localhost, written as
@@ -175,9 +123,9 @@ fn ten_calls_over_wss() {
 
 /// Fails with a message, no calls attempted.
 fn refused(args: &[&str], expected: &str) {
-    let mut cmd = switchboard();
+    let mut cmd = common::switchboard();
     cmd.args(args);
-    let out = run(cmd);
+    let out = common::run(cmd, DEADLINE);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{args:?} succeeded");
     assert!(

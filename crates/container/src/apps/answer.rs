@@ -2,6 +2,8 @@
 //! offer/answer body, accepts MESSAGE and OPTIONS; BYE is answered by the
 //! container's default (200, the dialog ends).
 
+use std::net::{IpAddr, Ipv4Addr};
+
 use bytes::Bytes;
 use sip_app::{AppError, Context, IncomingRequest};
 
@@ -12,15 +14,14 @@ pub struct Answer {
     pub ring: bool,
 }
 
-fn sdp(host: &str) -> Bytes {
-    let (family, ip) = if host.contains(':') {
-        ("IP6", host)
-    } else {
-        ("IP4", host)
-    };
+/// A one-stream PCMU SDP body at `ip`/`port` (also used by `switchboard
+/// ua`).
+#[must_use]
+pub fn sdp(ip: IpAddr, port: u16) -> Bytes {
+    let family = if ip.is_ipv4() { "IP4" } else { "IP6" };
     Bytes::from(format!(
         "v=0\r\no=switchboard 1 1 IN {family} {ip}\r\ns=-\r\nc=IN {family} {ip}\r\nt=0 0\r\n\
-         m=audio 9 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=sendrecv\r\n"
+         m=audio {port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=sendrecv\r\n"
     ))
 }
 
@@ -29,11 +30,11 @@ pub async fn on_invite(cx: Context<Answer>, req: IncomingRequest) -> Result<(), 
     if cx.state().ring && !req.is_in_dialog() {
         req.provisional(180)?;
     }
-    let host = cx
+    let ip = cx
         .stack()
         .local_addr(sip_message::TransportKind::Udp)
-        .map_or_else(|| "127.0.0.1".to_owned(), |a| a.ip().to_string());
-    req.accept_with("application/sdp", sdp(&host)).await
+        .map_or(IpAddr::V4(Ipv4Addr::LOCALHOST), |a| a.ip());
+    req.accept_with("application/sdp", sdp(ip, 9)).await
 }
 
 /// MESSAGE, OPTIONS: 200.

@@ -17,12 +17,6 @@ pub struct ProxyApp {
     pub domains: Vec<String>,
 }
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
 /// Handles any initial request routed to the proxy.
 pub async fn on_request(cx: Context<ProxyApp>, req: IncomingRequest) -> Result<(), AppError> {
     let uri = req.request().request_uri_str().unwrap_or("").to_owned();
@@ -35,7 +29,7 @@ pub async fn on_request(cx: Context<ProxyApp>, req: IncomingRequest) -> Result<(
     let state = cx.state();
     let ours =
         state.domains.is_empty() || state.domains.iter().any(|d| d.eq_ignore_ascii_case(&host));
-    let (bindings, _) = state.location.lookup(&aor, now_ms()).await?;
+    let (bindings, _) = state.location.lookup(&aor, sip_app::unix_ms()).await?;
     if bindings.is_empty() {
         if !ours {
             // Not our domain: forward to the Request-URI.

@@ -49,12 +49,6 @@ pub struct Registrar {
     pub config: RegistrarConfig,
 }
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
 fn bad(reason: &str) -> AppError {
     AppError::with_reason(400, format!("Bad Request ({reason})"))
 }
@@ -135,7 +129,7 @@ pub async fn on_register(cx: Context<Registrar>, req: IncomingRequest) -> Result
         .filter_map(Result::ok)
         .map(str::to_owned)
         .collect();
-    let now = now_ms();
+    let now = sip_app::unix_ms();
     // Read, change, compare-and-set; a concurrent REGISTER for the AOR
     // makes us read again.
     let mut attempt = 0;
