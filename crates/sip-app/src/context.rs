@@ -101,7 +101,7 @@ impl<S> Context<S> {
             });
             d.dirty = true;
         });
-        self.raw.shared.timers_changed.notify_one();
+        crate::timers::arm(&self.raw.shared, &self.raw.cell.id, id, due);
     }
 
     /// Cancels a timer of this session.

@@ -104,7 +104,13 @@ pub(crate) struct Shared {
     /// rather than to our Contact (SIPp's built-in uac) still finds it.
     pub(crate) ua_dialogs: Mutex<HashMap<String, SessionId>>,
     ids: Mutex<IdGenerator>,
-    pub(crate) timers_changed: tokio::sync::Notify,
+    /// Wakes the timer task when a timer is armed.
+    pub(crate) timers_changed: Arc<tokio::sync::Notify>,
+    /// Timers of the sessions in this container, in firing order:
+    /// (due, session, timer id). Entries are checked against the session
+    /// record when they fire (a cancelled or re-armed timer's old entry is
+    /// skipped then).
+    pub(crate) local_timers: Mutex<std::collections::BTreeSet<(u64, SessionId, String)>>,
     pub(crate) stats: Stats,
     local_udp: Option<SocketAddr>,
     local_tcp: Option<SocketAddr>,
@@ -189,7 +195,7 @@ pub fn unix_ms() -> u64 {
 }
 
 fn store_key(id: &SessionId) -> String {
-    format!("session:{id}")
+    id.store_key()
 }
 
 /// Writes a session to the store when it changed. A session that would be
@@ -222,6 +228,7 @@ pub(crate) async fn commit(shared: &Shared, cell: &SessionCell) -> Result<(), Ap
     {
         Ok(v) => {
             cell.with(|d| d.version = d.version.max(v));
+            crate::timers::sync_index(shared, cell).await;
             Ok(())
         }
         Err(e) => {
@@ -260,11 +267,16 @@ impl Engine {
             router,
             sessions: Mutex::new(HashMap::new()),
             ua_dialogs: Mutex::new(HashMap::new()),
-            timers_changed: tokio::sync::Notify::new(),
+            timers_changed: Arc::new(tokio::sync::Notify::new()),
+            local_timers: Mutex::new(std::collections::BTreeSet::new()),
             stats: Stats::default(),
         });
         tokio::spawn(run(Arc::clone(&shared), stack));
         tokio::spawn(sweep(Arc::downgrade(&shared)));
+        tokio::spawn(crate::timers::run(
+            Arc::downgrade(&shared),
+            Arc::clone(&shared.timers_changed),
+        ));
         Engine { shared }
     }
 
@@ -528,7 +540,7 @@ async fn in_dialog(shared: Arc<Shared>, tx: ServerTransaction, request: SipMessa
 
 /// The session in this container, or loaded from the store (its owner
 /// died or drained; we take it over).
-async fn find_or_load(shared: &Arc<Shared>, id: &SessionId) -> Option<Arc<SessionCell>> {
+pub(crate) async fn find_or_load(shared: &Arc<Shared>, id: &SessionId) -> Option<Arc<SessionCell>> {
     if let Some(c) = shared.session(id) {
         return Some(c);
     }
@@ -536,12 +548,30 @@ async fn find_or_load(shared: &Arc<Shared>, id: &SessionId) -> Option<Arc<Sessio
     let record: SessionRecord = serde_json::from_slice(&v.value).ok()?;
     let cell = Arc::new(SessionCell::new(record, v.version));
     cell.with(|d| d.dirty = false);
+    let cell = {
+        let mut map = shared
+            .sessions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let entry = map.entry(id.clone());
+        if let std::collections::hash_map::Entry::Occupied(e) = entry {
+            return Some(Arc::clone(e.get()));
+        }
+        Arc::clone(entry.or_insert(cell))
+    };
     shared.stats.sessions_loaded.fetch_add(1, Ordering::Relaxed);
-    let mut map = shared
-        .sessions
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner);
-    Some(Arc::clone(map.entry(id.clone()).or_insert(cell)))
+    // Its timers are ours to fire now.
+    let timers = cell.with(|d| {
+        d.record
+            .timers
+            .iter()
+            .map(|t| (t.id.clone(), t.due_unix_ms))
+            .collect::<Vec<_>>()
+    });
+    for (timer, due) in timers {
+        crate::timers::arm(shared, id, &timer, due);
+    }
+    Some(cell)
 }
 
 async fn run_handler(
@@ -650,7 +680,7 @@ fn allow(app: &Application) -> String {
 
 /// After a handler or a dialog change: write the session, or drop it when
 /// it is invalidated or ready.
-async fn finish(shared: &Arc<Shared>, cell: &Arc<SessionCell>) {
+pub(crate) async fn finish(shared: &Arc<Shared>, cell: &Arc<SessionCell>) {
     let drop_it = cell
         .with(|d| d.record.invalidated || (d.record.invalidate_when_ready && d.record.is_ready()));
     if drop_it {
@@ -679,6 +709,17 @@ async fn remove(shared: &Arc<Shared>, cell: &Arc<SessionCell>) {
     {
         debug!(session = %cell.id, error = %e, "session not deleted from the store");
     }
+    crate::timers::unindex_all(shared, cell).await;
+}
+
+/// Forgets a session this container holds a stale copy of (another
+/// container wrote it since): nothing is deleted from the store.
+pub(crate) fn forget(shared: &Shared, id: &SessionId) {
+    shared
+        .sessions
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .remove(id);
 }
 
 /// Expires sessions once a second.

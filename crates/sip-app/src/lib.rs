@@ -40,9 +40,12 @@
 //! * `proxy`: the stateful proxy (§16), [`ProxyOptions`].
 //! * `routing`: Record-Route, Contact, next hops.
 //! * `engine`: [`Engine`], from stack events to handlers.
+//! * `timers`: application timers ([`Context::set_timer`],
+//!   [`SipRouter::timer`]), fired by the session's owner, or by a survivor
+//!   when the owner died (through the store's timer index), exactly once.
 //!
 //! # Not built yet
-//! B2BUA, digest authentication, timers firing into handlers, the JSR 289
+//! B2BUA, digest authentication, the JSR 289
 //! default application router file and composition of several
 //! applications on one request: tracked in issue 4.
 
@@ -55,6 +58,7 @@ mod request;
 mod router;
 mod routing;
 mod session;
+mod timers;
 
 pub use approuter::{AppRouter, Rule};
 pub use context::Context;
@@ -62,7 +66,7 @@ pub use engine::{Engine, EngineConfig, Stats, unix_ms};
 pub use error::AppError;
 pub use proxy::{ProxyOptions, ProxyOutcome};
 pub use request::IncomingRequest;
-pub use router::{Application, BoxFuture, Handler, SipRouter};
+pub use router::{Application, BoxFuture, Handler, SipRouter, TimerEvent, TimerHandler};
 pub use routing::TOKEN_PARAM;
 pub use session::{
     AppSession, DialogRecord, DialogRole, DialogState, SessionId, SessionRecord, TimerRecord,

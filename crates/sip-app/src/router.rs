@@ -27,6 +27,37 @@ where
     }
 }
 
+/// An async function that runs when a timer of an application session
+/// fires (JSR 289 `TimerListener.timeout`).
+pub trait TimerHandler<S>: Send + Sync + 'static {
+    /// Runs the handler.
+    fn call(&self, cx: Context<S>, timer: TimerEvent) -> BoxFuture<Result<(), AppError>>;
+}
+
+impl<S, F, Fut> TimerHandler<S> for F
+where
+    F: Fn(Context<S>, TimerEvent) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), AppError>> + Send + 'static,
+{
+    fn call(&self, cx: Context<S>, timer: TimerEvent) -> BoxFuture<Result<(), AppError>> {
+        Box::pin(self(cx, timer))
+    }
+}
+
+/// A timer that fired: what [`Context::set_timer`] stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TimerEvent {
+    /// The timer's id within its session.
+    pub id: String,
+    /// What the application attached.
+    pub payload: serde_json::Value,
+    /// When it was due (ms since the Unix epoch); it fires at or after this.
+    pub due_unix_ms: u64,
+    /// The period of a repeating timer (it is already re-armed for the next
+    /// period when the handler runs; cancel it to stop it).
+    pub period_ms: Option<u64>,
+}
+
 /// The methods RFC 3261 and its extensions define; an application that does
 /// not handle one of these answers 405 with Allow, anything else 501
 /// (§8.2.1, §21.4.6, §21.5.2).
@@ -51,6 +82,7 @@ pub(crate) const KNOWN_METHODS: &[&str] = &[
 pub struct SipRouter<S> {
     routes: HashMap<String, Arc<dyn Handler<S>>>,
     fallback: Option<Arc<dyn Handler<S>>>,
+    timer: Option<Arc<dyn TimerHandler<S>>>,
 }
 
 impl<S> std::fmt::Debug for SipRouter<S> {
@@ -66,6 +98,7 @@ impl<S> Default for SipRouter<S> {
         SipRouter {
             routes: HashMap::new(),
             fallback: None,
+            timer: None,
         }
     }
 }
@@ -129,6 +162,15 @@ impl<S: Send + Sync + 'static> SipRouter<S> {
         self
     }
 
+    /// Runs `handler` when a timer of one of this application's sessions
+    /// fires ([`Context::set_timer`]). Without one, timers fire and are
+    /// dropped with a warning.
+    #[must_use]
+    pub fn timer(mut self, handler: impl TimerHandler<S>) -> Self {
+        self.timer = Some(Arc::new(handler));
+        self
+    }
+
     /// Gives the router its state: the result is an [`Application`] the
     /// container can run.
     #[must_use]
@@ -136,6 +178,17 @@ impl<S: Send + Sync + 'static> SipRouter<S> {
         let state = Arc::new(state);
         let routes = self.routes;
         let fallback = self.fallback;
+        let timer_state = Arc::clone(&state);
+        let timer = self.timer.map(|h| {
+            let f: Arc<TimerDispatch> = Arc::new(move |raw, ev| {
+                let cx = Context {
+                    state: Arc::clone(&timer_state),
+                    raw,
+                };
+                h.call(cx, ev)
+            });
+            f
+        });
         let mut methods: Vec<String> = routes.keys().cloned().collect();
         methods.sort();
         let dispatch = move |raw: crate::context::RawContext, req: IncomingRequest| {
@@ -151,6 +204,7 @@ impl<S: Send + Sync + 'static> SipRouter<S> {
             name: name.to_owned(),
             methods,
             dispatch: Arc::new(dispatch),
+            timer,
         }
     }
 }
@@ -159,12 +213,16 @@ type Dispatch = dyn Fn(crate::context::RawContext, IncomingRequest) -> Option<Bo
     + Send
     + Sync;
 
+type TimerDispatch =
+    dyn Fn(crate::context::RawContext, TimerEvent) -> BoxFuture<Result<(), AppError>> + Send + Sync;
+
 /// A runnable application: its name, its routes and its state.
 #[derive(Clone)]
 pub struct Application {
     name: String,
     methods: Vec<String>,
     dispatch: Arc<Dispatch>,
+    timer: Option<Arc<TimerDispatch>>,
 }
 
 impl std::fmt::Debug for Application {
@@ -198,5 +256,14 @@ impl Application {
         req: IncomingRequest,
     ) -> Option<BoxFuture<Result<(), AppError>>> {
         (self.dispatch)(raw, req)
+    }
+
+    /// Runs the timer handler; None when the application has none.
+    pub(crate) fn dispatch_timer(
+        &self,
+        raw: crate::context::RawContext,
+        ev: TimerEvent,
+    ) -> Option<BoxFuture<Result<(), AppError>>> {
+        self.timer.as_ref().map(|t| t(raw, ev))
     }
 }

@@ -50,7 +50,14 @@ impl SessionId {
         self.0.split_once('.').map_or("", |(n, _)| n)
     }
 
-    /// The id as text (the store key and the `sbt` token).
+    /// The key of the session's record in the session store
+    /// (`session:<id>`).
+    #[must_use]
+    pub fn store_key(&self) -> String {
+        format!("session:{}", self.0)
+    }
+
+    /// The id as text (the `sbt` token).
     #[must_use]
     pub fn as_str(&self) -> &str {
         &self.0
@@ -208,6 +215,9 @@ pub(crate) struct SessionData {
     pub(crate) version: u64,
     /// Changed since the last write.
     pub(crate) dirty: bool,
+    /// The timers (id, due) the store's timer index holds for this
+    /// session, so a write adds and removes only what changed.
+    pub(crate) synced_timers: Vec<(String, u64)>,
 }
 
 impl SessionCell {
@@ -216,6 +226,15 @@ impl SessionCell {
             id: record.id.clone(),
             turn: tokio::sync::Mutex::new(()),
             data: Mutex::new(SessionData {
+                synced_timers: if version > 0 {
+                    record
+                        .timers
+                        .iter()
+                        .map(|t| (t.id.clone(), t.due_unix_ms))
+                        .collect()
+                } else {
+                    Vec::new()
+                },
                 record,
                 version,
                 dirty: version == 0,
