@@ -1,0 +1,252 @@
+//! Calls that survive the death of their container (issue 6): three
+//! `switchboard container` processes on one real Redis, one `switchboard
+//! edge` in front, SIPp placing held calls. The container that answered
+//! the most calls is killed with SIGKILL while they are held; every call
+//! must still complete its re-INVITE and its BYE through a survivor, which
+//! loads the session from Redis.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use session_store::testing::RedisServer;
+use sip_testkit::process::{Proc, spawn_with_banner};
+use sip_testkit::sipp;
+
+mod common;
+
+const CALLS: u32 = 30;
+
+/// A scratch directory for the config files, removed on drop.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(format!("sb-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+
+    fn write(&self, file: &str, text: &str) -> PathBuf {
+        let p = self.0.join(file);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn http_get(addr: SocketAddr, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    Some(out)
+}
+
+/// The value of a metric line `name{labels} value` (the first match).
+fn metric(text: &str, name_and_labels: &str) -> Option<u64> {
+    text.lines()
+        .find(|l| l.starts_with(name_and_labels))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Polls `f` every 50 ms until it returns Some, for at most `limit`.
+fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+struct Node {
+    name: String,
+    proc: Option<Proc>,
+    http: SocketAddr,
+}
+
+fn start_container(
+    dir: &Scratch,
+    name: &str,
+    public: SocketAddr,
+    store: &str,
+) -> (Node, SocketAddr) {
+    let udp = sipp::free_port(false);
+    let http = sipp::free_port(true);
+    let cfg = dir.write(
+        &format!("{name}.toml"),
+        &format!(
+            "node = \"{name}\"\npublic = \"{public}\"\nstore = \"{store}\"\n\n\
+             [listen]\nudp = [\"127.0.0.1:{udp}\"]\nhttp = \"127.0.0.1:{http}\"\n\n\
+             [apps]\nanswer = true\nring = true\n"
+        ),
+    );
+    let mut cmd = common::switchboard();
+    cmd.arg("container").arg("--config").arg(&cfg);
+    let (proc, _banner) = spawn_with_banner(cmd, Duration::from_secs(20))
+        .unwrap_or_else(|e| panic!("container {name} did not start: {e}"));
+    let node = Node {
+        name: name.to_owned(),
+        proc: Some(proc),
+        http: format!("127.0.0.1:{http}").parse().unwrap(),
+    };
+    (node, format!("127.0.0.1:{udp}").parse().unwrap())
+}
+
+fn start_edge(
+    dir: &Scratch,
+    sip: SocketAddr,
+    containers: &[(&Node, SocketAddr)],
+) -> (Proc, SocketAddr) {
+    let http = sipp::free_port(true);
+    let mut text = format!(
+        "node = \"e1\"\npublic = \"{sip}\"\n\n[listen]\nudp = [\"{sip}\"]\nhttp = \"127.0.0.1:{http}\"\n\n\
+         [health]\ninterval_ms = 200\ntimeout_ms = 200\nrise = 2\nfall = 2\n"
+    );
+    for (node, addr) in containers {
+        text.push_str(&format!(
+            "\n[[containers]]\nnode = \"{}\"\nsip = \"{addr}\"\nhttp = \"{}\"\n",
+            node.name, node.http
+        ));
+    }
+    let cfg = dir.write("edge.toml", &text);
+    let mut cmd = common::switchboard();
+    cmd.arg("edge").arg("--config").arg(&cfg);
+    let (proc, _banner) = spawn_with_banner(cmd, Duration::from_secs(20))
+        .unwrap_or_else(|e| panic!("edge did not start: {e}"));
+    (proc, format!("127.0.0.1:{http}").parse().unwrap())
+}
+
+fn sessions(node: &Node) -> Option<u64> {
+    let m = http_get(node.http, "/_sb/metrics")?;
+    metric(
+        &m,
+        &format!("sb_container_sessions{{node=\"{}\"}}", node.name),
+    )
+}
+
+fn loaded(node: &Node) -> u64 {
+    let m = http_get(node.http, "/_sb/metrics").unwrap_or_default();
+    metric(
+        &m,
+        &format!(
+            "sb_container_sessions_loaded_total{{node=\"{}\"}}",
+            node.name
+        ),
+    )
+    .unwrap_or(0)
+}
+
+#[test]
+fn held_calls_survive_a_kill_9_of_their_container() {
+    let redis = RedisServer::start();
+    let store = redis.url();
+    let dir = Scratch::new("failover");
+    let edge_sip: SocketAddr = format!("127.0.0.1:{}", sipp::free_port(false))
+        .parse()
+        .unwrap();
+
+    let mut nodes = Vec::new();
+    let mut addrs = Vec::new();
+    for name in ["c1", "c2", "c3"] {
+        let (n, a) = start_container(&dir, name, edge_sip, &store);
+        nodes.push(n);
+        addrs.push(a);
+    }
+    let pairs: Vec<(&Node, SocketAddr)> = nodes.iter().zip(addrs.iter().copied()).collect();
+    let (_edge, edge_http) = start_edge(&dir, edge_sip, &pairs);
+    drop(pairs);
+    wait_for(
+        "the edge sees three containers up",
+        Duration::from_secs(20),
+        || {
+            let m = http_get(edge_http, "/_sb/metrics")?;
+            let up = ["c1", "c2", "c3"].iter().all(|n| {
+                metric(
+                    &m,
+                    &format!("sb_edge_container_state{{node=\"{n}\",state=\"up\"}}"),
+                ) == Some(1)
+            });
+            up.then_some(())
+        },
+    );
+
+    // SIPp: CALLS held calls (6 s each), each with a re-INVITE and a BYE
+    // after the hold, all through the edge.
+    let sipp_thread = std::thread::spawn(move || {
+        let mut cmd = sipp::command();
+        cmd.args(["-sf", &common::scenario("uac-reinvite.xml")])
+            .args(["-s", "answer", "-t", "u1"])
+            .args(["-m", &CALLS.to_string(), "-r", "30", "-d", "6000"])
+            .arg(edge_sip.to_string());
+        let out = common::run(cmd, Duration::from_secs(90));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    });
+
+    // Every call is up and held: find the container holding the most.
+    let held: Vec<u64> = wait_for("all calls answered", Duration::from_secs(20), || {
+        let counts: Option<Vec<u64>> = nodes.iter().map(sessions).collect();
+        counts.filter(|c| c.iter().sum::<u64>() == u64::from(CALLS))
+    });
+    let victim = (0..nodes.len()).max_by_key(|&i| held[i]).unwrap();
+    let victim_calls = held[victim];
+    assert!(victim_calls > 0);
+    let mut proc = nodes[victim].proc.take().unwrap();
+    proc.0.kill().unwrap();
+    proc.0.wait().unwrap();
+    eprintln!(
+        "held calls per container {:?}; killed {} (SIGKILL) holding {victim_calls}",
+        held, nodes[victim].name
+    );
+
+    let out = sipp_thread.join().unwrap();
+    let (ok, failed) = sipp::counts(&out).unwrap_or_else(|| panic!("no SIPp counts:\n{out}"));
+    let survivors: Vec<&Node> = nodes.iter().filter(|n| n.proc.is_some()).collect();
+    let taken_over: u64 = survivors.iter().map(|n| loaded(n)).sum();
+    eprintln!(
+        "SIPp: {ok} calls completed (re-INVITE and BYE answered 200), {failed} failed; \
+         sessions taken over from Redis by the survivors: {taken_over}"
+    );
+    assert_eq!(
+        (ok, failed),
+        (CALLS, 0),
+        "every held call completes:\n{out}"
+    );
+    assert_eq!(
+        taken_over, victim_calls,
+        "each of the dead container's sessions was loaded once, by one survivor"
+    );
+    // The calls ended: the survivors hold nothing.
+    wait_for(
+        "the survivors' sessions end",
+        Duration::from_secs(10),
+        || {
+            survivors
+                .iter()
+                .all(|n| sessions(n) == Some(0))
+                .then_some(())
+        },
+    );
+}
