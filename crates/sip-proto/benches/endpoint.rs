@@ -7,6 +7,13 @@
 //!   retransmissions stop), with 10 000 other INVITE transactions alive, so
 //!   timer arming and matching run against a full table.
 //! * `uas_non_invite`: receive OPTIONS, respond 200.
+//! * `uas_invite_call_steady_100k`: the same call at steady state with
+//!   100 000 answered calls waiting out Timer L (64*T1 = 32 s): the clock
+//!   advances 320 µs per call, so every call arms Trying, the 2xx
+//!   retransmission and L, disarms two of them, and one older call's L
+//!   fires and ends its transaction. Timer arming, disarming and firing
+//!   run against a full table, as in a UAS at about 3,000 calls per
+//!   second.
 
 // A benchmark fails loudly when its fixture does not build.
 #![allow(clippy::expect_used, clippy::unwrap_used, missing_docs)]
@@ -45,6 +52,29 @@ fn peer() -> Peer {
     Peer {
         transport: TransportKind::Udp,
         addr: "192.0.2.1:5060".parse().expect("address"),
+    }
+}
+
+/// One call through the UAS at `t`: INVITE, 180, 200, ACK; then the
+/// timers due at `t` fire.
+fn call(ep: &mut Endpoint, t: Instant, n: u64) {
+    let invite = request("INVITE", n, None);
+    let tx = receive(ep, t, invite.clone()).expect("transaction");
+    let ringing = ResponseBuilder::for_request(&invite, 180, Some("b"))
+        .unwrap()
+        .build()
+        .unwrap();
+    ep.respond(t, tx, ringing).unwrap();
+    let ok = ResponseBuilder::for_request(&invite, 200, Some("b"))
+        .unwrap()
+        .build()
+        .unwrap();
+    ep.respond(t, tx, ok).unwrap();
+    let ack = request("ACK", n, Some("b"));
+    ep.receive(t, ack, peer());
+    ep.handle_timeout(t);
+    while let Some(o) = ep.poll_output() {
+        black_box(o);
     }
 }
 
@@ -118,5 +148,28 @@ fn bench(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, bench);
+fn steady(c: &mut Criterion) {
+    const LIVE: u64 = 100_000;
+    #[allow(clippy::disallowed_methods)]
+    let start = Instant::now();
+    let mut ep = Endpoint::new(Timers::default(), 2);
+    // 64*T1 spread over LIVE calls: one L fires per new call.
+    let step = Timers::default().t1x64() / LIVE as u32;
+    let mut n = 0u64;
+    for _ in 0..LIVE {
+        call(&mut ep, start + step * n as u32, n);
+        n += 1;
+    }
+    c.bench_function("uas_invite_call_steady_100k", |b| {
+        b.iter(|| {
+            let t = start + step * n as u32;
+            call(&mut ep, t, n);
+            n += 1;
+        });
+    });
+    // Steady: about LIVE calls still alive.
+    assert!(ep.transaction_count() <= LIVE as usize + 2);
+}
+
+criterion_group!(benches, bench, steady);
 criterion_main!(benches);

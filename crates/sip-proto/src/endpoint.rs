@@ -6,7 +6,7 @@
 //! `transport_error`, `handle_timeout`), drain [`Endpoint::poll_output`]
 //! until it returns `None`, then sleep until [`Endpoint::poll_timeout`].
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -17,10 +17,10 @@ use sip_message::{
 
 use crate::error::ProtoError;
 use crate::key::{AckKey, TxKey};
+use crate::timer_wheel::TimerWheel;
 use crate::transaction::{TimerName, Transaction, TxKind, TxState};
-use crate::types::{IdGenerator, Timers, TxId, TxIdHasher, TxMap};
+use crate::types::{IdGenerator, Timers, TxId, TxMap};
 use sip_message::Peer;
-use std::hash::BuildHasherDefault;
 
 /// Something the endpoint wants done or wants known.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -131,62 +131,8 @@ pub struct Endpoint {
     txs: TxMap<Box<Transaction>>,
     by_key: HashMap<TxKey, TxId>,
     by_ack: HashMap<AckKey, TxId>,
-    clock: TimerTable,
+    clock: TimerWheel,
     out: Outbox,
-}
-
-/// Armed timers in firing order, and each one's deadline so it can be
-/// disarmed.
-#[derive(Debug, Default)]
-struct TimerTable {
-    armed: BTreeSet<(Instant, TxId, TimerName)>,
-    deadlines: HashMap<(TxId, TimerName), Instant, BuildHasherDefault<TxIdHasher>>,
-}
-
-impl TimerTable {
-    fn arm(&mut self, tx: TxId, timer: TimerName, at: Instant) {
-        self.disarm(tx, timer);
-        self.armed.insert((at, tx, timer));
-        self.deadlines.insert((tx, timer), at);
-    }
-
-    fn disarm(&mut self, tx: TxId, timer: TimerName) {
-        if let Some(at) = self.deadlines.remove(&(tx, timer)) {
-            self.armed.remove(&(at, tx, timer));
-        }
-    }
-
-    fn is_armed(&self, tx: TxId, timer: TimerName) -> bool {
-        self.deadlines.contains_key(&(tx, timer))
-    }
-
-    fn disarm_all(&mut self, tx: TxId) {
-        let mine: Vec<(TimerName, Instant)> = self
-            .deadlines
-            .iter()
-            .filter(|((t, _), _)| *t == tx)
-            .map(|((_, name), at)| (*name, *at))
-            .collect();
-        for (name, at) in mine {
-            self.deadlines.remove(&(tx, name));
-            self.armed.remove(&(at, tx, name));
-        }
-    }
-
-    fn next(&self) -> Option<Instant> {
-        self.armed.first().map(|(at, _, _)| *at)
-    }
-
-    /// Removes and returns the earliest timer due at `now`.
-    fn pop_due(&mut self, now: Instant) -> Option<(TxId, TimerName)> {
-        let &(at, tx, timer) = self.armed.first()?;
-        if at > now {
-            return None;
-        }
-        self.armed.remove(&(at, tx, timer));
-        self.deadlines.remove(&(tx, timer));
-        Some((tx, timer))
-    }
 }
 
 /// Outputs waiting for [`Endpoint::poll_output`].
@@ -218,7 +164,7 @@ impl Endpoint {
             txs: TxMap::default(),
             by_key: HashMap::new(),
             by_ack: HashMap::new(),
-            clock: TimerTable::default(),
+            clock: TimerWheel::default(),
             out: Outbox::default(),
         }
     }
@@ -251,10 +197,14 @@ impl Endpoint {
         self.out.queue.pop_front()
     }
 
-    /// When [`Endpoint::handle_timeout`] must next be called.
+    /// When [`Endpoint::handle_timeout`] must next be called: never later
+    /// than the earliest armed timer, usually exactly its deadline (after
+    /// the earliest timer of a coarse slot was stopped it can be earlier;
+    /// calling `handle_timeout` then fires nothing and the next answer is
+    /// closer). `None` when no timer is armed.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.clock.next()
+        self.clock.next_deadline()
     }
 
     fn terminate(&mut self, id: TxId) {
@@ -358,7 +308,8 @@ impl Endpoint {
         self.by_key.insert(key, id);
         if kind == TxKind::ServerInvite {
             // §17.2.1: 100 Trying if the TU has not answered in 200 ms.
-            self.clock.arm(id, TimerName::Trying, now + self.cfg.trying);
+            self.clock
+                .arm(now, id, TimerName::Trying, now + self.cfg.trying);
         }
         self.out.event(Event::Request {
             tx: id,
@@ -385,7 +336,7 @@ impl Endpoint {
                 };
                 self.clock.disarm(id, TimerName::G);
                 self.clock.disarm(id, TimerName::H);
-                self.clock.arm(id, TimerName::I, now + wait);
+                self.clock.arm(now, id, TimerName::I, now + wait);
             }
             (TxKind::ServerInvite, TxState::Confirmed, true) => {}
             // An RFC 2543 ACK for a 2xx can carry the INVITE's branch.
@@ -526,7 +477,8 @@ impl Endpoint {
                 } else if success {
                     // RFC 6026 §7.2: Accepted; the TU sends the ACK.
                     tx.state = TxState::Accepted;
-                    self.clock.arm(id, TimerName::M, now + self.cfg.t1x64());
+                    self.clock
+                        .arm(now, id, TimerName::M, now + self.cfg.t1x64());
                     self.out.event(Event::Response {
                         tx: id,
                         response: msg,
@@ -541,7 +493,7 @@ impl Endpoint {
                         self.out.transmit(peer, ack, Some(id));
                     }
                     let wait = if reliable { Duration::ZERO } else { self.cfg.d };
-                    self.clock.arm(id, TimerName::D, now + wait);
+                    self.clock.arm(now, id, TimerName::D, now + wait);
                     self.out.event(Event::Response {
                         tx: id,
                         response: msg,
@@ -580,7 +532,7 @@ impl Endpoint {
                     } else {
                         self.cfg.t4
                     };
-                    self.clock.arm(id, TimerName::K, now + wait);
+                    self.clock.arm(now, id, TimerName::K, now + wait);
                 }
                 self.out.event(Event::Response {
                     tx: id,
@@ -645,9 +597,9 @@ impl Endpoint {
         };
         // §17.1.1.2, §17.1.2.2: retransmissions only on unreliable transports.
         if !reliable {
-            self.clock.arm(id, retransmit, now + self.cfg.t1);
+            self.clock.arm(now, id, retransmit, now + self.cfg.t1);
         }
-        self.clock.arm(id, timeout, now + self.cfg.t1x64());
+        self.clock.arm(now, id, timeout, now + self.cfg.t1x64());
         Ok(id)
     }
 
@@ -687,16 +639,18 @@ impl Endpoint {
                     // §13.3.1.4: the 2xx is retransmitted end to end (a
                     // downstream hop may be unreliable) until the ACK.
                     self.clock
-                        .arm(id, TimerName::Retransmit2xx, now + self.cfg.t1);
-                    self.clock.arm(id, TimerName::L, now + self.cfg.t1x64());
+                        .arm(now, id, TimerName::Retransmit2xx, now + self.cfg.t1);
+                    self.clock
+                        .arm(now, id, TimerName::L, now + self.cfg.t1x64());
                 } else {
                     tx.state = TxState::Completed;
                     tx.interval = self.cfg.t1;
                     self.clock.disarm(id, TimerName::Trying);
                     if !reliable {
-                        self.clock.arm(id, TimerName::G, now + self.cfg.t1);
+                        self.clock.arm(now, id, TimerName::G, now + self.cfg.t1);
                     }
-                    self.clock.arm(id, TimerName::H, now + self.cfg.t1x64());
+                    self.clock
+                        .arm(now, id, TimerName::H, now + self.cfg.t1x64());
                 }
             }
             (TxKind::ServerInvite, TxState::Accepted) if success => {
@@ -715,7 +669,7 @@ impl Endpoint {
                     } else {
                         self.cfg.t1x64()
                     };
-                    self.clock.arm(id, TimerName::J, now + wait);
+                    self.clock.arm(now, id, TimerName::J, now + wait);
                 }
             }
             (_, state) => return Err(ProtoError::InvalidState { tx: id, state }),
@@ -784,7 +738,7 @@ impl Endpoint {
         if let Some(tx) = self.txs.get_mut(&id) {
             tx.reliable_1xx = Some((bytes, self.cfg.t1, now + self.cfg.t1x64()));
             self.clock
-                .arm(id, TimerName::Reliable1xx, now + self.cfg.t1);
+                .arm(now, id, TimerName::Reliable1xx, now + self.cfg.t1);
         }
         Ok(())
     }
@@ -828,7 +782,7 @@ impl Endpoint {
         // §9.1: no final response within 64*T1 of the CANCEL: the INVITE
         // is treated as cancelled and its transaction destroyed.
         self.clock
-            .arm(invite, TimerName::Cancelled, now + self.cfg.t1x64());
+            .arm(now, invite, TimerName::Cancelled, now + self.cfg.t1x64());
         Ok(id)
     }
 
@@ -855,6 +809,7 @@ impl Endpoint {
 
     /// Fires every timer due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.clock.advance(now);
         while let Some((id, timer)) = self.clock.pop_due(now) {
             self.fire(now, id, timer);
         }
@@ -887,7 +842,7 @@ impl Endpoint {
                 tx.interval *= 2;
                 let next = now + tx.interval;
                 self.retransmit_request(id);
-                self.clock.arm(id, TimerName::A, next);
+                self.clock.arm(now, id, TimerName::A, next);
             }
             (
                 TxKind::ClientInvite,
@@ -913,7 +868,7 @@ impl Endpoint {
                 };
                 let next = now + tx.interval;
                 self.retransmit_request(id);
-                self.clock.arm(id, TimerName::E, next);
+                self.clock.arm(now, id, TimerName::E, next);
             }
             // Timer G doubles up to T2 (§17.2.1); so does the 2xx (§13.3.1.4).
             (TxKind::ServerInvite, TxState::Completed, TimerName::G)
@@ -921,7 +876,7 @@ impl Endpoint {
                 tx.interval = (tx.interval * 2).min(t2);
                 let next = now + tx.interval;
                 self.retransmit_response(id);
-                self.clock.arm(id, timer, next);
+                self.clock.arm(now, id, timer, next);
             }
             (TxKind::ServerInvite, TxState::Proceeding, TimerName::Reliable1xx) => {
                 if let Some((bytes, interval, give_up)) = tx.reliable_1xx.take() {
@@ -933,8 +888,12 @@ impl Endpoint {
                         tx.reliable_1xx = Some((bytes.clone(), interval, give_up));
                         self.out.transmit(peer, bytes, Some(id));
                         // The last wait ends at the give-up time (RFC 3262 §3: 64*T1).
-                        self.clock
-                            .arm(id, TimerName::Reliable1xx, (now + interval).min(give_up));
+                        self.clock.arm(
+                            now,
+                            id,
+                            TimerName::Reliable1xx,
+                            (now + interval).min(give_up),
+                        );
                     }
                 }
             }

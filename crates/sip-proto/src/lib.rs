@@ -12,6 +12,8 @@
 //! * `dialog`: [`Dialog`], [`Dialogs`], [`DialogId`]: §12 dialogs and their usages.
 //! * `transaction`: the state machines' data: [`TxKind`], [`TxState`], [`TimerName`].
 //! * `key`: matching keys (§17.1.3, §17.2.3) and the ACK-to-2xx key.
+//! * `timer_wheel`: the endpoint's timers on a hierarchical timing wheel
+//!   (O(1) arm and disarm, exact deadlines, time only as an argument).
 //! * `types`: [`Timers`], [`TxId`], [`IdGenerator`]; [`Peer`] and
 //!   [`TransportKind`] come from `sip-message`.
 //! * `error`: [`ProtoError`].
@@ -48,6 +50,7 @@ mod dialog;
 mod endpoint;
 mod error;
 mod key;
+mod timer_wheel;
 mod transaction;
 mod types;
 
