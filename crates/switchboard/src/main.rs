@@ -43,6 +43,11 @@ enum Command {
         /// How many containers.
         #[arg(long, default_value_t = 3)]
         containers: usize,
+        /// The session store the containers share: `memory` (in this
+        /// process) or a Redis URL (`redis://127.0.0.1:6379`, see
+        /// docs/SESSION-STORE.md).
+        #[arg(long, default_value = "memory")]
+        store: String,
     },
     /// Run one application container: from a TOML config, or (without
     /// one) the development default on --listen: registrar and proxy for
@@ -236,7 +241,8 @@ fn main() -> ExitCode {
             http,
             edges,
             containers,
-        } => servers::dev(sip, http, edges, containers),
+            store,
+        } => servers::dev(sip, http, edges, containers, &store),
         Command::Container {
             config,
             listen,

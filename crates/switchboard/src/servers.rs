@@ -214,15 +214,21 @@ fn free_udp_tcp_port() -> std::io::Result<u16> {
 }
 
 /// `switchboard dev`: a sprayer, `edges` edges and `containers` containers
-/// with the built-in applications, sharing one memory store, in this
-/// process.
-pub(crate) fn dev(sip: SocketAddr, http: SocketAddr, edges: usize, containers: usize) -> ExitCode {
+/// with the built-in applications, sharing one store (memory, or Redis
+/// when `store` is a Redis URL), in this process.
+pub(crate) fn dev(
+    sip: SocketAddr,
+    http: SocketAddr,
+    edges: usize,
+    containers: usize,
+    store: &str,
+) -> ExitCode {
     let rt = match runtime() {
         Ok(rt) => rt,
         Err(e) => return fail("dev", e),
     };
     rt.block_on(async move {
-        match run_dev(sip, http, edges.max(1), containers.max(1)).await {
+        match run_dev(sip, http, edges.max(1), containers.max(1), store).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => fail("dev", e),
         }
@@ -234,6 +240,7 @@ async fn run_dev(
     http: SocketAddr,
     n_edges: usize,
     n_containers: usize,
+    store_url: &str,
 ) -> anyhow::Result<()> {
     use anyhow::Context as _;
     // 1. The sprayer first (no edges yet): its address is the public one.
@@ -251,8 +258,10 @@ async fn run_dev(
     let public_http = spr
         .local_addr("http", sprayer::Proto::Tcp)
         .context("the sprayer has no HTTP address")?;
-    // 2. Containers, sharing one memory store.
-    let store = session_store::Store::open("memory").await?;
+    // 2. Containers, sharing one store.
+    let store = session_store::Store::open(store_url)
+        .await
+        .with_context(|| format!("session store {store_url}"))?;
     let mut cs = Vec::new();
     for i in 1..=n_containers {
         let mut cfg =
@@ -316,6 +325,7 @@ async fn run_dev(
     );
     println!("switchboard dev ready: SIP udp+tcp {public_sip} HTTP {public_http}");
     println!("  sprayer  SIP {public_sip} (UDP, TCP), HTTP {public_http}");
+    println!("  store    {} ({store_url})", store.kind());
     for (name, addr, e) in &es {
         println!(
             "  edge {name}  SIP {addr} (UDP, TCP), HTTP {}",

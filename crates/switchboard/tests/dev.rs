@@ -21,8 +21,13 @@ use common::scenario;
 /// Starts the cluster on ephemeral ports; returns it with the sprayer's
 /// SIP and HTTP addresses.
 fn dev() -> (Proc, SocketAddr, SocketAddr) {
+    dev_with(&[])
+}
+
+fn dev_with(extra: &[&str]) -> (Proc, SocketAddr, SocketAddr) {
     let mut cmd = common::switchboard();
-    cmd.args(["dev", "--sip", "127.0.0.1:0", "--http", "127.0.0.1:0"]);
+    cmd.args(["dev", "--sip", "127.0.0.1:0", "--http", "127.0.0.1:0"])
+        .args(extra);
     let (proc, line) = sip_testkit::process::spawn_with_banner(cmd, Duration::from_secs(30))
         .unwrap_or_else(|e| panic!("dev did not start: {e}"));
     // "switchboard dev ready: SIP udp+tcp A HTTP B"
@@ -48,6 +53,15 @@ fn calls(
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let (ok, failed) = sipp::counts(&text).unwrap_or_else(|| panic!("no counts:\n{text}"));
     (ok, failed, text)
+}
+
+#[test]
+fn dev_runs_on_a_redis_store() {
+    let redis = session_store::testing::RedisServer::start();
+    let (_dev, sip, _http) = dev_with(&["--store", &redis.url()]);
+    let rr = scenario("uac-rr.xml");
+    let (ok, failed, text) = calls(sip, "answer", &["-sf", &rr], "u1", 20);
+    assert_eq!((ok, failed), (20, 0), "{text}");
 }
 
 #[test]
