@@ -59,7 +59,7 @@ struct Answered {
 ///
 /// A request that carried credentials and is challenged again without
 /// `stale=true` had them refused; do not answer that challenge with the
-/// same password (RFC 3261 §22.2). [`Challenge::stale`] tells.
+/// same password (RFC 3261 §22.1). [`Challenge::stale`] tells.
 #[derive(Clone)]
 pub struct DigestClient {
     username: String,
@@ -181,7 +181,9 @@ impl DigestClient {
     }
 
     /// Credentials for another request with the nonce of the last
-    /// challenge answered, nc one higher (RFC 7616 §3.4). A server that finds the nonce expired
+    /// challenge answered, nc one higher (RFC 7616 §3.4). A proxy's
+    /// challenge (407) may be reused only within the same Call-ID
+    /// (RFC 3261 §22.3); a registrar's or UAS's (401) has no such limit. A server that finds the nonce expired
     /// answers with `stale=true`: answer that challenge again.
     ///
     /// # Errors

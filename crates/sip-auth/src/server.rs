@@ -61,7 +61,7 @@ pub enum BadCredentialsPolicy {
     /// Challenge again with a fresh nonce (the default): a UA can ask its
     /// user for another password, and a wrong password looks the same as an
     /// unknown user. A UAC does not resend credentials that were just
-    /// refused (RFC 3261 §22.2), so this does not loop.
+    /// refused (RFC 3261 §22.1), so this does not loop.
     #[default]
     Rechallenge,
     /// Answer 403 Forbidden.
