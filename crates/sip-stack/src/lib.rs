@@ -1,12 +1,23 @@
 //! `sip-stack`: the async shell around the sans-IO [`sip_proto::Endpoint`].
 //!
 //! It owns the shards and the plumbing between transports and transaction
-//! user: messages from [`sip_transport::Transports`] are steered by a hash
-//! of their Call-ID to one shard, so every message of a call is handled by
-//! the same endpoint, in order, without locks. Each shard is one task that
-//! owns its endpoint, drains its outputs after every input (sends bytes,
-//! delivers events), and sleeps once, until the endpoint's next deadline:
-//! there is no timer task per transaction.
+//! user: every message of a call is handled by the shard that owns its
+//! Call-ID (a stable hash), by the same endpoint, in order, without locks.
+//! Each shard is one task that owns its endpoint, drains its outputs after
+//! every input (sends bytes, delivers events), and sleeps once, until the
+//! endpoint's next deadline: there is no timer task per transaction (the
+//! endpoint keeps its timers on a timing wheel).
+//!
+//! UDP: with shards on threads of their own (the default), or with a
+//! single shard, each shard binds its own socket on every UDP address, on
+//! one shared port (`SO_REUSEPORT`): the kernel spreads datagrams over the
+//! shards by source; a shard reads its socket itself, up to 32 datagrams
+//! per system call, hands a message whose Call-ID another shard owns to
+//! that shard, and sends what a round of input produced in one batch
+//! (`sip_transport::ShardSocket`). Stream transports (TCP, TLS, WS) are
+//! read by [`sip_transport::Transports`] and steered to the owning shard
+//! by one task; shards without threads of their own (several on the
+//! caller's runtime) get UDP that way too.
 //!
 //! The transaction user sees:
 //! * [`StackHandle::send_request`]: starts a client transaction and returns
@@ -15,7 +26,8 @@
 //!   [`ServerTransaction`]s to answer, ACKs for 2xx, cancellations.
 //!
 //! # Layout
-//! * `shard`: the shard task, the command it takes, the events it routes.
+//! * `shard`: the shard task, the command it takes, the events it routes,
+//!   its UDP sockets and their batches.
 //! * this file: [`Stack`], [`StackHandle`], the transaction handles.
 //!
 //! # Example
@@ -38,7 +50,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use sip_message::{Peer, SipMessage, TransportKind};
 use sip_proto::{IdGenerator, Timers, TxId};
-use sip_transport::{TransportConfig, TransportError, Transports};
+use sip_transport::{ShardSocketBinding, TransportConfig, TransportError, Transports};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::shard::{Command, Shard};
@@ -269,6 +281,8 @@ impl ServerTransaction {
 pub struct StackHandle {
     shards: Arc<[mpsc::UnboundedSender<Command>]>,
     transports: Transports,
+    /// The UDP addresses the shards bound themselves (port 0 resolved).
+    udp_addrs: Arc<[SocketAddr]>,
     ids: Arc<Mutex<IdGenerator>>,
 }
 
@@ -339,10 +353,26 @@ impl StackHandle {
     /// The address bound for a transport.
     #[must_use]
     pub fn local_addr(&self, transport: TransportKind) -> Option<SocketAddr> {
-        self.transports.local_addr(transport)
+        match (transport, self.udp_addrs.first()) {
+            (TransportKind::Udp, Some(addr)) => Some(*addr),
+            _ => self.transports.local_addr(transport),
+        }
+    }
+
+    /// Every bound address: the shards' UDP sockets, then what the
+    /// transports bound.
+    #[must_use]
+    pub fn local_addrs(&self) -> Vec<Peer> {
+        let udp = self.udp_addrs.iter().map(|addr| Peer {
+            transport: TransportKind::Udp,
+            addr: *addr,
+        });
+        udp.chain(self.transports.local_addrs()).collect()
     }
 
     /// The transports, for direct use (connect with a TLS server name, ...).
+    /// UDP sockets the shards own are not among them: send UDP through
+    /// the stack.
     #[must_use]
     pub fn transports(&self) -> &Transports {
         &self.transports
@@ -351,7 +381,7 @@ impl StackHandle {
 
 /// The shard that owns a Call-ID: a stable hash, so every message of a
 /// call lands on one shard.
-fn shard_index(call_id: &str, shards: usize) -> usize {
+pub(crate) fn shard_index(call_id: &str, shards: usize) -> usize {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     call_id.hash(&mut h);
     (h.finish() % shards.max(1) as u64) as usize
@@ -366,15 +396,44 @@ pub struct Stack {
 
 impl Stack {
     /// Binds the transports on the current tokio runtime and starts the
-    /// shards, each on its own thread with a current-thread runtime.
+    /// shards, each on its own thread with a current-thread runtime (or,
+    /// without `dedicated_threads`, as tasks on the caller's runtime).
+    ///
+    /// UDP: when the shards run on threads of their own, or there is only
+    /// one, every shard binds its own socket on each UDP address (with
+    /// `SO_REUSEPORT` when there are several: the kernel spreads datagrams
+    /// over them by source) and reads and sends on it itself, in batches;
+    /// a message whose Call-ID another shard owns is handed to it. Port 0
+    /// is bound by the first shard and shared by the others. Otherwise the
+    /// transports own the UDP sockets, as they own every stream listener,
+    /// and a steering task hands each message to its shard.
     pub async fn start(config: StackConfig) -> Result<Stack, StackError> {
-        let (transports, incoming) = Transports::bind(config.transport).await?;
+        let shards_n = config.shards.max(1);
+        let mut transport = config.transport;
+        let shard_udp = config.dedicated_threads || shards_n == 1;
+        let mut udp_bindings: Vec<Vec<ShardSocketBinding>> = Vec::new();
+        if shard_udp && !transport.udp.is_empty() {
+            udp_bindings =
+                sip_transport::bind_shard_sockets(&transport.udp, shards_n, transport.reuse_port)?;
+            transport.udp.clear();
+        }
+        let udp_addrs: Arc<[SocketAddr]> = udp_bindings
+            .first()
+            .map(|b| b.iter().map(|s| s.local().addr).collect())
+            .unwrap_or_default();
+        let limits = transport.limits;
+        let (transports, incoming) = Transports::bind(transport).await?;
         let mut incoming = Some(incoming);
         let (events_tx, events) = mpsc::unbounded_channel();
         let mut seeds = IdGenerator::new(config.seed);
-        let mut shards = Vec::with_capacity(config.shards.max(1));
-        for i in 0..config.shards.max(1) {
-            let (tx, rx) = mpsc::unbounded_channel();
+        let (senders, receivers): (Vec<_>, Vec<_>) =
+            (0..shards_n).map(|_| mpsc::unbounded_channel()).unzip();
+        let peers: Arc<[mpsc::WeakUnboundedSender<Command>]> = senders
+            .iter()
+            .map(mpsc::UnboundedSender::downgrade)
+            .collect();
+        let mut udp_bindings = udp_bindings.into_iter();
+        for (i, (tx, rx)) in senders.iter().zip(receivers).enumerate() {
             let shard = Shard::new(
                 config.timers,
                 seeds.next_u64(),
@@ -382,41 +441,50 @@ impl Stack {
                 tx.downgrade(),
                 events_tx.clone(),
             );
+            let udp = udp_bindings.next().unwrap_or_default();
+            let register = |udp: Vec<ShardSocketBinding>| {
+                udp.into_iter()
+                    .map(|b| b.register(limits))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(StackError::Runtime)
+            };
+            let others = (shards_n > 1).then(|| Arc::clone(&peers));
             if config.dedicated_threads {
                 // One thread and one current-thread runtime per shard: the
-                // endpoint, its timers and its peer writers never migrate,
-                // and a call's messages are handled on one core.
+                // endpoint, its timers, its UDP sockets and its peer
+                // writers never migrate, and a call's messages are handled
+                // on one core.
                 let runtime = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
                     .map_err(StackError::Runtime)?;
+                let sockets = {
+                    let _on = runtime.enter();
+                    register(udp)?
+                };
+                let shard = shard.with_udp(sockets, i, others);
                 std::thread::Builder::new()
                     .name(format!("sip-shard-{i}"))
                     .spawn(move || runtime.block_on(shard.run(rx, None)))
                     .map_err(StackError::Runtime)?;
             } else {
+                let shard = shard.with_udp(register(udp)?, i, others);
                 // A single shard on the user's runtime reads the transports
                 // itself; several need the steering task below.
-                let direct = (config.shards.max(1) == 1)
-                    .then(|| incoming.take())
-                    .flatten();
+                let direct = (shards_n == 1).then(|| incoming.take()).flatten();
                 tokio::spawn(shard.run(rx, direct));
             }
-            shards.push(tx);
         }
         let handle = StackHandle {
-            shards: shards.into(),
+            shards: senders.into(),
             transports,
+            udp_addrs,
             ids: Arc::new(Mutex::new(IdGenerator::new(seeds.next_u64()))),
         };
-        // Steer every received message to the shard that owns its Call-ID.
-        // Weak senders: the stack stops (shards end, transports close) once
-        // the user has dropped every handle.
-        let steer: Vec<_> = handle
-            .shards
-            .iter()
-            .map(mpsc::UnboundedSender::downgrade)
-            .collect();
+        // Steer every message the transports receive to the shard that
+        // owns its Call-ID. Weak senders: the stack stops (shards end,
+        // transports close) once the user has dropped every handle.
+        let steer = peers;
         let Some(mut incoming) = incoming else {
             return Ok(Stack { handle, events });
         };
@@ -459,5 +527,91 @@ mod tests {
             .map(|i| shard_index(&format!("call-{i}"), 4))
             .collect();
         assert_eq!(used.len(), 4);
+    }
+
+    /// A message read on one shard's socket whose Call-ID another shard
+    /// owns is handled by the owner: deterministic here, since only shard
+    /// 0's socket is known to the sender; shard 1 answers from its own
+    /// (other) port, which shows who handled it.
+    #[tokio::test]
+    #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    async fn a_message_read_by_another_shard_reaches_its_owner() {
+        use sip_message::ResponseBuilder;
+        use std::time::Duration;
+
+        let wait = Duration::from_secs(5);
+        let (transports, _incoming) = Transports::bind(TransportConfig::default()).await.unwrap();
+        let bind = || {
+            let b = sip_transport::bind_shard_sockets(&["127.0.0.1:0".parse().unwrap()], 1, false)
+                .unwrap();
+            b.into_iter()
+                .flatten()
+                .map(|b| {
+                    b.register(sip_transport::TransportLimits::default())
+                        .unwrap()
+                })
+                .collect::<Vec<_>>()
+        };
+        let (a, b) = (bind(), bind());
+        let (a_addr, b_addr) = (a[0].local().addr, b[0].local().addr);
+        let (events_tx, mut events) = mpsc::unbounded_channel();
+        let (senders, receivers): (Vec<_>, Vec<_>) =
+            (0..2).map(|_| mpsc::unbounded_channel::<Command>()).unzip();
+        let peers: Arc<[mpsc::WeakUnboundedSender<Command>]> = senders
+            .iter()
+            .map(mpsc::UnboundedSender::downgrade)
+            .collect();
+        for (i, (rx, udp)) in receivers.into_iter().zip([a, b]).enumerate() {
+            let shard = Shard::new(
+                Timers::default(),
+                i as u64,
+                transports.clone(),
+                senders[i].downgrade(),
+                events_tx.clone(),
+            )
+            .with_udp(udp, i, Some(Arc::clone(&peers)));
+            tokio::spawn(shard.run(rx, None));
+        }
+        let raw = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let from = raw.local_addr().unwrap();
+        for owner in [1, 0] {
+            let call_id = (0..)
+                .map(|n| format!("owned-{n}"))
+                .find(|c| shard_index(c, 2) == owner)
+                .unwrap();
+            let options = format!(
+                "OPTIONS sip:x@{a_addr} SIP/2.0\r\n\
+                 Via: SIP/2.0/UDP {from};rport;branch=z9hG4bK{owner}x\r\n\
+                 Max-Forwards: 70\r\n\
+                 To: <sip:x@{a_addr}>\r\n\
+                 From: <sip:t@{from}>;tag=1\r\n\
+                 Call-ID: {call_id}\r\n\
+                 CSeq: 1 OPTIONS\r\n\
+                 Content-Length: 0\r\n\r\n"
+            );
+            raw.send_to(options.as_bytes(), a_addr).await.unwrap();
+            let Ok(Some(StackEvent::Request(tx))) = tokio::time::timeout(wait, events.recv()).await
+            else {
+                panic!("no request");
+            };
+            let ok = ResponseBuilder::for_request(tx.request(), 200, Some("s"))
+                .unwrap()
+                .build()
+                .unwrap();
+            tx.respond(ok);
+            let mut buf = vec![0u8; 4096];
+            let (n, src) = tokio::time::timeout(wait, raw.recv_from(&mut buf))
+                .await
+                .expect("an answer")
+                .unwrap();
+            assert!(
+                std::str::from_utf8(&buf[..n])
+                    .unwrap()
+                    .starts_with("SIP/2.0 200")
+            );
+            let expected = if owner == 1 { b_addr } else { a_addr };
+            assert_eq!(src, expected, "the owner (shard {owner}) answered");
+        }
+        drop(senders);
     }
 }

@@ -2,11 +2,14 @@
 //! the transports and to the transaction user.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::task::Poll;
 
 use bytes::Bytes;
 use sip_message::{Peer, SipMessage};
 use sip_proto::{Endpoint, Event, Output, ProtoError, TimerName, Timers, TxId, TxMap};
-use sip_transport::{Incoming, Transports};
+use sip_transport::{Incoming, ShardSocket, Transports};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tracing::{debug, warn};
@@ -41,6 +44,10 @@ pub(crate) enum Command {
     Abandon(TxId),
 }
 
+/// How many more commands a shard takes after one, before it sends what
+/// they produced (one `sendmmsg` for the lot).
+const COMMAND_BATCH: usize = 64;
+
 /// How long a peer writer task waits for the next message before it ends.
 const WRITER_IDLE: std::time::Duration = std::time::Duration::from_secs(30);
 
@@ -67,6 +74,26 @@ pub(crate) struct Shard {
     /// Maps the endpoint's monotonic clock onto tokio's.
     epoch: Instant,
     epoch_std: std::time::Instant,
+    /// The UDP sockets this shard reads and sends from itself (one per
+    /// configured UDP address; empty when the transports own UDP).
+    udp: Vec<ShardSocket>,
+    /// Per socket of `udp`: datagrams waiting to be sent in one batch, and
+    /// the transaction each belongs to.
+    udp_out: Vec<UdpQueue>,
+    /// Messages of the last batch read.
+    received: Vec<Incoming>,
+    /// This shard's place among `shards`, which owns a Call-ID, and the
+    /// way to hand it a message read on this shard's socket.
+    index: usize,
+    shards: Option<Arc<[mpsc::WeakUnboundedSender<Command>]>>,
+}
+
+/// Datagrams for one socket, sent together.
+#[derive(Debug, Default)]
+struct UdpQueue {
+    datagrams: Vec<(SocketAddr, Bytes)>,
+    txs: Vec<Option<TxId>>,
+    failed: Vec<(usize, sip_transport::TransportError)>,
 }
 
 impl Shard {
@@ -91,7 +118,28 @@ impl Shard {
             writers: HashMap::new(),
             epoch,
             epoch_std: epoch.into_std(),
+            udp: Vec::new(),
+            udp_out: Vec::new(),
+            received: Vec::new(),
+            index: 0,
+            shards: None,
         }
+    }
+
+    /// Gives the shard UDP sockets of its own to read and send from, and
+    /// (with several shards) its index and every shard's command sender,
+    /// so a message read here whose Call-ID another shard owns reaches it.
+    pub(crate) fn with_udp(
+        mut self,
+        sockets: Vec<ShardSocket>,
+        index: usize,
+        shards: Option<Arc<[mpsc::WeakUnboundedSender<Command>]>>,
+    ) -> Shard {
+        self.udp_out = sockets.iter().map(|_| UdpQueue::default()).collect();
+        self.udp = sockets;
+        self.index = index;
+        self.shards = shards;
+        self
     }
 
     /// The endpoint's notion of now. Tokio's clock (which tests can pause)
@@ -106,6 +154,7 @@ impl Shard {
 
     /// Runs the shard. With `incoming`, the shard reads the transports
     /// itself (a single shard sharing the user's thread: no steering hop).
+    /// Its own UDP sockets (see [`Shard::with_udp`]) it always reads itself.
     pub(crate) async fn run(
         mut self,
         mut commands: mpsc::UnboundedReceiver<Command>,
@@ -125,11 +174,29 @@ impl Shard {
                     None => std::future::pending().await,
                 }
             };
+            let sockets = &self.udp;
+            let readable = std::future::poll_fn(|cx| {
+                for (i, socket) in sockets.iter().enumerate() {
+                    if socket.poll_recv_ready(cx).is_ready() {
+                        return Poll::Ready(i);
+                    }
+                }
+                Poll::Pending
+            });
             tokio::select! {
                 cmd = commands.recv() => {
                     let Some(cmd) = cmd else { break };
                     self.command(cmd).await;
+                    self.drain().await;
+                    // Take what else is waiting, so its datagrams leave in
+                    // one batch.
+                    for _ in 0..COMMAND_BATCH {
+                        let Ok(cmd) = commands.try_recv() else { break };
+                        self.command(cmd).await;
+                        self.drain().await;
+                    }
                 }
+                i = readable => self.read_udp(i).await,
                 m = received => match m {
                     Some(m) => self.command(Command::Receive(m)).await,
                     // The transports closed: nothing more will arrive.
@@ -138,6 +205,80 @@ impl Shard {
                 () = sleep => {
                     let now = self.now();
                     self.endpoint.handle_timeout(now);
+                }
+            }
+            self.drain().await;
+            self.flush_udp().await;
+        }
+    }
+
+    /// Reads one batch from the shard's UDP socket `i`: messages whose
+    /// Call-ID this shard owns go to its endpoint, the others to the shard
+    /// that owns them.
+    async fn read_udp(&mut self, i: usize) {
+        let mut batch = std::mem::take(&mut self.received);
+        if let Some(socket) = self.udp.get_mut(i)
+            && let Err(error) = socket.try_recv_batch(&mut batch)
+        {
+            // E.g. an ICMP error reported for an earlier send.
+            debug!(socket = %socket.local(), %error, "UDP receive error");
+        }
+        for m in batch.drain(..) {
+            if let Some(shards) = &self.shards {
+                let owner = m
+                    .message
+                    .call_id()
+                    .map_or(0, |c| crate::shard_index(c, shards.len()));
+                if owner != self.index {
+                    if let Some(shard) = shards
+                        .get(owner)
+                        .and_then(mpsc::WeakUnboundedSender::upgrade)
+                    {
+                        let _ = shard.send(Command::Receive(m));
+                    }
+                    continue;
+                }
+            }
+            self.command(Command::Receive(m)).await;
+            self.drain().await;
+        }
+        self.received = batch;
+    }
+
+    /// Sends the datagrams queued on the shard's sockets, a batch per
+    /// system call; a transaction whose datagram could not be sent hears
+    /// of it (and what that produces is sent too).
+    async fn flush_udp(&mut self) {
+        // Bounded: each round only sends what the failures of the last
+        // one produced.
+        for _ in 0..4 {
+            let mut any_failed = false;
+            for (socket, queue) in self.udp.iter().zip(self.udp_out.iter_mut()) {
+                if queue.datagrams.is_empty() {
+                    continue;
+                }
+                socket.send_batch(&queue.datagrams, &mut queue.failed).await;
+                queue.datagrams.clear();
+                any_failed |= !queue.failed.is_empty();
+            }
+            if !any_failed {
+                for queue in &mut self.udp_out {
+                    queue.txs.clear();
+                }
+                return;
+            }
+            let now = self.now();
+            for q in 0..self.udp_out.len() {
+                let Some(queue) = self.udp_out.get_mut(q) else {
+                    continue;
+                };
+                let failed: Vec<_> = queue.failed.drain(..).collect();
+                let txs = std::mem::take(&mut queue.txs);
+                for (idx, error) in failed {
+                    warn!(%error, "send failed");
+                    if let Some(Some(id)) = txs.get(idx) {
+                        self.endpoint.transport_error(now, *id);
+                    }
                 }
             }
             self.drain().await;
@@ -200,6 +341,29 @@ impl Shard {
     /// Sends: UDP at once (a datagram never waits for a peer); stream
     /// transports through the peer's writer task.
     async fn transmit(&mut self, peer: Peer, bytes: Bytes, tx: Option<TxId>, local: Option<Peer>) {
+        if peer.transport == sip_message::TransportKind::Udp && !self.udp.is_empty() {
+            // From the socket the request arrived on (the same address on
+            // every shard), else the first of the peer's address family;
+            // sent with the rest of this round's datagrams.
+            let found = local
+                .and_then(|l| self.udp.iter().position(|s| s.local().addr == l.addr))
+                .or_else(|| {
+                    self.udp
+                        .iter()
+                        .position(|s| s.local().addr.is_ipv4() == peer.addr.is_ipv4())
+                });
+            if let Some(queue) = found.and_then(|i| self.udp_out.get_mut(i)) {
+                queue.datagrams.push((peer.addr, bytes));
+                queue.txs.push(tx);
+                return;
+            }
+            warn!(%peer, "no UDP socket for this address family: not sent");
+            if let Some(id) = tx {
+                let now = self.now();
+                self.endpoint.transport_error(now, id);
+            }
+            return;
+        }
         if peer.transport == sip_message::TransportKind::Udp {
             let sent = match local {
                 Some(local) => self.transports.send_from(local, peer, bytes).await,

@@ -74,6 +74,9 @@
 //!   connection table, [`Incoming`].
 //! * `config`: [`TransportConfig`], [`TransportLimits`].
 //! * `udp`: UDP sockets and their receive loops.
+//! * `shard_udp`: UDP sockets owned by the stack's shards, one per shard
+//!   on a shared port (`SO_REUSEPORT`), read with `recvmmsg` and written
+//!   with `sendmmsg`: [`bind_shard_sockets`], [`ShardSocket`].
 //! * `listener`: stream listeners, accept, inbound handshakes.
 //! * `connection`: the reader and writer of a TCP or TLS connection,
 //!   framing, keepalives, the idle timer.
@@ -93,8 +96,8 @@
 //! runtime keeps its sockets on its core.
 //!
 //! # Not yet
-//! * UDP receives one datagram per system call (`recvmmsg` batching would
-//!   need `unsafe` or a new dependency; measure first).
+//! * The UDP sockets of [`Transports`] receive one datagram per system
+//!   call; the shards' own sockets ([`ShardSocket`]) batch.
 //! * Two sends racing to a peer with no connection may open two; the
 //!   newer one takes the table slot and the older idles out.
 //! * Connections are found by remote address only: no aliases (RFC 5923)
@@ -109,6 +112,8 @@
 //!   `rustls::pki_types` reads PEM.
 //! * `tokio-tungstenite`: the WebSocket handshake and framing (RFC 6455);
 //!   `futures-util` for its `Stream` and `Sink`.
+//! * `nix` (Linux): safe `recvmmsg` / `sendmmsg` for [`ShardSocket`]
+//!   (why not `quinn-udp`: see `shard_udp`).
 //! * `bytes`: messages travel as [`Bytes`](bytes::Bytes) from socket to
 //!   parser to consumer without copies on streams.
 //! * `tracing`: logs; `thiserror`: [`TransportError`].
@@ -119,6 +124,7 @@ mod connection;
 mod error;
 mod io;
 mod listener;
+mod shard_udp;
 mod tls;
 mod transports;
 mod udp;
@@ -126,6 +132,7 @@ mod ws;
 
 pub use config::{TransportConfig, TransportLimits};
 pub use error::TransportError;
+pub use shard_udp::{BATCH, ShardSocket, ShardSocketBinding, bind_shard_sockets};
 pub use sip_message::{Peer, TransportKind};
 pub use sip_message::{ViaStamp, response_peer, via_stamp};
 pub use tls::{TlsClient, TlsServer};

@@ -21,6 +21,11 @@ const MAX_DATAGRAM: usize = 65_535;
 /// Binds a UDP socket; `SO_REUSEPORT` when asked, so several shards can
 /// bind one port and the kernel spreads datagrams over them by flow.
 pub(crate) fn bind(addr: SocketAddr, reuse_port: bool) -> io::Result<UdpSocket> {
+    UdpSocket::from_std(bind_std(addr, reuse_port)?)
+}
+
+/// Binds a non-blocking UDP socket, not yet attached to a runtime.
+pub(crate) fn bind_std(addr: SocketAddr, reuse_port: bool) -> io::Result<std::net::UdpSocket> {
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
     set_reuse_port(&socket, reuse_port)?;
     if addr.is_ipv6() {
@@ -34,7 +39,7 @@ pub(crate) fn bind(addr: SocketAddr, reuse_port: bool) -> io::Result<UdpSocket> 
         tracing::debug!(%addr, "could not enlarge the UDP receive buffer");
     }
     socket.bind(&addr.into())?;
-    UdpSocket::from_std(socket.into())
+    Ok(socket.into())
 }
 
 /// The UDP receive buffer asked for.

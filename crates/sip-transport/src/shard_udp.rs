@@ -1,0 +1,361 @@
+//! UDP sockets owned by the stack's shards, read and written in batches.
+//!
+//! [`Transports`](crate::Transports) gives each UDP address one socket and
+//! one receiving task that hands messages to a channel. A shard of the
+//! stack can instead own its UDP sockets: [`bind_shard_sockets`] binds one
+//! socket per shard on the same address with `SO_REUSEPORT`, so the kernel
+//! spreads datagrams over them by flow (source address and port); each
+//! shard turns its [`ShardSocketBinding`]s into [`ShardSocket`]s on its own
+//! runtime and reads them itself, with no task and no channel between the
+//! socket and the transaction layer. All the sockets of an address share
+//! its port, so a peer sees answers come from the address it sent to,
+//! whichever shard sends them (RFC 3581 §4).
+//!
+//! # Batches
+//! On Linux one `recvmmsg(2)` reads up to [`BATCH`] datagrams and one
+//! `sendmmsg(2)` sends up to [`BATCH`], each to its own destination: a UAS
+//! answers many peers, so segmentation offload (GSO, which needs one
+//! destination per batch) does not apply to SIP's responses, and
+//! `sendmmsg` does. The system calls come from the `nix` crate's safe
+//! wrappers (this workspace forbids `unsafe`). `quinn-udp`, the other
+//! candidate, batches receives with `recvmmsg` but sends one datagram (or
+//! one GSO train to one destination) per call, which would leave half the
+//! system calls in place. Elsewhere the same API loops over
+//! `recv_from` / `send_to` without blocking.
+//!
+//! A datagram is one message (RFC 3261 §18.3); what does not parse is
+//! dropped and logged at `debug`, an oversized one at `warn`, as on the
+//! other UDP path.
+
+use std::io;
+use std::net::SocketAddr;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use sip_message::{ParseError, Peer, SipMessage, Transport, TransportKind};
+use tokio::io::Interest;
+use tokio::net::UdpSocket;
+use tracing::{debug, trace, warn};
+
+use crate::config::TransportLimits;
+use crate::transports::Incoming;
+use crate::{TransportError, udp};
+
+/// Datagrams read or sent per system call at most.
+pub const BATCH: usize = 32;
+
+/// The largest UDP payload (IPv4: 65,507 bytes; IPv6: 65,527), rounded up.
+const MAX_DATAGRAM: usize = 65_535;
+
+/// A bound UDP socket not yet attached to a runtime: it can move to the
+/// shard's thread, where [`ShardSocketBinding::register`] attaches it.
+#[derive(Debug)]
+pub struct ShardSocketBinding {
+    socket: std::net::UdpSocket,
+    local: Peer,
+}
+
+impl ShardSocketBinding {
+    /// The bound address.
+    #[must_use]
+    pub fn local(&self) -> Peer {
+        self.local
+    }
+
+    /// Attaches the socket to the current tokio runtime (call it on the
+    /// runtime that will read it).
+    pub fn register(self, limits: TransportLimits) -> io::Result<ShardSocket> {
+        let socket = UdpSocket::from_std(self.socket)?;
+        // No datagram is larger than 64 KiB, whatever the configured limit.
+        let max = (limits.message.max_message_size as usize).min(MAX_DATAGRAM);
+        Ok(ShardSocket {
+            socket,
+            local: self.local,
+            limits,
+            max,
+            // One byte more than the limit tells an oversized datagram from
+            // one that fits.
+            bufs: vec![vec![0u8; max + 1]; BATCH],
+            meta: Vec::with_capacity(BATCH),
+        })
+    }
+}
+
+/// Binds `shards` UDP sockets on each address in `addrs`, all with
+/// `SO_REUSEPORT` when `shards > 1` (else when `reuse_port` says so).
+/// Port 0 is resolved by the first socket of an address; the others bind
+/// the port it got. Returns, per shard, one binding per address, in the
+/// order of `addrs`.
+pub fn bind_shard_sockets(
+    addrs: &[SocketAddr],
+    shards: usize,
+    reuse_port: bool,
+) -> Result<Vec<Vec<ShardSocketBinding>>, TransportError> {
+    let shards = shards.max(1);
+    let reuse_port = reuse_port || shards > 1;
+    let mut out: Vec<Vec<ShardSocketBinding>> = (0..shards).map(|_| Vec::new()).collect();
+    for &addr in addrs {
+        let mut bound = addr;
+        for shard in &mut out {
+            let err = |source| TransportError::Bind {
+                transport: TransportKind::Udp,
+                addr,
+                source,
+            };
+            let socket = udp::bind_std(bound, reuse_port).map_err(err)?;
+            bound = socket.local_addr().map_err(err)?;
+            shard.push(ShardSocketBinding {
+                socket,
+                local: Peer {
+                    transport: TransportKind::Udp,
+                    addr: bound,
+                },
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// A UDP socket read and written by one shard, in batches.
+#[derive(Debug)]
+pub struct ShardSocket {
+    socket: UdpSocket,
+    local: Peer,
+    limits: TransportLimits,
+    max: usize,
+    bufs: Vec<Vec<u8>>,
+    /// Per datagram of the last batch: its buffer, length and source.
+    meta: Vec<(usize, usize, Option<SocketAddr>)>,
+}
+
+impl ShardSocket {
+    /// The bound address (port 0 resolved).
+    #[must_use]
+    pub fn local(&self) -> Peer {
+        self.local
+    }
+
+    /// Ready when the socket may have datagrams to read (wakes the task
+    /// when it has).
+    pub fn poll_recv_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.socket.poll_recv_ready(cx)
+    }
+
+    /// Reads what is waiting, up to [`BATCH`] datagrams, without blocking;
+    /// each one that parses is appended to `out`. Returns how many
+    /// datagrams were read (parsed or not); `Ok(0)` when none was waiting.
+    /// An error is the socket's (e.g. an ICMP error reported for an
+    /// earlier send); the socket stays usable.
+    pub fn try_recv_batch(&mut self, out: &mut Vec<Incoming>) -> io::Result<usize> {
+        let ShardSocket {
+            socket, bufs, meta, ..
+        } = self;
+        let socket = &*socket;
+        meta.clear();
+        match socket.try_io(Interest::READABLE, || recv_many(socket, bufs, meta)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(0),
+            Err(e) => return Err(e),
+        }
+        let read = self.meta.len();
+        for &(i, len, addr) in &self.meta {
+            let Some(addr) = addr else { continue };
+            let source = Peer {
+                transport: TransportKind::Udp,
+                addr,
+            };
+            if len > self.max {
+                warn!(%source, limit = self.max, "max_message_size exceeded: datagram dropped");
+                continue;
+            }
+            let data = self
+                .bufs
+                .get(i)
+                .and_then(|b| b.get(..len))
+                .unwrap_or_default();
+            let data = Bytes::copy_from_slice(data);
+            match SipMessage::parse_with(data, Transport::Datagram, &self.limits.message) {
+                Ok(message) => {
+                    debug!(
+                        %source,
+                        start_line = message.start_line_str(),
+                        "received"
+                    );
+                    out.push(Incoming {
+                        message,
+                        source,
+                        local: self.local,
+                    });
+                }
+                // A CRLF keepalive datagram, or nothing.
+                Err(ParseError::Empty) => trace!(%source, "empty datagram"),
+                Err(error) => debug!(%source, %error, "malformed datagram dropped"),
+            }
+        }
+        Ok(read)
+    }
+
+    /// Sends every datagram of `batch` (destination, bytes), [`BATCH`] per
+    /// system call, waiting while the socket's send buffer is full. A
+    /// datagram the system refuses, or larger than the message size limit,
+    /// is reported in `failed` with its index in `batch`; the rest are
+    /// still sent.
+    pub async fn send_batch(
+        &self,
+        batch: &[(SocketAddr, Bytes)],
+        failed: &mut Vec<(usize, TransportError)>,
+    ) {
+        let limit = self.limits.message.max_message_size;
+        let mut start = 0;
+        while start < batch.len() {
+            // Up to BATCH datagrams that fit the limit, from `start` on.
+            let mut end = start;
+            while end < batch.len() && end - start < BATCH {
+                match batch.get(end) {
+                    Some((_, b)) if b.len() <= limit as usize => end += 1,
+                    _ => break,
+                }
+            }
+            if end == start {
+                if let Some((addr, b)) = batch.get(start) {
+                    failed.push((
+                        start,
+                        TransportError::MessageTooLarge {
+                            size: b.len(),
+                            limit,
+                        },
+                    ));
+                    debug!(peer = %addr, "datagram over max_message_size not sent");
+                }
+                start += 1;
+                continue;
+            }
+            let chunk = batch.get(start..end).unwrap_or_default();
+            match self.send_chunk(chunk).await {
+                Ok(sent) => start += sent.max(1),
+                Err(source) => {
+                    // The system refused the first datagram of the chunk.
+                    let peer = Peer {
+                        transport: TransportKind::Udp,
+                        addr: chunk.first().map_or(self.local.addr, |(a, _)| *a),
+                    };
+                    failed.push((start, TransportError::Send { peer, source }));
+                    start += 1;
+                }
+            }
+        }
+    }
+
+    /// Sends a prefix of `chunk` (non-empty) in one system call once the
+    /// socket is writable; how many were sent.
+    async fn send_chunk(&self, chunk: &[(SocketAddr, Bytes)]) -> io::Result<usize> {
+        loop {
+            self.socket.writable().await?;
+            match self
+                .socket
+                .try_io(Interest::WRITABLE, || send_many(&self.socket, chunk))
+            {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                other => return other,
+            }
+        }
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn recv_many(
+    socket: &UdpSocket,
+    bufs: &mut [Vec<u8>],
+    meta: &mut Vec<(usize, usize, Option<SocketAddr>)>,
+) -> io::Result<()> {
+    use std::io::IoSliceMut;
+    use std::os::fd::AsRawFd;
+
+    use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg};
+
+    let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(bufs.len(), None);
+    let mut iovs: Vec<[IoSliceMut<'_>; 1]> = bufs
+        .iter_mut()
+        .map(|b| [IoSliceMut::new(b.as_mut_slice())])
+        .collect();
+    let results = recvmmsg(
+        socket.as_raw_fd(),
+        &mut headers,
+        iovs.iter_mut(),
+        MsgFlags::MSG_DONTWAIT,
+        None,
+    )
+    .map_err(io::Error::from)?;
+    for (i, r) in results.enumerate() {
+        meta.push((i, r.bytes, r.address.and_then(|a| to_std(&a))));
+    }
+    if meta.is_empty() {
+        return Err(io::ErrorKind::WouldBlock.into());
+    }
+    Ok(())
+}
+
+#[cfg(target_os = "linux")]
+fn to_std(a: &nix::sys::socket::SockaddrStorage) -> Option<SocketAddr> {
+    if let Some(v4) = a.as_sockaddr_in() {
+        return Some(SocketAddr::V4((*v4).into()));
+    }
+    a.as_sockaddr_in6().map(|v6| SocketAddr::V6((*v6).into()))
+}
+
+#[cfg(target_os = "linux")]
+fn send_many(socket: &UdpSocket, chunk: &[(SocketAddr, Bytes)]) -> io::Result<usize> {
+    use std::io::IoSlice;
+    use std::os::fd::AsRawFd;
+
+    use nix::sys::socket::{ControlMessage, MsgFlags, MultiHeaders, SockaddrStorage, sendmmsg};
+
+    let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(chunk.len(), None);
+    let iovs: Vec<[IoSlice<'_>; 1]> = chunk.iter().map(|(_, b)| [IoSlice::new(b)]).collect();
+    let addrs: Vec<Option<SockaddrStorage>> = chunk
+        .iter()
+        .map(|(a, _)| Some(SockaddrStorage::from(*a)))
+        .collect();
+    let none: [ControlMessage<'_>; 0] = [];
+    let sent = sendmmsg(
+        socket.as_raw_fd(),
+        &mut headers,
+        &iovs,
+        &addrs,
+        none,
+        MsgFlags::MSG_DONTWAIT,
+    )
+    .map_err(io::Error::from)?;
+    Ok(sent.count())
+}
+
+/// Without `recvmmsg`: `recv_from` until the batch is full or nothing waits.
+#[cfg(not(target_os = "linux"))]
+fn recv_many(
+    socket: &UdpSocket,
+    bufs: &mut [Vec<u8>],
+    meta: &mut Vec<(usize, usize, Option<SocketAddr>)>,
+) -> io::Result<()> {
+    for (i, buf) in bufs.iter_mut().enumerate() {
+        match socket.try_recv_from(buf) {
+            Ok((len, addr)) => meta.push((i, len, Some(addr))),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock && !meta.is_empty() => break,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Without `sendmmsg`: one `send_to` per datagram.
+#[cfg(not(target_os = "linux"))]
+fn send_many(socket: &UdpSocket, chunk: &[(SocketAddr, Bytes)]) -> io::Result<usize> {
+    let mut sent = 0;
+    for (addr, bytes) in chunk {
+        match socket.try_send_to(bytes, *addr) {
+            Ok(_) => sent += 1,
+            Err(e) if sent == 0 => return Err(e),
+            Err(_) => break,
+        }
+    }
+    Ok(sent)
+}
