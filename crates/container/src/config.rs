@@ -18,6 +18,8 @@
 //! answer = true
 //! answer_user = "answer"
 //! ring = true
+//! b2bua = true
+//! b2bua_prefix = "b2bua-"
 //!
 //! [registrar]
 //! min_expires = 60
@@ -103,6 +105,18 @@ pub struct AppsConfig {
     /// Whether the test service sends 180 before its 200. Default on.
     #[serde(default = "yes")]
     pub ring: bool,
+    /// The B2BUA service: an INVITE for `<b2bua_prefix><user>@domain` is
+    /// answered back to back, leg B going to `<user>`'s registered
+    /// contact. Default on.
+    #[serde(default = "yes")]
+    pub b2bua: bool,
+    /// The user prefix of the B2BUA service. Default `b2bua-`.
+    #[serde(default = "b2bua_prefix")]
+    pub b2bua_prefix: String,
+}
+
+fn b2bua_prefix() -> String {
+    "b2bua-".to_owned()
 }
 
 fn yes() -> bool {
@@ -121,6 +135,8 @@ impl Default for AppsConfig {
             answer: true,
             answer_user: answer_user(),
             ring: true,
+            b2bua: true,
+            b2bua_prefix: b2bua_prefix(),
         }
     }
 }

@@ -162,6 +162,19 @@ fn app_router(config: &ContainerConfig, store: &session_store::Store) -> AppRout
             .with_state("answer", apps::answer::Answer { ring: a.ring });
         router = router.route(Rule::any().user(&a.answer_user), answer);
     }
+    if a.b2bua && !a.b2bua_prefix.is_empty() {
+        let b2bua = SipRouter::new().invite(apps::b2bua::on_invite).with_state(
+            "b2bua",
+            apps::b2bua::B2bua {
+                location: location.clone(),
+                prefix: a.b2bua_prefix.clone(),
+            },
+        );
+        router = router.route(
+            Rule::methods(&["INVITE"]).user_prefix(&a.b2bua_prefix),
+            b2bua,
+        );
+    }
     if a.registrar {
         let registrar = SipRouter::new()
             .register(apps::registrar::on_register)

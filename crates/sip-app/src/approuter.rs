@@ -15,6 +15,7 @@ use crate::Application;
 pub struct Rule {
     methods: Option<Vec<String>>,
     user: Option<String>,
+    user_prefix: Option<String>,
 }
 
 impl Rule {
@@ -29,7 +30,7 @@ impl Rule {
     pub fn methods(methods: &[&str]) -> Rule {
         Rule {
             methods: Some(methods.iter().map(|m| (*m).to_owned()).collect()),
-            user: None,
+            ..Rule::default()
         }
     }
 
@@ -40,11 +41,23 @@ impl Rule {
         self
     }
 
+    /// And only Request-URI users that start with `prefix` (a service
+    /// prefix such as `b2bua-`).
+    #[must_use]
+    pub fn user_prefix(mut self, prefix: &str) -> Rule {
+        self.user_prefix = Some(prefix.to_owned());
+        self
+    }
+
     fn matches(&self, method: &str, user: Option<&str>) -> bool {
         self.methods
             .as_ref()
             .is_none_or(|ms| ms.iter().any(|m| m == method))
             && self.user.as_deref().is_none_or(|u| Some(u) == user)
+            && self
+                .user_prefix
+                .as_deref()
+                .is_none_or(|p| user.is_some_and(|u| u.starts_with(p)))
     }
 }
 

@@ -589,6 +589,7 @@ async fn run_handler(
         .map(|m| m.as_str().to_owned())
         .unwrap_or_default();
     let source = tx.source();
+    let relay_copy = in_dialog.then(|| request.clone());
     let slot = Arc::new(TxSlot::default());
     *slot.tx.lock().unwrap_or_else(PoisonError::into_inner) = Some(tx);
     let req = IncomingRequest {
@@ -611,7 +612,15 @@ async fn run_handler(
     if let Some(tx) = slot.take() {
         shared.stats.default_answers.fetch_add(1, Ordering::Relaxed);
         match outcome {
-            None => default_answer(shared, cell, &tx, &method, app, in_dialog),
+            None => match relay_copy {
+                // Inside a B2BUA call: to the other leg.
+                Some(r) => {
+                    if let Err(tx) = crate::b2bua::relay(shared, cell, tx, &r).await {
+                        default_answer(shared, cell, &tx, &method, app, in_dialog);
+                    }
+                }
+                None => default_answer(shared, cell, &tx, &method, app, in_dialog),
+            },
             Some(Err(e)) => {
                 let (status, reason) = e.response_status();
                 debug!(error = %e, status, "handler failed");

@@ -38,6 +38,8 @@
 //! * `context`: [`Context`], state, session and services for a handler.
 //! * `session`: [`SessionId`], [`SessionRecord`], [`AppSession`].
 //! * `proxy`: the stateful proxy (§16), [`ProxyOptions`].
+//! * `b2bua`: the back-to-back user agent, [`B2buaOptions`]; both legs'
+//!   state in the session record, so a survivor continues the call.
 //! * `routing`: Record-Route, Contact, next hops.
 //! * `engine`: [`Engine`], from stack events to handlers.
 //! * `timers`: application timers ([`Context::set_timer`],
@@ -45,11 +47,12 @@
 //!   when the owner died (through the store's timer index), exactly once.
 //!
 //! # Not built yet
-//! B2BUA, digest authentication, the JSR 289
+//! Digest authentication, the JSR 289
 //! default application router file and composition of several
 //! applications on one request: tracked in issue 4.
 
 mod approuter;
+mod b2bua;
 mod context;
 mod engine;
 mod error;
@@ -61,6 +64,7 @@ mod session;
 mod timers;
 
 pub use approuter::{AppRouter, Rule};
+pub use b2bua::{B2buaOptions, B2buaOutcome};
 pub use context::Context;
 pub use engine::{Engine, EngineConfig, Stats, unix_ms};
 pub use error::AppError;
@@ -69,5 +73,5 @@ pub use request::IncomingRequest;
 pub use router::{Application, BoxFuture, Handler, SipRouter, TimerEvent, TimerHandler};
 pub use routing::TOKEN_PARAM;
 pub use session::{
-    AppSession, DialogRecord, DialogRole, DialogState, SessionId, SessionRecord, TimerRecord,
+    AppSession, DialogRecord, DialogRole, DialogState, SessionId, SessionRecord, TimerRecord, UaLeg,
 };

@@ -495,6 +495,7 @@ fn record_dialog(shared: &Shared, cell: &SessionCell, request: &SipMessage, r: &
             to_tag: to.to_owned(),
             role: DialogRole::Proxy,
             state: DialogState::Confirmed,
+            ua: None,
         });
         let at = crate::engine::unix_ms().saturating_add(crate::session::millis(lifetime));
         d.record.expires_unix_ms = d.record.expires_unix_ms.max(at);

@@ -13,6 +13,7 @@ use sip_message::{Peer, ResponseBuilder, SipMessage};
 use sip_stack::ServerTransaction;
 
 use crate::AppError;
+use crate::b2bua::{B2buaOptions, B2buaOutcome};
 use crate::engine::Shared;
 use crate::proxy::{ProxyOptions, ProxyOutcome};
 use crate::session::{DialogRecord, DialogRole, DialogState, SessionCell};
@@ -191,6 +192,64 @@ impl IncomingRequest {
         .await
     }
 
+    /// Acts as a back-to-back user agent for this INVITE: places leg B to
+    /// `target` and links the two calls (see [`B2buaOptions`]). Returns
+    /// once leg A has its final answer; the rest of the call (BYE,
+    /// re-INVITE, INFO from either side) is relayed by the container. On a
+    /// re-INVITE inside a B2BUA call it relays it ([`IncomingRequest::relay`];
+    /// `b_call_id` is then empty).
+    pub async fn b2bua_to(self, target: &str) -> Result<B2buaOutcome, AppError> {
+        self.b2bua(B2buaOptions::to(target)).await
+    }
+
+    /// [`IncomingRequest::b2bua_to`] with options.
+    pub async fn b2bua(self, options: B2buaOptions) -> Result<B2buaOutcome, AppError> {
+        if self.in_dialog {
+            // A re-INVITE of a B2BUA call: to the other leg.
+            let status = self.relay().await?;
+            return Ok(B2buaOutcome {
+                status,
+                b_call_id: String::new(),
+            });
+        }
+        if self.method_str() != "INVITE" {
+            return Err(AppError::with_reason(
+                500,
+                "Server Internal Error (b2bua takes an INVITE)",
+            ));
+        }
+        let tx = self.slot.take().ok_or(AppError::AlreadyAnswered)?;
+        crate::b2bua::setup(
+            self.shared,
+            self.cell,
+            tx,
+            self.request,
+            self.to_tag,
+            self.source,
+            options,
+        )
+        .await
+    }
+
+    /// Relays a request inside a B2BUA call to the other leg and answers
+    /// it with the other leg's answer (what the container does on its own
+    /// for a method the application does not handle). Returns the status
+    /// sent.
+    pub async fn relay(self) -> Result<u16, AppError> {
+        let tx = self.slot.take().ok_or(AppError::AlreadyAnswered)?;
+        match crate::b2bua::relay(&self.shared, &self.cell, tx, &self.request).await {
+            Ok(status) => Ok(status),
+            Err(tx) => {
+                // Not a B2BUA leg: put it back for the container to answer.
+                *self.slot.tx.lock().unwrap_or_else(PoisonError::into_inner) = Some(tx);
+                Err(AppError::with_reason(
+                    481,
+                    "Call/Transaction Does Not Exist (not a B2BUA call)",
+                ))
+            }
+        }
+    }
+
     /// Whether the request creates a dialog when answered 1xx/2xx
     /// (§12.1).
     fn creates_dialog(&self) -> bool {
@@ -296,6 +355,7 @@ impl IncomingRequest {
                         to_tag: to_tag.to_owned(),
                         role: DialogRole::Uas,
                         state: DialogState::Confirmed,
+                        ua: None,
                     });
                     let at =
                         crate::engine::unix_ms().saturating_add(crate::session::millis(lifetime));

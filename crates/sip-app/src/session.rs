@@ -105,6 +105,28 @@ pub struct DialogRecord {
     pub role: DialogRole,
     /// Its state.
     pub state: DialogState,
+    /// What a user agent needs to send requests in the dialog (a B2BUA
+    /// leg); None for dialogs this container only proxies or answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ua: Option<UaLeg>,
+}
+
+/// The user-agent state of one B2BUA leg (§12.1): enough to build a
+/// request inside the dialog on any container that loads the session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UaLeg {
+    /// Our URI in the dialog (From of our requests).
+    pub local_uri: String,
+    /// The peer's URI (To of our requests).
+    pub remote_uri: String,
+    /// The peer's Contact: the Request-URI of our requests.
+    pub remote_target: String,
+    /// The route set, in the order of our requests' Route headers.
+    pub route_set: Vec<String>,
+    /// The CSeq number of our last request in the dialog.
+    pub local_cseq: u32,
+    /// The Call-ID of the linked leg (the other side of the B2BUA).
+    pub link: Option<String>,
 }
 
 impl DialogRecord {
@@ -177,6 +199,13 @@ impl SessionRecord {
     }
 
     /// The dialog with this Call-ID and these two tags (either order).
+    #[must_use]
+    pub fn dialog(&self, call_id: &str, a: &str, b: &str) -> Option<&DialogRecord> {
+        self.dialogs.iter().find(|d| d.matches(call_id, a, b))
+    }
+
+    /// The dialog with this Call-ID and these two tags (either order),
+    /// for changing it.
     pub fn dialog_mut(&mut self, call_id: &str, a: &str, b: &str) -> Option<&mut DialogRecord> {
         self.dialogs.iter_mut().find(|d| d.matches(call_id, a, b))
     }
@@ -377,6 +406,7 @@ mod tests {
             to_tag: String::new(),
             role: DialogRole::Proxy,
             state: DialogState::Early,
+            ua: None,
         });
         assert!(!r.is_ready());
         r.upsert_dialog(DialogRecord {
@@ -385,6 +415,7 @@ mod tests {
             to_tag: "b".into(),
             role: DialogRole::Proxy,
             state: DialogState::Confirmed,
+            ua: None,
         });
         assert_eq!(r.dialogs.len(), 1);
         r.dialog_mut("x", "b", "a").unwrap().state = DialogState::Terminated;

@@ -92,6 +92,54 @@ fn sipp_run(cmd: Command) -> (u32, u32, String) {
 }
 
 #[test]
+fn a_b2bua_call_relays_re_invite_and_bye_to_the_other_leg() {
+    let (_c, addr, _http) = container();
+    let uas_port = sipp::free_port(false);
+    let mut uas = sipp::command();
+    uas.args([
+        "-sf",
+        &scenario("uas-reinvite.xml"),
+        "-p",
+        &uas_port.to_string(),
+        "-m",
+        "10",
+    ]);
+    // In the foreground (a thread): its count proves leg B got its
+    // re-INVITE and its BYE.
+    let uas = std::thread::spawn(move || sipp_run(uas));
+    let ok = register(
+        addr,
+        "bob",
+        &format!("sip:bob@127.0.0.1:{uas_port}"),
+        600,
+        1,
+    );
+    assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
+    let mut uac = sipp::command();
+    uac.args([
+        "-sf",
+        &scenario("uac-reinvite.xml"),
+        &addr.to_string(),
+        "-s",
+        "b2bua-bob",
+    ])
+    .args(["-p", "0", "-m", "10", "-r", "10", "-d", "200"]);
+    let (ok, failed, text) = sipp_run(uac);
+    assert_eq!((ok, failed), (10, 0), "caller (leg A):\n{text}");
+    let (ok, failed, text) = uas.join().unwrap();
+    assert_eq!((ok, failed), (10, 0), "callee (leg B):\n{text}");
+    // Unregistered callee: 404 with a reason.
+    let invite = "INVITE sip:b2bua-nobody@TARGET SIP/2.0\r\nVia: SIP/2.0/UDP LOCAL;branch=z9hG4bK-b2b404\r\n\
+        From: <sip:a@LOCAL>;tag=a\r\nTo: <sip:b2bua-nobody@TARGET>\r\nCall-ID: b2b404@test\r\n\
+        CSeq: 1 INVITE\r\nContact: <sip:a@LOCAL>\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n";
+    let r = transact(addr, invite);
+    assert!(
+        r.starts_with("SIP/2.0 404 Not Found (no registered contact)"),
+        "{r}"
+    );
+}
+
+#[test]
 fn register_then_call_a_registered_sipp_through_the_proxy() {
     let (_c, addr, _http) = container();
     let uas_port = sipp::free_port(false);

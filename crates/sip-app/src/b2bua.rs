@@ -1,0 +1,675 @@
+//! The back-to-back user agent (JSR 289 `B2buaHelper`): two linked dialogs
+//! (legs), each with this container as a user agent.
+//!
+//! * Setup ([`IncomingRequest::b2bua`](crate::IncomingRequest::b2bua)):
+//!   the INVITE of leg A becomes a new INVITE on leg B (new Call-ID, new
+//!   tags, the body copied); B's provisionals are relayed to A with our To
+//!   tag, B's 2xx is acknowledged at once and answered to A with B's body,
+//!   a final error is relayed. A CANCEL from A cancels B (487 to A); a 2xx
+//!   that crosses the CANCEL is acknowledged and hung up with a BYE.
+//! * Inside the call ([`relay`]): a request on one leg is sent on the
+//!   other, built from the other leg's dialog state (§12.2.1.1): BYE is
+//!   answered 200 at once (the call is over on our side whatever the
+//!   other leg says), re-INVITE waits for the other leg's final response
+//!   (its 2xx is acknowledged there at once and relayed with its body),
+//!   other methods (INFO, UPDATE, MESSAGE, NOTIFY, OPTIONS) relay their
+//!   final response.
+//! * Both legs' user-agent state ([`UaLeg`]) lives in the session record,
+//!   written before each request or 2xx leaves, so any container that
+//!   loads the session (after its owner died) continues the call: a BYE
+//!   from either side reaches the other.
+//!
+//! Not relayed: reliable provisionals (PRACK, RFC 3262) and an INVITE
+//! without an offer (the offer in the 2xx and the answer in the ACK): the
+//! ACK towards B is sent as soon as B's 2xx arrives.
+
+use std::sync::{Arc, PoisonError};
+use std::time::Duration;
+
+use bytes::Bytes;
+use sip_message::headers::{Contact, From, MaxForwards, RecordRoute, To};
+use sip_message::{Method, Peer, RequestBuilder, ResponseBuilder, SipMessage, TransportKind};
+use sip_stack::{ClientEvent, ServerTransaction};
+use tracing::debug;
+
+use crate::AppError;
+use crate::engine::{Shared, commit};
+use crate::routing;
+use crate::session::{DialogRecord, DialogRole, DialogState, SessionCell, UaLeg, millis};
+
+/// How to place leg B.
+#[derive(Debug, Clone)]
+pub struct B2buaOptions {
+    /// Leg B's Request-URI.
+    pub target: String,
+    /// Leg B's From URI. Default: leg A's From URI.
+    pub from: Option<String>,
+    /// Leg B's To URI. Default: the target.
+    pub to: Option<String>,
+    /// Give up when leg B has no final response after this long (CANCEL
+    /// it; A gets 408). Default: none (the transaction's timer B).
+    pub timeout: Option<Duration>,
+}
+
+impl B2buaOptions {
+    /// Leg B to `target`, with the defaults.
+    #[must_use]
+    pub fn to(target: impl Into<String>) -> B2buaOptions {
+        B2buaOptions {
+            target: target.into(),
+            from: None,
+            to: None,
+            timeout: None,
+        }
+    }
+}
+
+/// What a B2BUA call setup came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct B2buaOutcome {
+    /// The final status leg A was answered with.
+    pub status: u16,
+    /// Leg B's Call-ID.
+    pub b_call_id: String,
+}
+
+fn build_err(e: impl std::fmt::Display) -> AppError {
+    AppError::Build(e.to_string())
+}
+
+/// The peer a request on a leg goes to: an edge when the container has
+/// any, else the first route, else the remote target.
+async fn hop(shared: &Shared, call_id: &str, ua: &UaLeg) -> Result<Peer, AppError> {
+    if let Some(edge) = shared.pick_edge(call_id) {
+        return Ok(Peer {
+            transport: TransportKind::Udp,
+            addr: edge,
+        });
+    }
+    let first = ua
+        .route_set
+        .first()
+        .map_or(ua.remote_target.as_str(), String::as_str);
+    routing::peer_of_uri(first).await
+}
+
+/// Tags of a leg: (local, remote).
+fn tags(d: &DialogRecord) -> (&str, &str) {
+    match d.role {
+        DialogRole::Uac => (&d.from_tag, &d.to_tag),
+        _ => (&d.to_tag, &d.from_tag),
+    }
+}
+
+/// A request inside a leg (§12.2.1.1), with its Via for `peer`.
+#[allow(clippy::too_many_arguments)]
+fn leg_request(
+    shared: &Shared,
+    d: &DialogRecord,
+    ua: &UaLeg,
+    method: &str,
+    cseq: u32,
+    peer: Peer,
+    contact: Option<&str>,
+    body: Option<(&str, Bytes)>,
+    max_forwards: u32,
+) -> Result<SipMessage, AppError> {
+    let m = Method::parse(method).ok_or_else(|| build_err("bad method"))?;
+    let (local, remote) = tags(d);
+    let mut b = RequestBuilder::new(m, &ua.remote_target)
+        .map_err(build_err)?
+        .header(
+            "Via",
+            &routing::via(shared, peer.transport, &shared.stack.branch()),
+        )
+        .header("Max-Forwards", &max_forwards.to_string());
+    for r in &ua.route_set {
+        b = b.header("Route", &format!("<{r}>"));
+    }
+    let to = if remote.is_empty() {
+        format!("<{}>", ua.remote_uri)
+    } else {
+        format!("<{}>;tag={remote}", ua.remote_uri)
+    };
+    b = b
+        .header("From", &format!("<{}>;tag={local}", ua.local_uri))
+        .header("To", &to)
+        .header("Call-ID", &d.call_id)
+        .header("CSeq", &format!("{cseq} {method}"));
+    if let Some(c) = contact {
+        b = b.header("Contact", &format!("<{c}>"));
+    }
+    if let Some((ct, body)) = body {
+        b = b.body(ct, body);
+    }
+    b.build().map_err(build_err)
+}
+
+fn content_type(msg: &SipMessage) -> Option<String> {
+    msg.header(sip_message::HeaderName::ContentType)
+        .and_then(|h| h.value().ok())
+        .map(str::to_owned)
+}
+
+fn body_of(msg: &SipMessage) -> Option<(String, Bytes)> {
+    let body = msg.body_bytes();
+    if body.is_empty() {
+        return None;
+    }
+    Some((content_type(msg)?, body))
+}
+
+/// The Contact URI of a message (the remote target it sets).
+fn contact_uri(msg: &SipMessage) -> Option<String> {
+    msg.typed_all::<Contact<'_>>()
+        .filter_map(Result::ok)
+        .find_map(|c| match c {
+            Contact::Addr(a) => Some(a.uri().as_str().to_owned()),
+            Contact::Star => None,
+        })
+}
+
+/// Record-Route URIs of a message, in order.
+fn record_routes(msg: &SipMessage) -> Vec<String> {
+    msg.typed_all::<RecordRoute<'_>>()
+        .filter_map(Result::ok)
+        .map(|r| r.uri().as_str().to_owned())
+        .collect()
+}
+
+/// A response to a leg's request, relayed from the other leg: status,
+/// reason, body; our Contact on a dialog-creating 1xx/2xx of an INVITE.
+fn relayed(
+    request: &SipMessage,
+    from: &SipMessage,
+    to_tag: Option<&str>,
+    contact: Option<&str>,
+) -> Result<SipMessage, AppError> {
+    let status = from.status().unwrap_or(500);
+    let reason = from
+        .reason()
+        .unwrap_or_else(|| sip_message::default_reason(status));
+    let mut b = ResponseBuilder::with_reason(request, status, reason, to_tag).map_err(build_err)?;
+    if let Some(c) = contact.filter(|_| status > 100 && status < 300) {
+        b = b.header("Contact", &format!("<{c}>"));
+    }
+    if let Some((ct, body)) = body_of(from) {
+        b = b.body(&ct, body);
+    }
+    b.build().map_err(build_err)
+}
+
+fn answer(
+    tx: &ServerTransaction,
+    request: &SipMessage,
+    status: u16,
+    reason: &str,
+    tag: Option<&str>,
+) {
+    if let Ok(r) =
+        ResponseBuilder::with_reason(request, status, reason, tag).and_then(ResponseBuilder::build)
+    {
+        tx.respond(r);
+    }
+}
+
+/// Sends the ACK for a 2xx on a leg (outside any transaction; again for
+/// each retransmission of the 2xx).
+async fn ack(shared: &Shared, d: &DialogRecord, ua: &UaLeg, cseq: u32) {
+    let Ok(peer) = hop(shared, &d.call_id, ua).await else {
+        return;
+    };
+    if let Ok(a) = leg_request(shared, d, ua, "ACK", cseq, peer, None, None, 70) {
+        shared.stack.send_stateless(&a, peer);
+    }
+}
+
+fn set_leg(cell: &SessionCell, call_id: &str, f: impl FnOnce(&mut DialogRecord)) {
+    cell.with(|d| {
+        if let Some(dl) = d.record.dialogs.iter_mut().find(|x| x.call_id == call_id) {
+            f(dl);
+            d.dirty = true;
+        }
+    });
+}
+
+fn leg(cell: &SessionCell, call_id: &str) -> Option<DialogRecord> {
+    cell.with(|d| {
+        d.record
+            .dialogs
+            .iter()
+            .find(|x| x.call_id == call_id)
+            .cloned()
+    })
+}
+
+/// Runs a B2BUA call setup for an INVITE on leg A to its end.
+#[allow(clippy::too_many_lines)]
+pub(crate) async fn setup(
+    shared: Arc<Shared>,
+    cell: Arc<SessionCell>,
+    mut tx: ServerTransaction,
+    a_req: SipMessage,
+    a_tag: String,
+    source: Peer,
+    options: B2buaOptions,
+) -> Result<B2buaOutcome, AppError> {
+    let a_call = a_req.call_id().unwrap_or("").to_owned();
+    let a_from_tag = a_req.from_tag().unwrap_or("").to_owned();
+    let fail = |tx: &ServerTransaction, status: u16, reason: &str| {
+        answer(tx, &a_req, status, reason, Some(&a_tag));
+        Ok(B2buaOutcome {
+            status,
+            b_call_id: String::new(),
+        })
+    };
+    let max_forwards = match a_req.typed::<MaxForwards>() {
+        Some(Ok(MaxForwards(0))) => return fail(&tx, 483, "Too Many Hops"),
+        Some(Ok(MaxForwards(n))) => n - 1,
+        Some(Err(_)) => return fail(&tx, 400, "Bad Max-Forwards"),
+        None => 70,
+    };
+    let (Some(Ok(a_from)), Some(Ok(a_to))) = (a_req.typed::<From<'_>>(), a_req.typed::<To<'_>>())
+    else {
+        return fail(&tx, 400, "Bad Request (From or To unreadable)");
+    };
+    let a_from_uri = a_from.uri().as_str().to_owned();
+    let a_to_uri = a_to.uri().as_str().to_owned();
+    let Some(a_target) = contact_uri(&a_req) else {
+        return fail(&tx, 400, "Bad Request (INVITE without a Contact)");
+    };
+    let our_contact_a = routing::contact_uri(
+        &shared,
+        &cell.id,
+        routing::uri_user(a_req.request_uri_str().unwrap_or("")),
+        source,
+    );
+
+    let b_call = shared.stack.call_id("sb");
+    let b_tag = shared.stack.tag();
+    let b_ua = UaLeg {
+        local_uri: options.from.clone().unwrap_or_else(|| a_from_uri.clone()),
+        remote_uri: options.to.clone().unwrap_or_else(|| options.target.clone()),
+        remote_target: options.target.clone(),
+        route_set: Vec::new(),
+        local_cseq: 1,
+        link: Some(a_call.clone()),
+    };
+    let b_leg = DialogRecord {
+        call_id: b_call.clone(),
+        from_tag: b_tag.clone(),
+        to_tag: String::new(),
+        role: DialogRole::Uac,
+        state: DialogState::Early,
+        ua: Some(b_ua.clone()),
+    };
+    let a_leg = DialogRecord {
+        call_id: a_call.clone(),
+        from_tag: a_from_tag,
+        to_tag: a_tag.clone(),
+        role: DialogRole::Uas,
+        state: DialogState::Early,
+        ua: Some(UaLeg {
+            local_uri: a_to_uri,
+            remote_uri: a_from_uri,
+            remote_target: a_target,
+            route_set: record_routes(&a_req),
+            local_cseq: 0,
+            link: Some(b_call.clone()),
+        }),
+    };
+    let peer = match hop(&shared, &b_call, &b_ua).await {
+        Ok(p) => p,
+        Err(e) => {
+            let (status, reason) = e.response_status();
+            return fail(&tx, status, &reason);
+        }
+    };
+    let our_contact_b = routing::contact_uri(&shared, &cell.id, None, peer);
+    let body = body_of(&a_req);
+    let invite = leg_request(
+        &shared,
+        &b_leg,
+        &b_ua,
+        "INVITE",
+        1,
+        peer,
+        Some(&our_contact_b),
+        body.as_ref().map(|(ct, b)| (ct.as_str(), b.clone())),
+        u32::from(max_forwards),
+    )?;
+    cell.with(|d| {
+        d.record.upsert_dialog(a_leg);
+        d.record.upsert_dialog(b_leg);
+        d.dirty = true;
+    });
+    {
+        let mut idx = shared
+            .ua_dialogs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        idx.insert(a_call.clone(), cell.id.clone());
+        idx.insert(b_call.clone(), cell.id.clone());
+    }
+    // Written before leg B's INVITE leaves.
+    commit(&shared, &cell).await?;
+    let mut ct = match shared.stack.send_request(invite, peer).await {
+        Ok(ct) => ct,
+        Err(e) => {
+            debug!(error = %e, "leg B not started");
+            end_legs(&cell, &a_call, &b_call);
+            return fail(&tx, 503, "Service Unavailable (leg B not started)");
+        }
+    };
+    let deadline = options.timeout.map(|t| tokio::time::Instant::now() + t);
+    let mut cancelled = false;
+    let mut timed_out = false;
+    loop {
+        let sleep = async {
+            match deadline {
+                Some(d) if !timed_out && !cancelled => tokio::time::sleep_until(d).await,
+                _ => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            ev = ct.next() => {
+                let r = match ev {
+                    Some(ClientEvent::Response(r)) => r,
+                    Some(ClientEvent::Timeout) | None => {
+                        end_legs(&cell, &a_call, &b_call);
+                        return fail(&tx, 408, "Request Timeout (leg B)");
+                    }
+                    Some(ClientEvent::TransportError) => {
+                        end_legs(&cell, &a_call, &b_call);
+                        return fail(&tx, 503, "Service Unavailable (leg B unreachable)");
+                    }
+                    Some(_) => continue,
+                };
+                let status = r.status().unwrap_or(500);
+                if status <= 100 {
+                    continue;
+                }
+                if status < 200 {
+                    if !cancelled && let Ok(p) = relayed(&a_req, &r, Some(&a_tag), Some(&our_contact_a)) {
+                        tx.respond(p);
+                    }
+                    continue;
+                }
+                if status < 300 {
+                    let to_tag = r.to_tag().unwrap_or("").to_owned();
+                    let target = contact_uri(&r).unwrap_or_else(|| options.target.clone());
+                    let mut routes = record_routes(&r);
+                    routes.reverse();
+                    set_leg(&cell, &b_call, |d| {
+                        d.to_tag = to_tag;
+                        d.state = DialogState::Confirmed;
+                        if let Some(ua) = d.ua.as_mut() {
+                            ua.remote_target = target;
+                            ua.route_set = routes;
+                        }
+                    });
+                    let b = leg(&cell, &b_call);
+                    if cancelled || timed_out {
+                        // The 2xx crossed our CANCEL: take the call and
+                        // hang it up.
+                        if let Some(b) = &b && let Some(ua) = &b.ua {
+                            ack(&shared, b, ua, 1).await;
+                            send_bye(&shared, &cell, b).await;
+                        }
+                        end_legs(&cell, &a_call, &b_call);
+                        let (s, why) = if cancelled { (487, "Request Terminated") } else { (408, "Request Timeout (leg B)") };
+                        return fail(&tx, s, why);
+                    }
+                    set_leg(&cell, &a_call, |d| d.state = DialogState::Confirmed);
+                    let lifetime = shared.config.dialog_lifetime;
+                    cell.with(|d| {
+                        let at = crate::engine::unix_ms().saturating_add(millis(lifetime));
+                        d.record.expires_unix_ms = d.record.expires_unix_ms.max(at);
+                        d.dirty = true;
+                    });
+                    // Written before the 2xx reveals the call.
+                    commit(&shared, &cell).await?;
+                    if let Some(b) = &b && let Some(ua) = &b.ua {
+                        ack(&shared, b, ua, 1).await;
+                    }
+                    let ok = relayed(&a_req, &r, Some(&a_tag), Some(&our_contact_a))?;
+                    tx.respond(ok);
+                    // Acknowledge B's 2xx retransmissions too.
+                    if let Some(b) = b {
+                        let shared = Arc::clone(&shared);
+                        tokio::spawn(async move {
+                            while let Some(ev) = ct.next().await {
+                                if let (ClientEvent::Response(r), Some(ua)) = (ev, b.ua.as_ref())
+                                    && r.status().is_some_and(|s| (200..300).contains(&s))
+                                {
+                                    ack(&shared, &b, ua, 1).await;
+                                }
+                            }
+                        });
+                    }
+                    return Ok(B2buaOutcome { status, b_call_id: b_call });
+                }
+                end_legs(&cell, &a_call, &b_call);
+                if timed_out {
+                    return fail(&tx, 408, "Request Timeout (leg B)");
+                }
+                let fin = relayed(&a_req, &r, Some(&a_tag), None)?;
+                tx.respond(fin);
+                return Ok(B2buaOutcome { status, b_call_id: b_call });
+            }
+            () = tx.cancelled(), if !cancelled => {
+                cancelled = true;
+                ct.cancel();
+            }
+            () = sleep => {
+                timed_out = true;
+                ct.cancel();
+            }
+        }
+    }
+}
+
+fn end_legs(cell: &SessionCell, a: &str, b: &str) {
+    for c in [a, b] {
+        set_leg(cell, c, |d| d.state = DialogState::Terminated);
+    }
+}
+
+/// Sends a BYE on a leg and lets it finish in the background.
+async fn send_bye(shared: &Arc<Shared>, cell: &SessionCell, d: &DialogRecord) {
+    let Some(ua) = d.ua.as_ref() else { return };
+    let cseq = ua.local_cseq.saturating_add(1);
+    set_leg(cell, &d.call_id, |x| {
+        if let Some(u) = x.ua.as_mut() {
+            u.local_cseq = cseq;
+        }
+    });
+    let Ok(peer) = hop(shared, &d.call_id, ua).await else {
+        return;
+    };
+    let Ok(bye) = leg_request(shared, d, ua, "BYE", cseq, peer, None, None, 70) else {
+        return;
+    };
+    if let Ok(mut ct) = shared.stack.send_request(bye, peer).await {
+        tokio::spawn(async move { while ct.next().await.is_some() {} });
+    }
+}
+
+/// Relays a request that arrived inside one leg of a B2BUA call to the
+/// other leg. Gives the transaction back when the request's dialog is not
+/// a linked B2BUA leg.
+pub(crate) async fn relay(
+    shared: &Arc<Shared>,
+    cell: &Arc<SessionCell>,
+    tx: ServerTransaction,
+    request: &SipMessage,
+) -> Result<u16, ServerTransaction> {
+    let (Some(call_id), Some(ft), Some(tt)) =
+        (request.call_id(), request.from_tag(), request.to_tag())
+    else {
+        return Err(tx);
+    };
+    let here = cell.with(|d| d.record.dialog(call_id, ft, tt).cloned());
+    let Some(link) = here.as_ref().and_then(|d| d.ua.as_ref()?.link.clone()) else {
+        return Err(tx);
+    };
+    let Some(other) = leg(cell, &link) else {
+        return Err(tx);
+    };
+    let Some(ua) = other.ua.clone() else {
+        return Err(tx);
+    };
+    let method = request
+        .method()
+        .map(|m| m.as_str().to_owned())
+        .unwrap_or_default();
+    if other.state == DialogState::Terminated
+        || other.to_tag.is_empty() && other.role == DialogRole::Uac
+    {
+        if method == "BYE" {
+            end_legs(cell, call_id, &link);
+            answer(&tx, request, 200, "OK", None);
+            return Ok(200);
+        }
+        answer(
+            &tx,
+            request,
+            481,
+            "Call/Transaction Does Not Exist (other leg gone)",
+            None,
+        );
+        return Ok(481);
+    }
+    if method == "BYE" {
+        // Write the end of the call, send BYE on the other leg, answer.
+        end_legs(cell, call_id, &link);
+        send_bye(shared, cell, &other).await;
+        if let Err(e) = commit(shared, cell).await {
+            debug!(error = %e, "ended call not written");
+        }
+        answer(&tx, request, 200, "OK", None);
+        return Ok(200);
+    }
+    let cseq = ua.local_cseq.saturating_add(1);
+    set_leg(cell, &link, |x| {
+        if let Some(u) = x.ua.as_mut() {
+            u.local_cseq = cseq;
+        }
+    });
+    let peer = match hop(shared, &link, &ua).await {
+        Ok(p) => p,
+        Err(_) => {
+            answer(
+                &tx,
+                request,
+                503,
+                "Service Unavailable (other leg unreachable)",
+                None,
+            );
+            return Ok(503);
+        }
+    };
+    let is_invite = method == "INVITE";
+    let contact = is_invite.then(|| routing::contact_uri(shared, &cell.id, None, peer));
+    let body = body_of(request);
+    let out = match leg_request(
+        shared,
+        &other,
+        &ua,
+        &method,
+        cseq,
+        peer,
+        contact.as_deref(),
+        body.as_ref().map(|(ct, b)| (ct.as_str(), b.clone())),
+        70,
+    ) {
+        Ok(m) => m,
+        Err(_) => {
+            answer(
+                &tx,
+                request,
+                500,
+                "Server Internal Error (cannot build the relayed request)",
+                None,
+            );
+            return Ok(500);
+        }
+    };
+    if let Err(e) = commit(shared, cell).await {
+        let (s, r) = e.response_status();
+        answer(&tx, request, s, &r, None);
+        return Ok(s);
+    }
+    let Ok(mut ct) = shared.stack.send_request(out, peer).await else {
+        answer(
+            &tx,
+            request,
+            503,
+            "Service Unavailable (other leg unreachable)",
+            None,
+        );
+        return Ok(503);
+    };
+    let our_contact = routing::contact_uri(shared, &cell.id, None, tx.source());
+    loop {
+        match ct.next().await {
+            Some(ClientEvent::Response(r)) => {
+                let status = r.status().unwrap_or(500);
+                if status < 200 {
+                    continue;
+                }
+                if is_invite && status < 300 {
+                    if let Some(t) = contact_uri(&r) {
+                        set_leg(cell, &link, |x| {
+                            if let Some(u) = x.ua.as_mut() {
+                                u.remote_target = t;
+                            }
+                        });
+                    }
+                    if let Some(o) = leg(cell, &link)
+                        && let Some(u) = &o.ua
+                    {
+                        ack(shared, &o, u, cseq).await;
+                    }
+                    let _ = commit(shared, cell).await;
+                }
+                let contact = (is_invite && status < 300).then_some(our_contact.as_str());
+                match relayed(request, &r, None, contact) {
+                    Ok(resp) => tx.respond(resp),
+                    Err(_) => answer(&tx, request, 500, "Server Internal Error", None),
+                }
+                if is_invite && status < 300 {
+                    let shared = Arc::clone(shared);
+                    let cell = Arc::clone(cell);
+                    tokio::spawn(async move {
+                        while let Some(ev) = ct.next().await {
+                            if let ClientEvent::Response(r) = ev
+                                && r.status().is_some_and(|s| (200..300).contains(&s))
+                                && let Some(o) = leg(&cell, &link)
+                                && let Some(u) = &o.ua
+                            {
+                                ack(&shared, &o, u, cseq).await;
+                            }
+                        }
+                    });
+                }
+                return Ok(status);
+            }
+            Some(ClientEvent::Timeout) | None => {
+                answer(&tx, request, 408, "Request Timeout (other leg)", None);
+                return Ok(408);
+            }
+            Some(ClientEvent::TransportError) => {
+                answer(
+                    &tx,
+                    request,
+                    503,
+                    "Service Unavailable (other leg unreachable)",
+                    None,
+                );
+                return Ok(503);
+            }
+            Some(_) => {}
+        }
+    }
+}
