@@ -40,6 +40,7 @@ fn cluster() -> Cluster<Container> {
             Container {
                 config,
                 counters: Arc::default(),
+                origin: edge::Origin::Config,
             },
         )
         .unwrap();

@@ -30,8 +30,12 @@ pub struct EdgeConfig {
     pub affinity_key: AffinityKey,
     /// Active health checks.
     pub health: HealthConfig,
-    /// The containers behind this edge.
+    /// The containers behind this edge (static: membership never removes
+    /// them).
     pub containers: Vec<ContainerConfig>,
+    /// Where containers announce themselves (`members` in the file);
+    /// `None`: the static list only.
+    pub members: Option<MembersConfig>,
     /// The file this config came from (`POST /_sb/admin/reload` re-reads
     /// its container list); `None` for a config built in code.
     pub source: Option<PathBuf>,
@@ -114,6 +118,22 @@ impl Default for HealthConfig {
     }
 }
 
+/// Cluster membership from a session store: the containers announce
+/// themselves there with a TTL (`SessionStore::announce`), and the edge
+/// polls `members()` and reconciles its cluster view with them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MembersConfig {
+    /// A session-store URL (`redis://host:port`, `redis-cluster://...`,
+    /// `memory`; see docs/SESSION-STORE.md), checked when the config is
+    /// loaded. Credentials in it are not logged.
+    pub url: String,
+    /// Time between two polls of `members()` (default 1 s).
+    pub interval: Duration,
+}
+
+/// The default time between two membership polls.
+pub const DEFAULT_MEMBERS_INTERVAL: Duration = Duration::from_millis(1000);
+
 /// One container behind the edge.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ContainerConfig {
@@ -144,6 +164,8 @@ struct File {
     health: FileHealth,
     #[serde(default)]
     containers: Vec<FileContainer>,
+    members: Option<String>,
+    members_interval_ms: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -278,6 +300,29 @@ fn containers(
     Ok(out)
 }
 
+/// Validates `members` and `members_interval_ms`.
+fn members(src: &ConfigSource, file: &File) -> Result<Option<MembersConfig>, ConfigError> {
+    let Some(url) = &file.members else {
+        if file.members_interval_ms.is_some() {
+            return Err(src.error_at("members_interval_ms", "needs members (a store URL)"));
+        }
+        return Ok(None);
+    };
+    if let Err(e) = session_store::StoreConfig::parse(url) {
+        return Err(src.error_at("members", format!("not a session-store URL: {e}")));
+    }
+    let interval = file
+        .members_interval_ms
+        .map_or(DEFAULT_MEMBERS_INTERVAL, Duration::from_millis);
+    if interval.is_zero() {
+        return Err(src.error_at("members_interval_ms", "must be at least 1"));
+    }
+    Ok(Some(MembersConfig {
+        url: url.clone(),
+        interval,
+    }))
+}
+
 impl EdgeConfig {
     /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<EdgeConfig, ConfigError> {
@@ -374,6 +419,7 @@ impl EdgeConfig {
         if health.fall == 0 {
             return Err(src.error_at("health.fall", "must be at least 1"));
         }
+        let members = members(src, &file)?;
         Ok(EdgeConfig {
             node: file.node,
             public: file.public,
@@ -381,6 +427,7 @@ impl EdgeConfig {
             affinity_key,
             health,
             containers: containers(src, &file.containers)?,
+            members,
             source: None,
         })
     }
@@ -461,6 +508,33 @@ sip = "127.0.0.1:5081"
 
         let e = parse(&GOOD.replace("public = \"127.0.0.1:5060\"", "public = \"x\"")).unwrap_err();
         assert_eq!(e.field.as_deref(), Some("public"));
+    }
+
+    #[test]
+    fn members_url_and_interval() {
+        let c = parse(GOOD).unwrap();
+        assert_eq!(c.members, None);
+        let with = |extra: &str| GOOD.replacen("[listen]", &format!("{extra}\n[listen]"), 1);
+        let c = parse(&with("members = \"redis://127.0.0.1:6379\"")).unwrap();
+        let m = c.members.unwrap();
+        assert_eq!(m.url, "redis://127.0.0.1:6379");
+        assert_eq!(m.interval, DEFAULT_MEMBERS_INTERVAL);
+        let c = parse(&with(
+            "members = \"redis://127.0.0.1:6379/0?timeout_ms=200\"\nmembers_interval_ms = 250",
+        ))
+        .unwrap();
+        assert_eq!(c.members.unwrap().interval, Duration::from_millis(250));
+
+        let e = parse(&with("members = \"redis://h:1?wiat=1\"")).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("members"));
+        assert_eq!(e.line, Some(4), "{e}");
+        assert!(e.to_string().starts_with("edge.toml:4"), "{e}");
+        let e = parse(&with("members = \"postgres://x\"")).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("members"));
+        let e = parse(&with("members = \"memory\"\nmembers_interval_ms = 0")).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("members_interval_ms"));
+        let e = parse(&with("members_interval_ms = 100")).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("members_interval_ms"));
     }
 
     #[test]

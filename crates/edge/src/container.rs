@@ -14,6 +14,35 @@ pub struct Container {
     /// Counters; kept across reloads (a reload that keeps the container
     /// keeps its counters).
     pub counters: Arc<ContainerCounters>,
+    /// Where the edge learnt of it.
+    pub origin: Origin,
+}
+
+/// Where a container in the view came from (`source` label of
+/// `sb_edge_container_source`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Origin {
+    /// `[[containers]]` in the config (or a reload of it).
+    #[default]
+    Config,
+    /// `POST /_sb/admin/containers`.
+    Admin,
+    /// Announced in the membership store (`members`): removed when it is no
+    /// longer announced.
+    Membership,
+}
+
+impl Origin {
+    /// `config`, `admin` or `membership`.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Origin::Config => "config",
+            Origin::Admin => "admin",
+            Origin::Membership => "membership",
+        }
+    }
 }
 
 /// Per-container counters, exposed on `/_sb/metrics`.

@@ -749,6 +749,7 @@ mod tests {
                         weight: 1,
                     },
                     counters: Arc::default(),
+                    origin: crate::Origin::Config,
                 },
             )
             .unwrap();

@@ -33,7 +33,7 @@ use tracing::{debug, info, warn};
 
 use crate::Shared;
 use crate::config::{ContainerConfig, EdgeConfig, FileContainer};
-use crate::container::Container;
+use crate::container::{Container, Origin};
 use crate::metrics::inc;
 
 /// The router of the edge's HTTP port.
@@ -149,6 +149,7 @@ async fn add(
         Container {
             config,
             counters: Arc::default(),
+            origin: Origin::Admin,
         },
     ) {
         Ok(()) => {

@@ -24,6 +24,8 @@
 //!   ([`Decision`], [`Action`]): which container, which bytes.
 //! * `container`: [`Container`], [`ContainerCounters`].
 //! * `probe`: active health checks (SIP OPTIONS, HTTP `/_sb/health`).
+//! * `membership`: containers announced in a session store (`members`),
+//!   polled and reconciled with the cluster view.
 //! * `http`: the reverse proxy and the `/_sb/` routes.
 //! * `metrics`: [`EdgeCounters`] and the Prometheus text.
 //! * this file: [`Edge`] (start, addresses, shutdown) and the SIP loop.
@@ -39,6 +41,7 @@ mod config;
 mod container;
 mod forward;
 mod http;
+mod membership;
 mod metrics;
 mod probe;
 
@@ -58,13 +61,18 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
-pub use config::{AffinityKey, ContainerConfig, EdgeConfig, HealthConfig, Listen, is_node_id};
-pub use container::{Container, ContainerCounters};
+pub use config::{
+    AffinityKey, ContainerConfig, DEFAULT_MEMBERS_INTERVAL, EdgeConfig, HealthConfig, Listen,
+    MembersConfig, is_node_id,
+};
+pub use container::{Container, ContainerCounters, Origin};
 pub use forward::{
     Action, BRANCH_PREFIX, Decision, DropReason, Forwarder, PROBE_BRANCH_PREFIX, derive_branch,
     token_of,
 };
+pub use membership::{SETTLE_MIN, settle_window};
 pub use metrics::EdgeCounters;
+pub use session_store::Store;
 
 /// Why the edge could not start.
 #[derive(Debug, thiserror::Error)]
@@ -109,18 +117,63 @@ impl Shared {
         self.probes.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Replaces the containers (reload), keeping the counters of those that
-    /// stay.
+    /// Replaces the configured containers (reload), keeping the counters of
+    /// those that stay. Containers from membership stay unless the file now
+    /// names them (the file wins).
     fn replace_containers(&self, containers: Vec<ContainerConfig>) {
         let view = self.cluster.view();
+        let announced: Vec<(ContainerConfig, Origin)> = view
+            .members()
+            .iter()
+            .filter(|m| {
+                m.data.origin == Origin::Membership
+                    && !containers.iter().any(|c| c.node == m.backend.id)
+            })
+            .map(|m| (m.data.config.clone(), Origin::Membership))
+            .collect();
         let list = containers
             .into_iter()
-            .map(|config| {
+            .map(|c| (c, Origin::Config))
+            .chain(announced)
+            .map(|(config, origin)| {
                 let counters = view
                     .get(&config.node)
                     .map(|m| Arc::clone(&m.data.counters))
                     .unwrap_or_default();
-                (http::backend_of(&config), Container { config, counters })
+                (
+                    http::backend_of(&config),
+                    Container {
+                        config,
+                        counters,
+                        origin,
+                    },
+                )
+            })
+            .collect();
+        self.cluster.replace(list);
+    }
+
+    /// Updates the addresses of some containers in one view swap; the others
+    /// are kept as they are, and every container keeps its health, draining
+    /// state, counters and origin.
+    fn update_containers(&self, mut changed: Vec<ContainerConfig>) {
+        let view = self.cluster.view();
+        let list = view
+            .members()
+            .iter()
+            .map(|m| {
+                let config = match changed.iter().position(|c| c.node == m.backend.id) {
+                    Some(i) => changed.swap_remove(i),
+                    None => m.data.config.clone(),
+                };
+                (
+                    http::backend_of(&config),
+                    Container {
+                        config,
+                        counters: Arc::clone(&m.data.counters),
+                        origin: m.data.origin,
+                    },
+                )
             })
             .collect();
         self.cluster.replace(list);
@@ -150,7 +203,36 @@ impl Edge {
     /// Binds the SIP transports and the HTTP port, and starts forwarding,
     /// probing and serving HTTP on the current tokio runtime. Containers
     /// start up (traffic flows at once) and follow their probes.
+    ///
+    /// With [`EdgeConfig::members`], a task opens that store and polls its
+    /// members (see [`Edge::start_with_members`]); the edge starts even when
+    /// the store cannot be reached yet, and keeps trying.
     pub async fn start(config: EdgeConfig) -> Result<Edge, EdgeError> {
+        let members = config
+            .members
+            .as_ref()
+            .map(|m| (membership::Source::Url(m.url.clone()), m.interval));
+        Edge::start_inner(config, members).await
+    }
+
+    /// [`Edge::start`] with the membership store given as an object (a
+    /// [`Store`] shared in-process, as tests do) instead of the URL in
+    /// [`EdgeConfig::members`], which is ignored; the poll interval is
+    /// `config.members`' (else [`DEFAULT_MEMBERS_INTERVAL`]). Containers
+    /// announced in `store` join the cluster view, and leave it when their
+    /// announcement lapses; `config.containers` stay regardless.
+    pub async fn start_with_members(config: EdgeConfig, store: Store) -> Result<Edge, EdgeError> {
+        let interval = config
+            .members
+            .as_ref()
+            .map_or(DEFAULT_MEMBERS_INTERVAL, |m| m.interval);
+        Edge::start_inner(config, Some((membership::Source::Store(store), interval))).await
+    }
+
+    async fn start_inner(
+        config: EdgeConfig,
+        members: Option<(membership::Source, std::time::Duration)>,
+    ) -> Result<Edge, EdgeError> {
         let l = &config.listen;
         let tls = match &l.tls_cert {
             Some((cert, key)) if !l.tls.is_empty() || !l.wss.is_empty() => {
@@ -202,6 +284,7 @@ impl Edge {
                 Container {
                     config: c.clone(),
                     counters: Arc::default(),
+                    origin: Origin::Config,
                 },
             )?;
         }
@@ -229,6 +312,15 @@ impl Edge {
             Arc::clone(&shared),
             stop_rx.clone(),
         )));
+        let with_members = members.is_some();
+        if let Some((source, interval)) = members {
+            tasks.push(tokio::spawn(membership::run(
+                Arc::clone(&shared),
+                source,
+                interval,
+                stop_rx.clone(),
+            )));
+        }
         let app =
             http::router(Arc::clone(&shared)).into_make_service_with_connect_info::<SocketAddr>();
         let mut http_stop = stop_rx;
@@ -246,6 +338,7 @@ impl Edge {
             sip = ?shared.transports.local_addrs(),
             http = %http_addr,
             containers = shared.config.containers.len(),
+            members = with_members,
             "edge started"
         );
         Ok(Edge {

@@ -36,6 +36,13 @@ pub struct EdgeCounters {
     /// HTTP requests answered 502/503 by the edge (no container, container
     /// failed).
     pub http_errors: AtomicU64,
+    /// Polls of the membership store (`members`), failed ones included.
+    pub members_polls: AtomicU64,
+    /// Membership polls that failed (store unreachable, timeout, error).
+    pub members_errors: AtomicU64,
+    /// Usable announcements in the last successful membership poll (a
+    /// gauge).
+    pub members_announced: AtomicU64,
 }
 
 /// Adds one to a counter.
@@ -62,7 +69,7 @@ pub(crate) fn render(
     family(&mut s, "sb_edge_info", "gauge", "This edge's node id.");
     let _ = writeln!(s, "sb_edge_info{{edge=\"{edge_node}\"}} 1");
 
-    let edge_wide: [(&str, &str, &AtomicU64, Option<&str>); 10] = [
+    let edge_wide: [(&str, &str, &AtomicU64, Option<&str>); 12] = [
         (
             "sb_edge_sip_received_total",
             "SIP messages received.",
@@ -123,6 +130,18 @@ pub(crate) fn render(
             &counters.http_errors,
             None,
         ),
+        (
+            "sb_edge_members_polls_total",
+            "Polls of the membership store, failed ones included.",
+            &counters.members_polls,
+            None,
+        ),
+        (
+            "sb_edge_members_errors_total",
+            "Membership polls that failed (the last known containers were kept).",
+            &counters.members_errors,
+            None,
+        ),
     ];
     for (name, help, c, status) in edge_wide {
         if !help.is_empty() {
@@ -136,6 +155,33 @@ pub(crate) fn render(
                 let _ = writeln!(s, "{name} {}", get(c));
             }
         }
+    }
+
+    family(
+        &mut s,
+        "sb_edge_members_announced",
+        "gauge",
+        "Usable announcements in the last successful membership poll.",
+    );
+    let _ = writeln!(
+        s,
+        "sb_edge_members_announced {}",
+        get(&counters.members_announced)
+    );
+
+    family(
+        &mut s,
+        "sb_edge_container_source",
+        "gauge",
+        "1 for where the container came from (config, admin, membership).",
+    );
+    for m in view.members() {
+        let _ = writeln!(
+            s,
+            "sb_edge_container_source{{node=\"{}\",source=\"{}\"}} 1",
+            m.backend.id,
+            m.data.origin.name()
+        );
     }
 
     family(

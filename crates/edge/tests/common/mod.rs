@@ -247,6 +247,7 @@ pub fn edge_config(containers: &[&StandIn], health: HealthConfig) -> EdgeConfig 
         affinity_key: AffinityKey::CallId,
         health,
         containers: containers.iter().map(|c| c.config()).collect(),
+        members: None,
         source: None,
     }
 }
