@@ -538,6 +538,18 @@ sip = "127.0.0.1:5081"
     }
 
     #[test]
+    fn the_config_reference_in_edge_md_parses() {
+        let doc = include_str!("../../../docs/EDGE.md");
+        let start = doc.find("```toml\n").unwrap() + "```toml\n".len();
+        let len = doc[start..].find("```").unwrap();
+        let c = parse(&doc[start..start + len]).unwrap();
+        assert_eq!(c.containers.len(), 1);
+        let m = c.members.unwrap();
+        assert_eq!(m.url, "redis://127.0.0.1:6379");
+        assert_eq!(m.interval, DEFAULT_MEMBERS_INTERVAL);
+    }
+
+    #[test]
     fn affinity_keys() {
         assert_eq!(AffinityKey::parse("to-user"), Some(AffinityKey::ToUser));
         assert_eq!(AffinityKey::parse("from-user"), Some(AffinityKey::FromUser));
