@@ -307,6 +307,7 @@ async fn run_dev(
                     weight: 1,
                 })
                 .collect(),
+            members: None,
             source: None,
         };
         let e = edge::Edge::start(cfg)

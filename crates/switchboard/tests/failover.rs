@@ -1,9 +1,16 @@
 //! Calls that survive the death of their container (issue 6): three
 //! `switchboard container` processes on one real Redis, one `switchboard
-//! edge` in front, SIPp placing held calls. The container that answered
-//! the most calls is killed with SIGKILL while they are held; every call
-//! must still complete its re-INVITE and its BYE through a survivor, which
-//! loads the session from Redis.
+//! edge` in front, SIPp placing held calls: calls the answering service
+//! takes, and B2BUA calls to a SIPp callee registered through the edge.
+//! The container holding the most calls is killed with SIGKILL while they
+//! are held; every call must still complete its re-INVITE and its BYE
+//! through a survivor, which loads the session from Redis, and the B2BUA
+//! calls' other legs get their re-INVITE and BYE from the survivor.
+//!
+//! The containers send their own requests (leg B) through the edge, as a
+//! cluster does (docs/CLUSTER.md): the callee sees the cluster's address
+//! for the whole call, whichever container speaks. (SIPp, like many UAs,
+//! keeps sending a call's messages to the address the call came from.)
 
 #![allow(
     clippy::unwrap_used,
@@ -23,6 +30,7 @@ use sip_testkit::sipp;
 mod common;
 
 const CALLS: u32 = 30;
+const B2BUA_CALLS: u32 = 20;
 
 /// A scratch directory for the config files, removed on drop.
 struct Scratch(PathBuf);
@@ -44,6 +52,23 @@ impl Scratch {
 impl Drop for Scratch {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Sends one request from a fresh UDP socket (LOCAL replaced by its
+/// address) and returns the final response's text.
+fn transact(to: SocketAddr, request: &str) -> String {
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let msg = request.replace("LOCAL", &sock.local_addr().unwrap().to_string());
+    sock.send_to(msg.as_bytes(), to).unwrap();
+    let mut buf = vec![0u8; 65536];
+    loop {
+        let (n, _) = sock.recv_from(&mut buf).expect("no response within 5 s");
+        let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+        if !text.starts_with("SIP/2.0 1") {
+            return text;
+        }
     }
 }
 
@@ -98,7 +123,7 @@ fn start_container(
     let cfg = dir.write(
         &format!("{name}.toml"),
         &format!(
-            "node = \"{name}\"\npublic = \"{public}\"\nstore = \"{store}\"\n\n\
+            "node = \"{name}\"\npublic = \"{public}\"\nedges = [\"{public}\"]\nstore = \"{store}\"\n\n\
              [listen]\nudp = [\"127.0.0.1:{udp}\"]\nhttp = \"127.0.0.1:{http}\"\n\n\
              [apps]\nanswer = true\nring = true\n"
         ),
@@ -193,12 +218,42 @@ fn held_calls_survive_a_kill_9_of_their_container() {
         },
     );
 
-    // SIPp: CALLS held calls (6 s each), each with a re-INVITE and a BYE
-    // after the hold, all through the edge.
+    // The B2BUA callee: SIPp registered as bob through the edge.
+    let uas_port = sipp::free_port(false);
+    let mut uas = sipp::command();
+    uas.args(["-sf", &common::scenario("uas-reinvite.xml")])
+        .args(["-p", &uas_port.to_string(), "-m", &B2BUA_CALLS.to_string()]);
+    let uas_thread = std::thread::spawn(move || {
+        let out = common::run(uas, Duration::from_secs(90));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    });
+    let reg = transact(
+        edge_sip,
+        &format!(
+            "REGISTER sip:{edge_sip} SIP/2.0\r\nVia: SIP/2.0/UDP LOCAL;branch=z9hG4bK-fo-reg\r\n\
+             From: <sip:bob@{edge_sip}>;tag=r1\r\nTo: <sip:bob@{edge_sip}>\r\nCall-ID: fo-reg@test\r\n\
+             CSeq: 1 REGISTER\r\nContact: <sip:bob@127.0.0.1:{uas_port}>\r\nExpires: 600\r\n\
+             Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+        ),
+    );
+    assert!(reg.starts_with("SIP/2.0 200"), "{reg}");
+
+    // SIPp: held calls (6 s each), each with a re-INVITE and a BYE after
+    // the hold, all through the edge: CALLS to the answering service,
+    // B2BUA_CALLS back to back to bob.
+    let b2bua_thread = std::thread::spawn(move || {
+        let mut cmd = sipp::command();
+        cmd.args(["-sf", &common::scenario("uac-reinvite.xml")])
+            .args(["-s", "b2bua-bob", "-t", "u1", "-p", "0"])
+            .args(["-m", &B2BUA_CALLS.to_string(), "-r", "20", "-d", "6000"])
+            .arg(edge_sip.to_string());
+        let out = common::run(cmd, Duration::from_secs(90));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    });
     let sipp_thread = std::thread::spawn(move || {
         let mut cmd = sipp::command();
         cmd.args(["-sf", &common::scenario("uac-reinvite.xml")])
-            .args(["-s", "answer", "-t", "u1"])
+            .args(["-s", "answer", "-t", "u1", "-p", "0"])
             .args(["-m", &CALLS.to_string(), "-r", "30", "-d", "6000"])
             .arg(edge_sip.to_string());
         let out = common::run(cmd, Duration::from_secs(90));
@@ -208,7 +263,7 @@ fn held_calls_survive_a_kill_9_of_their_container() {
     // Every call is up and held: find the container holding the most.
     let held: Vec<u64> = wait_for("all calls answered", Duration::from_secs(20), || {
         let counts: Option<Vec<u64>> = nodes.iter().map(sessions).collect();
-        counts.filter(|c| c.iter().sum::<u64>() == u64::from(CALLS))
+        counts.filter(|c| c.iter().sum::<u64>() == u64::from(CALLS + B2BUA_CALLS))
     });
     let victim = (0..nodes.len()).max_by_key(|&i| held[i]).unwrap();
     let victim_calls = held[victim];
@@ -223,17 +278,33 @@ fn held_calls_survive_a_kill_9_of_their_container() {
 
     let out = sipp_thread.join().unwrap();
     let (ok, failed) = sipp::counts(&out).unwrap_or_else(|| panic!("no SIPp counts:\n{out}"));
-    let survivors: Vec<&Node> = nodes.iter().filter(|n| n.proc.is_some()).collect();
-    let taken_over: u64 = survivors.iter().map(|n| loaded(n)).sum();
     eprintln!(
-        "SIPp: {ok} calls completed (re-INVITE and BYE answered 200), {failed} failed; \
-         sessions taken over from Redis by the survivors: {taken_over}"
+        "callers of the answering service: {ok} completed (re-INVITE and BYE answered 200), {failed} failed"
     );
     assert_eq!(
         (ok, failed),
         (CALLS, 0),
         "every held call completes:\n{out}"
     );
+    let out = b2bua_thread.join().unwrap();
+    let (ok, failed) = sipp::counts(&out).unwrap_or_else(|| panic!("no SIPp counts:\n{out}"));
+    eprintln!("B2BUA callers (leg A): {ok} completed, {failed} failed");
+    assert_eq!(
+        (ok, failed),
+        (B2BUA_CALLS, 0),
+        "every B2BUA call completes:\n{out}"
+    );
+    let out = uas_thread.join().unwrap();
+    let (ok, failed) = sipp::counts(&out).unwrap_or_else(|| panic!("no SIPp counts:\n{out}"));
+    eprintln!("B2BUA callee (leg B): {ok} calls got their re-INVITE and BYE, {failed} failed");
+    assert_eq!(
+        (ok, failed),
+        (B2BUA_CALLS, 0),
+        "every leg B gets its re-INVITE and BYE:\n{out}"
+    );
+    let survivors: Vec<&Node> = nodes.iter().filter(|n| n.proc.is_some()).collect();
+    let taken_over: u64 = survivors.iter().map(|n| loaded(n)).sum();
+    eprintln!("sessions taken over from Redis by the survivors: {taken_over}");
     assert_eq!(
         taken_over, victim_calls,
         "each of the dead container's sessions was loaded once, by one survivor"
