@@ -64,6 +64,37 @@ pub struct Container {
     engine: Engine,
     http_addr: SocketAddr,
     http_task: tokio::task::JoinHandle<()>,
+    announce_task: tokio::task::JoinHandle<()>,
+}
+
+/// How often a container announces itself in the store, and for how long
+/// an announcement holds: an edge reading membership (`members` in its
+/// config) drops a container within this TTL of its death.
+pub const ANNOUNCE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+/// See [`ANNOUNCE_INTERVAL`].
+pub const ANNOUNCE_TTL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Announces the container in the store until aborted (cluster membership,
+/// docs/EDGE.md `members`). Failures are logged once per outage.
+async fn announce(store: session_store::Store, member: session_store::Member) {
+    use session_store::SessionStore as _;
+    let mut tick = tokio::time::interval(ANNOUNCE_INTERVAL);
+    let mut failing = false;
+    loop {
+        tick.tick().await;
+        match store.announce(&member, ANNOUNCE_TTL).await {
+            Ok(()) if failing => {
+                failing = false;
+                tracing::info!(node = %member.node, "announcing in the store again");
+            }
+            Ok(()) => {}
+            Err(e) if !failing => {
+                failing = true;
+                tracing::warn!(node = %member.node, error = %e, "cannot announce in the store");
+            }
+            Err(_) => {}
+        }
+    }
 }
 
 impl Container {
@@ -110,6 +141,18 @@ impl Container {
                 source,
             })?;
         let http_task = tokio::spawn(http::serve(listener, engine.clone()));
+        let sip = engine
+            .stack()
+            .local_addr(TransportKind::Udp)
+            .map_or_else(String::new, |a| a.to_string());
+        let announce_task = tokio::spawn(announce(
+            engine.store().clone(),
+            session_store::Member {
+                node: config.node.clone(),
+                sip,
+                http: http_addr.to_string(),
+            },
+        ));
         tracing::info!(
             node = %config.node,
             sip = ?engine.stack().local_addr(TransportKind::Udp),
@@ -120,6 +163,7 @@ impl Container {
             engine,
             http_addr,
             http_task,
+            announce_task,
         })
     }
 
@@ -141,9 +185,11 @@ impl Container {
         self.http_addr
     }
 
-    /// Stops serving HTTP; the SIP stack stops when the last handle goes.
+    /// Stops serving HTTP and announcing; the SIP stack stops when the
+    /// last handle goes.
     pub fn shutdown(self) {
         self.http_task.abort();
+        self.announce_task.abort();
     }
 }
 

@@ -1,6 +1,6 @@
 //! Calls that survive the death of their container (issue 6): three
 //! `switchboard container` processes on one real Redis, one `switchboard
-//! edge` in front, SIPp placing held calls: calls the answering service
+//! edge` in front that learns them from their announcements in Redis, SIPp placing held calls: calls the answering service
 //! takes, and B2BUA calls to a SIPp callee registered through the edge.
 //! The container holding the most calls is killed with SIGKILL while they
 //! are held; every call must still complete its re-INVITE and its BYE
@@ -112,12 +112,7 @@ struct Node {
     http: SocketAddr,
 }
 
-fn start_container(
-    dir: &Scratch,
-    name: &str,
-    public: SocketAddr,
-    store: &str,
-) -> (Node, SocketAddr) {
+fn start_container(dir: &Scratch, name: &str, public: SocketAddr, store: &str) -> Node {
     let udp = sipp::free_port(false);
     let http = sipp::free_port(true);
     let cfg = dir.write(
@@ -132,30 +127,22 @@ fn start_container(
     cmd.arg("container").arg("--config").arg(&cfg);
     let (proc, _banner) = spawn_with_banner(cmd, Duration::from_secs(20))
         .unwrap_or_else(|e| panic!("container {name} did not start: {e}"));
-    let node = Node {
+    Node {
         name: name.to_owned(),
         proc: Some(proc),
         http: format!("127.0.0.1:{http}").parse().unwrap(),
-    };
-    (node, format!("127.0.0.1:{udp}").parse().unwrap())
+    }
 }
 
-fn start_edge(
-    dir: &Scratch,
-    sip: SocketAddr,
-    containers: &[(&Node, SocketAddr)],
-) -> (Proc, SocketAddr) {
+/// The edge takes its containers from their announcements in Redis
+/// (`members`), not from a static list.
+fn start_edge(dir: &Scratch, sip: SocketAddr, members: &str) -> (Proc, SocketAddr) {
     let http = sipp::free_port(true);
-    let mut text = format!(
-        "node = \"e1\"\npublic = \"{sip}\"\n\n[listen]\nudp = [\"{sip}\"]\nhttp = \"127.0.0.1:{http}\"\n\n\
+    let text = format!(
+        "node = \"e1\"\npublic = \"{sip}\"\nmembers = \"{members}\"\nmembers_interval_ms = 200\n\n\
+         [listen]\nudp = [\"{sip}\"]\nhttp = \"127.0.0.1:{http}\"\n\n\
          [health]\ninterval_ms = 200\ntimeout_ms = 200\nrise = 2\nfall = 2\n"
     );
-    for (node, addr) in containers {
-        text.push_str(&format!(
-            "\n[[containers]]\nnode = \"{}\"\nsip = \"{addr}\"\nhttp = \"{}\"\n",
-            node.name, node.http
-        ));
-    }
     let cfg = dir.write("edge.toml", &text);
     let mut cmd = common::switchboard();
     cmd.arg("edge").arg("--config").arg(&cfg);
@@ -193,16 +180,11 @@ fn held_calls_survive_a_kill_9_of_their_container() {
         .parse()
         .unwrap();
 
-    let mut nodes = Vec::new();
-    let mut addrs = Vec::new();
-    for name in ["c1", "c2", "c3"] {
-        let (n, a) = start_container(&dir, name, edge_sip, &store);
-        nodes.push(n);
-        addrs.push(a);
-    }
-    let pairs: Vec<(&Node, SocketAddr)> = nodes.iter().zip(addrs.iter().copied()).collect();
-    let (_edge, edge_http) = start_edge(&dir, edge_sip, &pairs);
-    drop(pairs);
+    let mut nodes: Vec<Node> = ["c1", "c2", "c3"]
+        .iter()
+        .map(|name| start_container(&dir, name, edge_sip, &store))
+        .collect();
+    let (_edge, edge_http) = start_edge(&dir, edge_sip, &store);
     wait_for(
         "the edge sees three containers up",
         Duration::from_secs(20),
@@ -308,6 +290,15 @@ fn held_calls_survive_a_kill_9_of_their_container() {
     assert_eq!(
         taken_over, victim_calls,
         "each of the dead container's sessions was loaded once, by one survivor"
+    );
+    // The dead container's announcement lapsed: the edge's view lost it.
+    wait_for(
+        "the dead container leaves the membership",
+        Duration::from_secs(15),
+        || {
+            let m = http_get(edge_http, "/_sb/metrics")?;
+            (metric(&m, "sb_edge_members_announced") == Some(2)).then_some(())
+        },
     );
     // The calls ended: the survivors hold nothing.
     wait_for(
