@@ -19,7 +19,7 @@ export PAUSE_MS="${PAUSE_MS:-500}"
 mkdir -p "$OUT"
 
 cargo build --release -q -p switchboard
-SB="$PWD/target/release/switchboard"
+SB="${CARGO_TARGET_DIR:-$PWD/target}/release/switchboard"
 SIPP_UAS=127.0.0.1:5071
 OUR_UAS=127.0.0.1:5075
 ours() {
