@@ -21,6 +21,13 @@
 //! b2bua = true
 //! b2bua_prefix = "b2bua-"
 //!
+//! [auth]                          # optional: digest authentication
+//! realm = "example.com"
+//! secret = "the cluster's shared nonce secret"
+//! algorithms = ["SHA-256", "MD5"]
+//! methods = ["REGISTER", "INVITE", "MESSAGE", "SUBSCRIBE"]
+//! users = { alice = "wonderland", bob = "builder" }
+//!
 //! [registrar]
 //! min_expires = 60
 //! max_expires = 7200
@@ -65,6 +72,55 @@ pub struct ContainerConfig {
     /// Registrar settings.
     #[serde(default)]
     pub registrar: RegistrarSettings,
+    /// Digest authentication (none when absent).
+    #[serde(default)]
+    pub auth: Option<AuthConfig>,
+}
+
+/// Digest authentication of initial requests (RFC 3261 §22, RFC 8760):
+/// REGISTER is challenged with 401, other methods with 407.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// The realm.
+    pub realm: String,
+    /// The nonce secret, at least 16 bytes, the same on every container of
+    /// the cluster (any container then verifies a nonce another issued).
+    pub secret: String,
+    /// Algorithms offered, strongest first: `SHA-256`, `MD5`. Default both
+    /// (offer `MD5` alone for UAs that stop at the first challenge they
+    /// cannot answer, SIPp among them).
+    #[serde(default = "default_algorithms")]
+    pub algorithms: Vec<String>,
+    /// Methods challenged (initial requests only). Default REGISTER,
+    /// INVITE, MESSAGE, SUBSCRIBE.
+    #[serde(default = "default_auth_methods")]
+    pub methods: Vec<String>,
+    /// How long a nonce is good for, in seconds (then `stale=true`).
+    /// Default 300.
+    #[serde(default = "nonce_lifetime")]
+    pub nonce_lifetime_s: u64,
+    /// Check that the credentials' `uri` is the Request-URI (RFC 2617
+    /// §3.2.2.5). Default true; some UAs (SIPp 3.6) put another URI there.
+    #[serde(default = "yes")]
+    pub check_uri: bool,
+    /// Users: name = password.
+    pub users: std::collections::BTreeMap<String, String>,
+}
+
+fn default_algorithms() -> Vec<String> {
+    vec!["SHA-256".to_owned(), "MD5".to_owned()]
+}
+
+fn default_auth_methods() -> Vec<String> {
+    ["REGISTER", "INVITE", "MESSAGE", "SUBSCRIBE"]
+        .iter()
+        .map(|m| (*m).to_owned())
+        .collect()
+}
+
+fn nonce_lifetime() -> u64 {
+    300
 }
 
 fn default_store() -> String {
@@ -239,6 +295,11 @@ impl ContainerConfig {
         if self.shards == Some(0) {
             return Err(src.error_at("shards", "must be at least 1"));
         }
+        if let Some(a) = &self.auth
+            && let Err((field, msg)) = crate::auth::AuthLayer::from_config(a)
+        {
+            return Err(src.error_at(&format!("auth.{field}"), msg));
+        }
         Ok(())
     }
 
@@ -262,6 +323,7 @@ impl ContainerConfig {
             },
             apps: AppsConfig::default(),
             registrar: RegistrarSettings::default(),
+            auth: None,
         }
     }
 }
@@ -281,6 +343,34 @@ mod tests {
         assert_eq!(c.node, "c1");
         assert!(!c.apps.ring);
         assert!(c.apps.registrar);
+    }
+
+    #[test]
+    fn auth_settings_are_checked_with_their_line() {
+        let base = "node = \"c1\"\n[listen]\nudp = [\"127.0.0.1:0\"]\nhttp = \"127.0.0.1:0\"\n";
+        let ok = format!(
+            "{base}[auth]\nrealm = \"example.com\"\nsecret = \"sixteen bytes at least\"\nusers = {{ alice = \"pw\" }}\n"
+        );
+        let c = ContainerConfig::from_source(&ConfigSource::from_text("c.toml", ok)).unwrap();
+        assert_eq!(c.auth.unwrap().algorithms, ["SHA-256", "MD5"]);
+        let short = format!(
+            "{base}[auth]\nrealm = \"example.com\"\nsecret = \"short\"\nusers = {{ alice = \"pw\" }}\n"
+        );
+        let e = ContainerConfig::from_source(&ConfigSource::from_text("c.toml", short))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("c.toml:7:"), "{e}");
+        assert!(e.contains("field auth.secret"), "{e}");
+        let alg = format!(
+            "{base}[auth]\nrealm = \"r\"\nsecret = \"sixteen bytes at least\"\nalgorithms = [\"SHA-1\"]\nusers = {{ a = \"b\" }}\n"
+        );
+        let e = ContainerConfig::from_source(&ConfigSource::from_text("c.toml", alg))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("field auth.algorithms") && e.contains("SHA-1"),
+            "{e}"
+        );
     }
 
     #[test]

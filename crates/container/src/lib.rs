@@ -26,6 +26,7 @@
 //! ```
 
 pub mod apps;
+pub mod auth;
 mod config;
 mod http;
 
@@ -200,12 +201,23 @@ fn app_router(config: &ContainerConfig, store: &session_store::Store) -> AppRout
     let location = apps::location::Location::new(store.clone());
     let mut router = AppRouter::new();
     let a = &config.apps;
+    // Validated with the config: a bad [auth] never gets here.
+    let auth = config
+        .auth
+        .as_ref()
+        .and_then(|c| auth::AuthLayer::from_config(c).ok());
     if a.answer {
         let answer = SipRouter::new()
             .invite(apps::answer::on_invite)
             .message(apps::answer::on_ok)
             .options(apps::answer::on_ok)
-            .with_state("answer", apps::answer::Answer { ring: a.ring });
+            .with_state(
+                "answer",
+                apps::answer::Answer {
+                    ring: a.ring,
+                    auth: auth.clone(),
+                },
+            );
         router = router.route(Rule::any().user(&a.answer_user), answer);
     }
     if a.b2bua && !a.b2bua_prefix.is_empty() {
@@ -214,6 +226,7 @@ fn app_router(config: &ContainerConfig, store: &session_store::Store) -> AppRout
             apps::b2bua::B2bua {
                 location: location.clone(),
                 prefix: a.b2bua_prefix.clone(),
+                auth: auth.clone(),
             },
         );
         router = router.route(
@@ -229,6 +242,7 @@ fn app_router(config: &ContainerConfig, store: &session_store::Store) -> AppRout
                 apps::registrar::Registrar {
                     location: location.clone(),
                     config: config.registrar.to_config(),
+                    auth: auth.clone(),
                 },
             );
         router = router.route(Rule::methods(&["REGISTER"]), registrar);
@@ -241,6 +255,7 @@ fn app_router(config: &ContainerConfig, store: &session_store::Store) -> AppRout
                 apps::proxy::ProxyApp {
                     location,
                     domains: config.domains.clone(),
+                    auth,
                 },
             );
         router = router.route(Rule::any(), proxy);

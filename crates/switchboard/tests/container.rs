@@ -46,6 +46,28 @@ fn container() -> (Proc, SocketAddr, SocketAddr) {
     (proc, udp, http)
 }
 
+/// Starts `switchboard container --config` with `body` (listen and node
+/// added); returns it with its UDP SIP address. The file is removed once
+/// the container has read it.
+fn container_with_config(body: &str) -> (Proc, SocketAddr) {
+    let port = sipp::free_port(false);
+    let path =
+        std::env::temp_dir().join(format!("sb-container-{}-{port}.toml", std::process::id()));
+    std::fs::write(
+        &path,
+        format!(
+            "node = \"c1\"\n{body}\n[listen]\nudp = [\"127.0.0.1:{port}\"]\nhttp = \"127.0.0.1:0\"\n"
+        ),
+    )
+    .unwrap();
+    let mut cmd = common::switchboard();
+    cmd.arg("container").arg("--config").arg(&path);
+    let (proc, _line) = sip_testkit::process::spawn_with_banner(cmd, Duration::from_secs(20))
+        .unwrap_or_else(|e| panic!("container did not start: {e}"));
+    let _ = std::fs::remove_file(&path);
+    (proc, format!("127.0.0.1:{port}").parse().unwrap())
+}
+
 /// Sends one request from a fresh UDP socket and returns the final
 /// response's text.
 fn transact(to: SocketAddr, request: &str) -> String {
@@ -137,6 +159,49 @@ fn a_b2bua_call_relays_re_invite_and_bye_to_the_other_leg() {
         r.starts_with("SIP/2.0 404 Not Found (no registered contact)"),
         "{r}"
     );
+}
+
+#[test]
+fn digest_authentication_challenges_register_and_invite_and_sipp_answers() {
+    let (_c, addr) = container_with_config(
+        "[auth]\nrealm = \"switchboard.test\"\nsecret = \"a secret the whole cluster shares\"\n\
+         algorithms = [\"MD5\"]\ncheck_uri = false\n\
+         users = { sipp = \"sipp-secret\", alice = \"wonderland\" }\n",
+    );
+    // No credentials: 407 with a challenge for the realm.
+    let invite = "INVITE sip:answer@TARGET SIP/2.0\r\nVia: SIP/2.0/UDP LOCAL;branch=z9hG4bK-auth1\r\n\
+        From: <sip:alice@LOCAL>;tag=a\r\nTo: <sip:answer@TARGET>\r\nCall-ID: auth1@test\r\n\
+        CSeq: 1 INVITE\r\nContact: <sip:alice@LOCAL>\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n";
+    let r = transact(addr, invite);
+    assert!(
+        r.starts_with("SIP/2.0 407 Proxy Authentication Required\r\n"),
+        "{r}"
+    );
+    assert!(
+        r.contains("Proxy-Authenticate: Digest realm=\"switchboard.test\""),
+        "{r}"
+    );
+    // A REGISTER without credentials: 401.
+    let r = register(addr, "alice", "sip:alice@127.0.0.1:5999", 600, 1);
+    assert!(r.starts_with("SIP/2.0 401 Unauthorized\r\n"), "{r}");
+    assert!(
+        r.contains("WWW-Authenticate: Digest realm=\"switchboard.test\""),
+        "{r}"
+    );
+    // SIPp answers both challenges (MD5, qop=auth; SIPp 3.6 computes its
+    // INVITE answer for uri=sip:HOST:PORT, hence check_uri = false).
+    let mut reg = sipp::command();
+    reg.args(["-sf", &scenario("reg-auth.xml"), &addr.to_string()])
+        .args(["-p", "0", "-m", "5", "-r", "10"]);
+    let (ok, failed, text) = sipp_run(reg);
+    assert_eq!((ok, failed), (5, 0), "REGISTER:\n{text}");
+    let mut uac = sipp::command();
+    uac.args(["-sf", &scenario("uac-auth.xml"), &addr.to_string()])
+        .args([
+            "-s", "answer", "-p", "0", "-m", "10", "-r", "10", "-d", "100",
+        ]);
+    let (ok, failed, text) = sipp_run(uac);
+    assert_eq!((ok, failed), (10, 0), "INVITE:\n{text}");
 }
 
 #[test]

@@ -12,6 +12,8 @@ use sip_app::{AppError, Context, IncomingRequest};
 pub struct Answer {
     /// Send 180 Ringing before the 200.
     pub ring: bool,
+    /// Digest authentication in front (None: open).
+    pub auth: Option<crate::auth::AuthLayer>,
 }
 
 /// A one-stream PCMU SDP body at `ip`/`port` (also used by `switchboard
@@ -27,6 +29,9 @@ pub fn sdp(ip: IpAddr, port: u16) -> Bytes {
 
 /// INVITE: (180,) 200 with SDP. A re-INVITE is answered the same way.
 pub async fn on_invite(cx: Context<Answer>, req: IncomingRequest) -> Result<(), AppError> {
+    let Some(req) = crate::auth::admit(cx.state().auth.as_ref(), req, cx.stack()).await? else {
+        return Ok(());
+    };
     if cx.state().ring && !req.is_in_dialog() {
         req.provisional(180)?;
     }
@@ -38,6 +43,9 @@ pub async fn on_invite(cx: Context<Answer>, req: IncomingRequest) -> Result<(), 
 }
 
 /// MESSAGE, OPTIONS: 200.
-pub async fn on_ok(_cx: Context<Answer>, req: IncomingRequest) -> Result<(), AppError> {
+pub async fn on_ok(cx: Context<Answer>, req: IncomingRequest) -> Result<(), AppError> {
+    let Some(req) = crate::auth::admit(cx.state().auth.as_ref(), req, cx.stack()).await? else {
+        return Ok(());
+    };
     req.accept().await
 }

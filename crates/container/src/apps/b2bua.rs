@@ -15,10 +15,15 @@ pub struct B2bua {
     pub location: Location,
     /// The user prefix that selects the service.
     pub prefix: String,
+    /// Digest authentication in front (None: open).
+    pub auth: Option<crate::auth::AuthLayer>,
 }
 
 /// INVITE for `<prefix><user>`: leg B to `<user>`'s contact.
 pub async fn on_invite(cx: Context<B2bua>, req: IncomingRequest) -> Result<(), AppError> {
+    let Some(req) = crate::auth::admit(cx.state().auth.as_ref(), req, cx.stack()).await? else {
+        return Ok(());
+    };
     let uri = req.request().request_uri_str().unwrap_or("").to_owned();
     let parsed = sip_message::Uri::parse(&uri).ok().and_then(|u| {
         u.as_sip().map(|s| {

@@ -15,10 +15,15 @@ pub struct ProxyApp {
     /// Domains this cluster is responsible for. Empty: every domain (a
     /// development set-up), so only unregistered users fail.
     pub domains: Vec<String>,
+    /// Digest authentication in front (None: open).
+    pub auth: Option<crate::auth::AuthLayer>,
 }
 
 /// Handles any initial request routed to the proxy.
 pub async fn on_request(cx: Context<ProxyApp>, req: IncomingRequest) -> Result<(), AppError> {
+    let Some(req) = crate::auth::admit(cx.state().auth.as_ref(), req, cx.stack()).await? else {
+        return Ok(());
+    };
     let uri = req.request().request_uri_str().unwrap_or("").to_owned();
     let aor =
         canonical_aor(&uri).ok_or_else(|| AppError::with_reason(416, "Unsupported URI Scheme"))?;

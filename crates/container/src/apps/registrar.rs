@@ -47,6 +47,8 @@ pub struct Registrar {
     pub location: Location,
     /// Settings.
     pub config: RegistrarConfig,
+    /// Digest authentication in front (None: open).
+    pub auth: Option<crate::auth::AuthLayer>,
 }
 
 fn bad(reason: &str) -> AppError {
@@ -64,6 +66,9 @@ struct Requested {
 
 /// Handles a REGISTER.
 pub async fn on_register(cx: Context<Registrar>, req: IncomingRequest) -> Result<(), AppError> {
+    let Some(req) = crate::auth::admit(cx.state().auth.as_ref(), req, cx.stack()).await? else {
+        return Ok(());
+    };
     let r = req.request();
     let to = r
         .typed::<To<'_>>()
