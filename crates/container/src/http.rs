@@ -1,5 +1,7 @@
 //! The container's HTTP port: `/_sb/health` and `/_sb/metrics`
-//! (docs/CLUSTER.md).
+//! (docs/CLUSTER.md), and every other path to the applications' HTTP
+//! routes (converged HTTP, `sip_app::Engine::serve_http`); 404 when none
+//! matches, 413 for a body over 1 MiB.
 
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
@@ -15,9 +17,38 @@ pub(crate) async fn serve(listener: tokio::net::TcpListener, engine: Engine) {
     let app = Router::new()
         .route("/_sb/health", get(health))
         .route("/_sb/metrics", get(metrics))
+        .fallback(applications)
         .with_state(engine);
     if let Err(e) = axum::serve(listener, app).await {
         tracing::error!(error = %e, "HTTP server stopped");
+    }
+}
+
+/// The largest request body an application gets.
+const MAX_BODY: usize = 1 << 20;
+
+async fn applications(
+    State(engine): State<Engine>,
+    req: axum::extract::Request,
+) -> axum::response::Response {
+    let (parts, body) = req.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, MAX_BODY).await else {
+        return (
+            axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+            "request body over 1 MiB\n",
+        )
+            .into_response();
+    };
+    match engine
+        .serve_http(axum::http::Request::from_parts(parts, bytes))
+        .await
+    {
+        Some(r) => r.map(axum::body::Body::from).into_response(),
+        None => (
+            axum::http::StatusCode::NOT_FOUND,
+            "no application serves this path\n",
+        )
+            .into_response(),
     }
 }
 
@@ -64,6 +95,11 @@ async fn metrics(State(engine): State<Engine>) -> impl IntoResponse {
         "sb_container_store_errors_total",
         "Session store failures.",
         s.store_errors.load(Ordering::Relaxed),
+    );
+    counter(
+        "sb_container_http_requests_total",
+        "HTTP requests served by applications.",
+        s.http_requests.load(Ordering::Relaxed),
     );
     let _ = write!(
         out,

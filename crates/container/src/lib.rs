@@ -211,6 +211,8 @@ fn app_router(config: &ContainerConfig, store: &session_store::Store) -> AppRout
             .invite(apps::answer::on_invite)
             .message(apps::answer::on_ok)
             .options(apps::answer::on_ok)
+            .http("GET", "/answer/session", apps::answer::http_get)
+            .http("POST", "/answer/session", apps::answer::http_post)
             .with_state(
                 "answer",
                 apps::answer::Answer {

@@ -92,6 +92,17 @@ impl AppRouter {
             .map(|(_, a)| a.clone())
     }
 
+    /// The application serving an HTTP `method` `path`, with its handler.
+    pub(crate) fn http(
+        &self,
+        method: &str,
+        path: &str,
+    ) -> Option<(Application, std::sync::Arc<crate::router::HttpDispatch>)> {
+        self.rules
+            .iter()
+            .find_map(|(_, a)| a.http_route(method, path).map(|h| (a.clone(), h)))
+    }
+
     /// An application by name (for requests inside its sessions).
     #[must_use]
     pub fn by_name(&self, name: &str) -> Option<Application> {

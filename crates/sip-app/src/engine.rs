@@ -91,6 +91,8 @@ pub struct Stats {
     pub default_answers: AtomicU64,
     /// Store failures.
     pub store_errors: AtomicU64,
+    /// HTTP requests served by applications.
+    pub http_requests: AtomicU64,
 }
 
 pub(crate) struct Shared {
@@ -167,7 +169,7 @@ impl Shared {
         self.config.edges.get(i).copied()
     }
 
-    fn new_session_id(&self) -> SessionId {
+    pub(crate) fn new_session_id(&self) -> SessionId {
         let r = self
             .ids
             .lock()
@@ -242,7 +244,7 @@ pub(crate) async fn commit(shared: &Shared, cell: &SessionCell) -> Result<(), Ap
 /// The running engine.
 #[derive(Clone)]
 pub struct Engine {
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
 }
 
 impl std::fmt::Debug for Engine {

@@ -42,6 +42,9 @@
 //!   state in the session record, so a survivor continues the call.
 //! * `routing`: Record-Route, Contact, next hops.
 //! * `engine`: [`Engine`], from stack events to handlers.
+//! * `converged`: HTTP routes of applications ([`SipRouter::http`],
+//!   [`Engine::serve_http`]) in the application session the `SBSESSION`
+//!   cookie or the `sbt` query parameter names.
 //! * `timers`: application timers ([`Context::set_timer`],
 //!   [`SipRouter::timer`]), fired by the session's owner, or by a survivor
 //!   when the owner died (through the store's timer index), exactly once.
@@ -54,6 +57,7 @@
 mod approuter;
 mod b2bua;
 mod context;
+mod converged;
 mod engine;
 mod error;
 mod proxy;
@@ -66,11 +70,15 @@ mod timers;
 pub use approuter::{AppRouter, Rule};
 pub use b2bua::{B2buaOptions, B2buaOutcome};
 pub use context::Context;
+pub use converged::{COOKIE_NAME, encode_url};
 pub use engine::{Engine, EngineConfig, Stats, unix_ms};
 pub use error::AppError;
 pub use proxy::{ProxyOptions, ProxyOutcome};
 pub use request::IncomingRequest;
-pub use router::{Application, BoxFuture, Handler, SipRouter, TimerEvent, TimerHandler};
+pub use router::{
+    Application, BoxFuture, Handler, HttpHandler, HttpRequest, HttpResponse, SipRouter, TimerEvent,
+    TimerHandler,
+};
 pub use routing::TOKEN_PARAM;
 pub use session::{
     AppSession, DialogRecord, DialogRole, DialogState, SessionId, SessionRecord, TimerRecord, UaLeg,

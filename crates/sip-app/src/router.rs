@@ -44,6 +44,37 @@ where
     }
 }
 
+/// An HTTP request as an application sees it (body read whole).
+pub type HttpRequest = http::Request<bytes::Bytes>;
+/// An HTTP response an application returns.
+pub type HttpResponse = http::Response<bytes::Bytes>;
+
+/// An async function that handles an HTTP request of one application, in
+/// the application session the request names (cookie `SBSESSION` or query
+/// `sbt`), or in a new one.
+pub trait HttpHandler<S>: Send + Sync + 'static {
+    /// Runs the handler.
+    fn call(
+        &self,
+        cx: Context<S>,
+        request: HttpRequest,
+    ) -> BoxFuture<Result<HttpResponse, AppError>>;
+}
+
+impl<S, F, Fut> HttpHandler<S> for F
+where
+    F: Fn(Context<S>, HttpRequest) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<HttpResponse, AppError>> + Send + 'static,
+{
+    fn call(
+        &self,
+        cx: Context<S>,
+        request: HttpRequest,
+    ) -> BoxFuture<Result<HttpResponse, AppError>> {
+        Box::pin(self(cx, request))
+    }
+}
+
 /// A timer that fired: what [`Context::set_timer`] stored.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TimerEvent {
@@ -83,6 +114,7 @@ pub struct SipRouter<S> {
     routes: HashMap<String, Arc<dyn Handler<S>>>,
     fallback: Option<Arc<dyn Handler<S>>>,
     timer: Option<Arc<dyn TimerHandler<S>>>,
+    http: Vec<(String, String, Arc<dyn HttpHandler<S>>)>,
 }
 
 impl<S> std::fmt::Debug for SipRouter<S> {
@@ -99,6 +131,7 @@ impl<S> Default for SipRouter<S> {
             routes: HashMap::new(),
             fallback: None,
             timer: None,
+            http: Vec::new(),
         }
     }
 }
@@ -171,6 +204,21 @@ impl<S: Send + Sync + 'static> SipRouter<S> {
         self
     }
 
+    /// Serves `method` `path` over HTTP on the container's HTTP port
+    /// (converged HTTP): the handler runs in the application session the
+    /// request names with the `SBSESSION` cookie or the `sbt` query
+    /// parameter, or in a new one, and the response sets the cookie. A
+    /// `path` ending in `/*` matches everything under it.
+    #[must_use]
+    pub fn http(mut self, method: &str, path: &str, handler: impl HttpHandler<S>) -> Self {
+        self.http.push((
+            method.to_ascii_uppercase(),
+            path.to_owned(),
+            Arc::new(handler),
+        ));
+        self
+    }
+
     /// Gives the router its state: the result is an [`Application`] the
     /// container can run.
     #[must_use]
@@ -178,6 +226,26 @@ impl<S: Send + Sync + 'static> SipRouter<S> {
         let state = Arc::new(state);
         let routes = self.routes;
         let fallback = self.fallback;
+        let http_state = Arc::clone(&state);
+        let http_routes: Vec<HttpRoute> = self
+            .http
+            .into_iter()
+            .map(|(method, path, h)| {
+                let st = Arc::clone(&http_state);
+                let f: Arc<HttpDispatch> = Arc::new(move |raw, req| {
+                    let cx = Context {
+                        state: Arc::clone(&st),
+                        raw,
+                    };
+                    h.call(cx, req)
+                });
+                HttpRoute {
+                    method,
+                    path,
+                    dispatch: f,
+                }
+            })
+            .collect();
         let timer_state = Arc::clone(&state);
         let timer = self.timer.map(|h| {
             let f: Arc<TimerDispatch> = Arc::new(move |raw, ev| {
@@ -205,6 +273,7 @@ impl<S: Send + Sync + 'static> SipRouter<S> {
             methods,
             dispatch: Arc::new(dispatch),
             timer,
+            http: http_routes.into(),
         }
     }
 }
@@ -216,6 +285,26 @@ type Dispatch = dyn Fn(crate::context::RawContext, IncomingRequest) -> Option<Bo
 type TimerDispatch =
     dyn Fn(crate::context::RawContext, TimerEvent) -> BoxFuture<Result<(), AppError>> + Send + Sync;
 
+pub(crate) type HttpDispatch = dyn Fn(crate::context::RawContext, HttpRequest) -> BoxFuture<Result<HttpResponse, AppError>>
+    + Send
+    + Sync;
+
+struct HttpRoute {
+    method: String,
+    path: String,
+    dispatch: Arc<HttpDispatch>,
+}
+
+impl HttpRoute {
+    fn matches(&self, method: &str, path: &str) -> bool {
+        self.method == method
+            && match self.path.strip_suffix("/*") {
+                Some(prefix) => path == prefix || path.starts_with(&format!("{prefix}/")),
+                None => self.path == path,
+            }
+    }
+}
+
 /// A runnable application: its name, its routes and its state.
 #[derive(Clone)]
 pub struct Application {
@@ -223,6 +312,7 @@ pub struct Application {
     methods: Vec<String>,
     dispatch: Arc<Dispatch>,
     timer: Option<Arc<TimerDispatch>>,
+    http: Arc<[HttpRoute]>,
 }
 
 impl std::fmt::Debug for Application {
@@ -256,6 +346,14 @@ impl Application {
         req: IncomingRequest,
     ) -> Option<BoxFuture<Result<(), AppError>>> {
         (self.dispatch)(raw, req)
+    }
+
+    /// The HTTP handler for `method` `path`, if the application has one.
+    pub(crate) fn http_route(&self, method: &str, path: &str) -> Option<Arc<HttpDispatch>> {
+        self.http
+            .iter()
+            .find(|r| r.matches(method, path))
+            .map(|r| Arc::clone(&r.dispatch))
     }
 
     /// Runs the timer handler; None when the application has none.

@@ -31,6 +31,7 @@ mod common;
 
 const CALLS: u32 = 30;
 const B2BUA_CALLS: u32 = 20;
+const HTTP_SESSIONS: u32 = 9;
 
 /// A scratch directory for the config files, removed on drop.
 struct Scratch(PathBuf);
@@ -70,6 +71,38 @@ fn transact(to: SocketAddr, request: &str) -> String {
             return text;
         }
     }
+}
+
+/// One HTTP/1.1 request; returns (status, whole response text).
+fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    cookie: Option<&str>,
+    body: &str,
+) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let cookie = cookie.map_or_else(String::new, |c| format!("Cookie: SBSESSION={c}\r\n"));
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{cookie}\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let status = out.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (status, out)
+}
+
+/// A JSON string member of an HTTP response body (`"name":"value"`).
+fn json_str(text: &str, name: &str) -> Option<String> {
+    let at = text.find(&format!("\"{name}\":\""))? + name.len() + 4;
+    let rest = text.get(at..)?;
+    Some(rest.get(..rest.find('"')?)?.to_owned())
 }
 
 fn http_get(addr: SocketAddr, path: &str) -> Option<String> {
@@ -200,6 +233,119 @@ fn held_calls_survive_a_kill_9_of_their_container() {
         },
     );
 
+    // Converged: a SIP call to the answering service, then an HTTP request
+    // naming the call's session (the token of its Contact) through the
+    // edge's HTTP port: the same container serves it and sees what the SIP
+    // side wrote.
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let me = sock.local_addr().unwrap();
+    let invite = format!(
+        "INVITE sip:answer@{edge_sip} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-conv1;rport\r\n\
+         From: <sip:carol@{me}>;tag=cv\r\nTo: <sip:answer@{edge_sip}>\r\nCall-ID: conv@test\r\n\
+         CSeq: 1 INVITE\r\nContact: <sip:carol@{me}>\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    );
+    sock.send_to(invite.as_bytes(), edge_sip).unwrap();
+    let mut buf = vec![0u8; 65536];
+    let ok = loop {
+        let (n, _) = sock.recv_from(&mut buf).expect("an answer within 5 s");
+        let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+        if text.starts_with("SIP/2.0 200") {
+            break text;
+        }
+    };
+    let field = |text: &str, name: &str| -> String {
+        text.lines()
+            .find(|l| l.to_ascii_lowercase().starts_with(&format!("{name}:")))
+            .map(|l| l[name.len() + 1..].trim().to_owned())
+            .unwrap_or_else(|| panic!("no {name} in {text}"))
+    };
+    let to = field(&ok, "to");
+    let contact = field(&ok, "contact");
+    let target = contact
+        .trim_start_matches('<')
+        .split('>')
+        .next()
+        .unwrap()
+        .to_owned();
+    let token = target
+        .split("sbt=")
+        .nth(1)
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let in_dialog = |method: &str, cseq: u32, branch: &str| {
+        format!(
+            "{method} {target} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch={branch};rport\r\n\
+             From: <sip:carol@{me}>;tag=cv\r\nTo: {to}\r\nCall-ID: conv@test\r\n\
+             CSeq: {cseq} {method}\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+        )
+    };
+    sock.send_to(in_dialog("ACK", 1, "z9hG4bK-conv2").as_bytes(), edge_sip)
+        .unwrap();
+    let (status, body) = http(
+        edge_http,
+        "GET",
+        &format!("/answer/session?sbt={token}"),
+        None,
+        "",
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        json_str(&body, "session").as_deref(),
+        Some(token.as_str()),
+        "{body}"
+    );
+    let owner = token.split('.').next().unwrap();
+    assert_eq!(
+        json_str(&body, "node").as_deref(),
+        Some(owner),
+        "SIP and HTTP meet on one container: {body}"
+    );
+    assert!(
+        body.contains("\"calls\":1") && body.contains(&format!("\"caller\":\"sip:carol@{me}\"")),
+        "{body}"
+    );
+    sock.send_to(in_dialog("BYE", 2, "z9hG4bK-conv3").as_bytes(), edge_sip)
+        .unwrap();
+    let bye = loop {
+        let (n, _) = sock.recv_from(&mut buf).expect("a BYE answer within 5 s");
+        let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+        if text.contains("CSeq: 2 BYE") {
+            break text;
+        }
+    };
+    assert!(bye.starts_with("SIP/2.0 200"), "{bye}");
+    wait_for(
+        "the converged call's session ends",
+        Duration::from_secs(10),
+        || nodes.iter().all(|n| sessions(n) == Some(0)).then_some(()),
+    );
+
+    // HTTP sessions: created through the edge, each with an attribute.
+    let web: Vec<(String, String)> = (0..HTTP_SESSIONS)
+        .map(|i| {
+            let (status, body) = http(
+                edge_http,
+                "POST",
+                "/answer/session",
+                None,
+                &format!("{{\"n\":{i}}}"),
+            );
+            assert_eq!(status, 200, "{body}");
+            assert!(
+                body.contains("Set-Cookie: SBSESSION=") || body.contains("set-cookie: SBSESSION="),
+                "{body}"
+            );
+            (
+                json_str(&body, "session").unwrap(),
+                json_str(&body, "node").unwrap(),
+            )
+        })
+        .collect();
+
     // The B2BUA callee: SIPp registered as bob through the edge.
     let uas_port = sipp::free_port(false);
     let mut uas = sipp::command();
@@ -245,7 +391,7 @@ fn held_calls_survive_a_kill_9_of_their_container() {
     // Every call is up and held: find the container holding the most.
     let held: Vec<u64> = wait_for("all calls answered", Duration::from_secs(20), || {
         let counts: Option<Vec<u64>> = nodes.iter().map(sessions).collect();
-        counts.filter(|c| c.iter().sum::<u64>() == u64::from(CALLS + B2BUA_CALLS))
+        counts.filter(|c| c.iter().sum::<u64>() == u64::from(CALLS + B2BUA_CALLS + HTTP_SESSIONS))
     });
     let victim = (0..nodes.len()).max_by_key(|&i| held[i]).unwrap();
     let victim_calls = held[victim];
@@ -284,6 +430,27 @@ fn held_calls_survive_a_kill_9_of_their_container() {
         (B2BUA_CALLS, 0),
         "every leg B gets its re-INVITE and BYE:\n{out}"
     );
+    // Every HTTP session answers with its attribute, from a survivor.
+    let dead = nodes[victim].name.clone();
+    let mut moved = 0;
+    for (i, (id, node)) in web.iter().enumerate() {
+        let (status, body) = http(edge_http, "GET", "/answer/session", Some(id), "");
+        assert_eq!(status, 200, "{body}");
+        assert!(
+            body.contains(&format!("\"n\":{i}")),
+            "session {id} kept its attribute: {body}"
+        );
+        let now_on = json_str(&body, "node").unwrap();
+        assert_ne!(now_on, dead, "{body}");
+        if *node == dead {
+            moved += 1;
+        } else {
+            assert_eq!(&now_on, node, "a live owner keeps its session");
+        }
+    }
+    eprintln!(
+        "HTTP sessions: {HTTP_SESSIONS}, {moved} of them on the killed container, all read back from survivors"
+    );
     let survivors: Vec<&Node> = nodes.iter().filter(|n| n.proc.is_some()).collect();
     let taken_over: u64 = survivors.iter().map(|n| loaded(n)).sum();
     eprintln!("sessions taken over from Redis by the survivors: {taken_over}");
@@ -300,15 +467,14 @@ fn held_calls_survive_a_kill_9_of_their_container() {
             (metric(&m, "sb_edge_members_announced") == Some(2)).then_some(())
         },
     );
-    // The calls ended: the survivors hold nothing.
+    // The calls ended: the survivors hold the HTTP sessions only (they
+    // end when they expire).
     wait_for(
-        "the survivors' sessions end",
+        "the survivors' call sessions end",
         Duration::from_secs(10),
         || {
-            survivors
-                .iter()
-                .all(|n| sessions(n) == Some(0))
-                .then_some(())
+            let held: Option<u64> = survivors.iter().map(|n| sessions(n)).sum();
+            (held == Some(u64::from(HTTP_SESSIONS))).then_some(())
         },
     );
 }

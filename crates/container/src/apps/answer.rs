@@ -1,6 +1,13 @@
 //! The answering test service: answers INVITE with 180 then 200 and an SDP
 //! offer/answer body, accepts MESSAGE and OPTIONS; BYE is answered by the
 //! container's default (200, the dialog ends).
+//!
+//! It is also a converged application: each call records `caller` and
+//! `calls` in its application session, and `GET /answer/session` shows the
+//! session the request names (cookie `SBSESSION` or `?sbt=`, the token of
+//! the call's Contact) as JSON, with the node serving it; `POST
+//! /answer/session` with a JSON object sets attributes (a new session when
+//! none is named).
 
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -35,6 +42,16 @@ pub async fn on_invite(cx: Context<Answer>, req: IncomingRequest) -> Result<(), 
     if cx.state().ring && !req.is_in_dialog() {
         req.provisional(180)?;
     }
+    if !req.is_in_dialog() {
+        let calls = cx.session().get::<u64>("calls")?.unwrap_or(0) + 1;
+        cx.session().set("calls", &calls)?;
+        let caller = req
+            .request()
+            .typed::<sip_message::headers::From<'_>>()
+            .and_then(Result::ok)
+            .map(|f| f.uri().as_str().to_owned());
+        cx.session().set("caller", &caller)?;
+    }
     let ip = cx
         .stack()
         .local_addr(sip_message::TransportKind::Udp)
@@ -48,4 +65,50 @@ pub async fn on_ok(cx: Context<Answer>, req: IncomingRequest) -> Result<(), AppE
         return Ok(());
     };
     req.accept().await
+}
+
+/// The session as JSON: id, the node serving it, attributes.
+fn session_json(cx: &Context<Answer>) -> Result<sip_app::HttpResponse, AppError> {
+    let s = cx.session();
+    let mut attributes = serde_json::Map::new();
+    for name in s.names() {
+        if let Some(v) = s.get::<serde_json::Value>(&name)? {
+            attributes.insert(name, v);
+        }
+    }
+    let body = serde_json::json!({
+        "session": s.id().as_str(),
+        "node": cx.node(),
+        "attributes": attributes,
+    });
+    let mut r = sip_app::HttpResponse::new(Bytes::from(body.to_string()));
+    r.headers_mut().insert(
+        "content-type",
+        http::HeaderValue::from_static("application/json"),
+    );
+    Ok(r)
+}
+
+/// `GET /answer/session`.
+pub async fn http_get(
+    cx: Context<Answer>,
+    _req: sip_app::HttpRequest,
+) -> Result<sip_app::HttpResponse, AppError> {
+    session_json(&cx)
+}
+
+/// `POST /answer/session`: a JSON object's members become attributes.
+pub async fn http_post(
+    cx: Context<Answer>,
+    req: sip_app::HttpRequest,
+) -> Result<sip_app::HttpResponse, AppError> {
+    let v: serde_json::Value = serde_json::from_slice(req.body())
+        .map_err(|e| AppError::with_reason(400, format!("the body is not JSON: {e}")))?;
+    let serde_json::Value::Object(members) = v else {
+        return Err(AppError::with_reason(400, "the body is not a JSON object"));
+    };
+    for (k, v) in members {
+        cx.session().set(&k, &v)?;
+    }
+    session_json(&cx)
 }
