@@ -20,6 +20,7 @@
 //! ring = true
 //! b2bua = true
 //! b2bua_prefix = "b2bua-"
+//! proxy_routes = ["sip:10.0.0.5:5060"]  # next hops for unregistered users
 //!
 //! [auth]                          # optional: digest authentication
 //! realm = "example.com"
@@ -169,6 +170,12 @@ pub struct AppsConfig {
     /// The user prefix of the B2BUA service. Default `b2bua-`.
     #[serde(default = "b2bua_prefix")]
     pub b2bua_prefix: String,
+    /// Static next hops of the proxy (a dispatcher set): a request for a
+    /// user with no registered contact goes to one of these, chosen by a
+    /// hash of its Call-ID, the others tried in turn if it fails. Default
+    /// none (404 for unregistered users).
+    #[serde(default)]
+    pub proxy_routes: Vec<String>,
 }
 
 fn b2bua_prefix() -> String {
@@ -193,6 +200,7 @@ impl Default for AppsConfig {
             ring: true,
             b2bua: true,
             b2bua_prefix: b2bua_prefix(),
+            proxy_routes: Vec::new(),
         }
     }
 }
@@ -288,6 +296,15 @@ impl ContainerConfig {
                 "registrar",
                 "needs min_expires <= default_expires <= max_expires",
             ));
+        }
+        for (i, r) in self.apps.proxy_routes.iter().enumerate() {
+            let ok = matches!(sip_message::Uri::parse(r), Ok(sip_message::Uri::Sip(_)));
+            if !ok {
+                return Err(src.error_at(
+                    &format!("apps.proxy_routes[{i}]"),
+                    format!("{r:?} is not a sip: or sips: URI"),
+                ));
+            }
         }
         if self.apps.answer_user.is_empty() {
             return Err(src.error_at("apps.answer_user", "must not be empty"));

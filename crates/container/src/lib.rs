@@ -257,6 +257,7 @@ fn app_router(config: &ContainerConfig, store: &session_store::Store) -> AppRout
                 apps::proxy::ProxyApp {
                     location,
                     domains: config.domains.clone(),
+                    routes: a.proxy_routes.clone(),
                     auth,
                 },
             );

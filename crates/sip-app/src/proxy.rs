@@ -41,6 +41,11 @@ pub struct ProxyOptions {
     pub branch_timeout: Option<Duration>,
     /// Follow 3xx Contacts with new branches (§16.5). Default true.
     pub recurse: bool,
+    /// Give up on a branch that has sent no response at all (not even a
+    /// 100) after this long: a dead next hop, tried no further (it counts
+    /// as 408 and sequential forking moves on). Kamailio's `fr_timer`.
+    /// Default: none.
+    pub no_response_timeout: Option<Duration>,
 }
 
 impl ProxyOptions {
@@ -53,6 +58,7 @@ impl ProxyOptions {
             record_route: true,
             branch_timeout: None,
             recurse: true,
+            no_response_timeout: None,
         }
     }
 }
@@ -175,6 +181,7 @@ pub(crate) async fn run(
                     crx,
                     ev_tx.clone(),
                     options.branch_timeout,
+                    options.no_response_timeout,
                 ),
                 Err(e) => {
                     debug!(%target, error = %e, "branch not started");
@@ -422,12 +429,21 @@ fn spawn_branch(
     mut cancel: oneshot::Receiver<()>,
     events: mpsc::UnboundedSender<(usize, BranchEvent)>,
     timeout: Option<Duration>,
+    no_response: Option<Duration>,
 ) {
     tokio::spawn(async move {
         let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+        let silent_deadline = no_response.map(|t| tokio::time::Instant::now() + t);
         let mut cancelled = false;
         let mut timed_out = false;
+        let mut heard = false;
         loop {
+            let silence = async {
+                match silent_deadline {
+                    Some(d) if !heard => tokio::time::sleep_until(d).await,
+                    _ => std::future::pending::<()>().await,
+                }
+            };
             let sleep = async {
                 match deadline {
                     Some(d) if !timed_out => tokio::time::sleep_until(d).await,
@@ -435,8 +451,16 @@ fn spawn_branch(
                 }
             };
             tokio::select! {
+                () = silence => {
+                    // Nothing from this hop: stop waiting for it (no CANCEL
+                    // before a provisional, §9.1).
+                    let _ = events.send((i, BranchEvent::TimedOut));
+                    let _ = events.send((i, BranchEvent::Ended));
+                    break;
+                }
                 ev = ct.next() => match ev {
                     Some(e) => {
+                        heard |= matches!(e, ClientEvent::Response(_));
                         if events.send((i, BranchEvent::Event(e.clone()))).is_err() {
                             // The context ended: keep forwarding 2xx
                             // retransmissions upstream (RFC 6026 §7.3).

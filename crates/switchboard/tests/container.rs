@@ -205,6 +205,34 @@ fn digest_authentication_challenges_register_and_invite_and_sipp_answers() {
 }
 
 #[test]
+fn the_proxy_dispatches_unregistered_users_over_its_static_routes() {
+    let uas_port = sipp::free_port(false);
+    let dead = sipp::free_port(false);
+    // Two next hops; one answers nothing (port closed): calls that hash
+    // to it fail over to the other.
+    let (_c, addr) = container_with_config(&format!(
+        "[apps]\nproxy_routes = [\"sip:127.0.0.1:{dead}\", \"sip:127.0.0.1:{uas_port}\"]\n"
+    ));
+    let mut uas = sipp::command();
+    uas.args(["-sf", &scenario("uas-rr.xml"), "-p", &uas_port.to_string()])
+        .args(["-m", "10"]);
+    let uas = std::thread::spawn(move || sipp_run(uas));
+    let mut uac = sipp::command();
+    uac.args([
+        "-sf",
+        &scenario("uac-rr.xml"),
+        &addr.to_string(),
+        "-s",
+        "anyone",
+    ])
+    .args(["-p", "0", "-m", "10", "-r", "10", "-d", "100"]);
+    let (ok, failed, text) = sipp_run(uac);
+    assert_eq!((ok, failed), (10, 0), "{text}");
+    let (ok, failed, text) = uas.join().unwrap();
+    assert_eq!((ok, failed), (10, 0), "{text}");
+}
+
+#[test]
 fn register_then_call_a_registered_sipp_through_the_proxy() {
     let (_c, addr, _http) = container();
     let uas_port = sipp::free_port(false);

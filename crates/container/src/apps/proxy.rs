@@ -15,6 +15,9 @@ pub struct ProxyApp {
     /// Domains this cluster is responsible for. Empty: every domain (a
     /// development set-up), so only unregistered users fail.
     pub domains: Vec<String>,
+    /// Static next hops for users with no registered contact (see
+    /// `proxy_routes` in the config); a hop silent for 1 s is skipped.
+    pub routes: Vec<String>,
     /// Digest authentication in front (None: open).
     pub auth: Option<crate::auth::AuthLayer>,
 }
@@ -35,6 +38,19 @@ pub async fn on_request(cx: Context<ProxyApp>, req: IncomingRequest) -> Result<(
     let ours =
         state.domains.is_empty() || state.domains.iter().any(|d| d.eq_ignore_ascii_case(&host));
     let (bindings, _) = state.location.lookup(&aor, sip_app::unix_ms()).await?;
+    if bindings.is_empty() && ours && !state.routes.is_empty() {
+        // The dispatcher set: a hash of the Call-ID picks the first hop
+        // (the same call always lands on the same one), the others follow.
+        let n = state.routes.len();
+        let call_id = req.request().call_id().unwrap_or("");
+        let first = usize::try_from(fnv1a(call_id) % n as u64).unwrap_or(0);
+        let mut options =
+            ProxyOptions::to((0..n).filter_map(|i| state.routes.get((first + i) % n).cloned()));
+        options.parallel = false;
+        options.no_response_timeout = Some(std::time::Duration::from_secs(1));
+        req.proxy(options).await?;
+        return Ok(());
+    }
     if bindings.is_empty() {
         if !ours {
             // Not our domain: forward to the Request-URI.
@@ -53,4 +69,11 @@ pub async fn on_request(cx: Context<ProxyApp>, req: IncomingRequest) -> Result<(
     options.parallel = same_q;
     req.proxy(options).await?;
     Ok(())
+}
+
+/// FNV-1a, 64 bits: a stable hash of the Call-ID.
+fn fnv1a(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
