@@ -478,3 +478,51 @@ fn held_calls_survive_a_kill_9_of_their_container() {
         },
     );
 }
+
+/// Redis stopped (SIGKILL) while a container runs: what needs the store is
+/// answered 503 with a reason instead of a promise the container cannot
+/// keep, and the container recovers by itself when Redis is back.
+#[test]
+fn a_redis_outage_gives_503_and_the_container_recovers() {
+    let mut redis = RedisServer::start();
+    let dir = Scratch::new("redis-outage");
+    let udp = sipp::free_port(false);
+    let http = sipp::free_port(true);
+    let cfg = dir.write(
+        "c1.toml",
+        &format!(
+            "node = \"c1\"\nstore = \"{}?timeout_ms=300\"\n\n[listen]\nudp = [\"127.0.0.1:{udp}\"]\n\
+             http = \"127.0.0.1:{http}\"\n",
+            redis.url()
+        ),
+    );
+    let mut cmd = common::switchboard();
+    cmd.arg("container").arg("--config").arg(&cfg);
+    let (_c, _banner) = spawn_with_banner(cmd, Duration::from_secs(20))
+        .unwrap_or_else(|e| panic!("container did not start: {e}"));
+    let addr: SocketAddr = format!("127.0.0.1:{udp}").parse().unwrap();
+    let invite = |n: u32| {
+        transact(
+            addr,
+            &format!(
+                "INVITE sip:answer@{addr} SIP/2.0\r\nVia: SIP/2.0/UDP LOCAL;branch=z9hG4bK-ro{n}\r\n\
+                 From: <sip:a@LOCAL>;tag=ro{n}\r\nTo: <sip:answer@{addr}>\r\nCall-ID: ro{n}@test\r\n\
+                 CSeq: 1 INVITE\r\nContact: <sip:a@LOCAL>\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+            ),
+        )
+    };
+    assert!(invite(1).starts_with("SIP/2.0 200"));
+    redis.stop();
+    let r = invite(2);
+    assert!(
+        r.starts_with("SIP/2.0 503 Session Store Unavailable"),
+        "{r}"
+    );
+    redis.restart();
+    // Back without a restart of the container (bounded retries).
+    let mut n = 3;
+    wait_for("the container recovers", Duration::from_secs(20), || {
+        n += 1;
+        invite(n).starts_with("SIP/2.0 200").then_some(())
+    });
+}
