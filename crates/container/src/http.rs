@@ -97,6 +97,11 @@ async fn metrics(State(engine): State<Engine>) -> impl IntoResponse {
         s.store_errors.load(Ordering::Relaxed),
     );
     counter(
+        "sb_container_store_conflicts_total",
+        "Session writes that lost a compare-and-set race to another container.",
+        s.store_conflicts.load(Ordering::Relaxed),
+    );
+    counter(
         "sb_container_http_requests_total",
         "HTTP requests served by applications.",
         s.http_requests.load(Ordering::Relaxed),

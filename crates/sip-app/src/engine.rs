@@ -93,6 +93,10 @@ pub struct Stats {
     pub store_errors: AtomicU64,
     /// HTTP requests served by applications.
     pub http_requests: AtomicU64,
+    /// Writes that lost a compare-and-set race (another container wrote
+    /// the session first); the message that would have followed was not
+    /// sent.
+    pub store_conflicts: AtomicU64,
 }
 
 pub(crate) struct Shared {
@@ -232,6 +236,13 @@ pub(crate) async fn commit(shared: &Shared, cell: &SessionCell) -> Result<(), Ap
             cell.with(|d| d.version = d.version.max(v));
             crate::timers::sync_index(shared, cell).await;
             Ok(())
+        }
+        Err(e @ session_store::StoreError::Conflict { .. }) => {
+            // Another container wrote the session since we read it: our
+            // copy is stale, and what we were about to send must not go.
+            shared.stats.store_conflicts.fetch_add(1, Ordering::Relaxed);
+            forget(shared, &cell.id);
+            Err(AppError::Store(e))
         }
         Err(e) => {
             shared.stats.store_errors.fetch_add(1, Ordering::Relaxed);

@@ -64,6 +64,10 @@ impl AppError {
     pub fn response_status(&self) -> (u16, String) {
         match self {
             AppError::Status { status, reason } => (*status, reason.clone()),
+            AppError::Store(StoreError::Conflict { .. }) => (
+                500,
+                "Server Internal Error (session changed on another container)".to_owned(),
+            ),
             AppError::Store(_) => (503, "Session Store Unavailable".to_owned()),
             AppError::Target { reason, .. } => (
                 480,
