@@ -213,6 +213,8 @@ fn app_router(config: &ContainerConfig, store: &session_store::Store) -> AppRout
             .options(apps::answer::on_ok)
             .http("GET", "/answer/session", apps::answer::http_get)
             .http("POST", "/answer/session", apps::answer::http_post)
+            .http("POST", "/answer/timer", apps::answer::http_timer)
+            .timer(apps::answer::on_timer)
             .with_state(
                 "answer",
                 apps::answer::Answer {

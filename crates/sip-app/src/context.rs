@@ -113,6 +113,72 @@ impl<S> Context<S> {
         });
     }
 
+    /// Sends a request outside any dialog (the JSR 289 SipFactory's
+    /// `createRequest` + `send`): `method` to `target`, From this
+    /// container's node at the cluster's public address, a new Call-ID and
+    /// tag, through the edges when the container has any. Returns the final
+    /// status (408 when nothing answered, 503 when the target cannot be
+    /// reached).
+    pub async fn send_request(
+        &self,
+        method: &str,
+        target: &str,
+        body: Option<(&str, bytes::Bytes)>,
+    ) -> Result<u16, AppError> {
+        let shared = &self.raw.shared;
+        let m = sip_message::Method::parse(method)
+            .ok_or_else(|| AppError::Build(format!("{method:?} is not a method")))?;
+        let call_id = shared.stack.call_id("sb");
+        let peer = match shared.pick_edge(&call_id) {
+            Some(edge) => sip_message::Peer {
+                transport: sip_message::TransportKind::Udp,
+                addr: edge,
+            },
+            None => crate::routing::peer_of_uri(target).await?,
+        };
+        let from = format!(
+            "<sip:{}@{}>;tag={}",
+            shared.config.node,
+            shared.public_host_port(),
+            shared.stack.tag()
+        );
+        let mut b = sip_message::RequestBuilder::new(m, target)
+            .map_err(|e| AppError::Target {
+                target: target.to_owned(),
+                reason: e.to_string(),
+            })?
+            .header(
+                "Via",
+                &crate::routing::via(shared, peer.transport, &shared.stack.branch()),
+            )
+            .header("Max-Forwards", "70")
+            .header("From", &from)
+            .header("To", &format!("<{target}>"))
+            .header("Call-ID", &call_id)
+            .header("CSeq", &format!("1 {method}"));
+        if let Some((ct, body)) = body {
+            b = b.body(ct, body);
+        }
+        let request = b.build().map_err(|e| AppError::Build(e.to_string()))?;
+        let mut ct = shared
+            .stack
+            .send_request(request, peer)
+            .await
+            .map_err(|_| AppError::Stopped)?;
+        loop {
+            match ct.next().await {
+                Some(sip_stack::ClientEvent::Response(r)) => {
+                    if let Some(s) = r.status().filter(|s| *s >= 200) {
+                        return Ok(s);
+                    }
+                }
+                Some(sip_stack::ClientEvent::TransportError) => return Ok(503),
+                Some(sip_stack::ClientEvent::Timeout) | None => return Ok(408),
+                Some(_) => {}
+            }
+        }
+    }
+
     /// Writes the session to the store now (the container also does it
     /// before any message that reveals the session's state leaves).
     pub async fn commit(&self) -> Result<(), AppError> {

@@ -526,3 +526,113 @@ fn a_redis_outage_gives_503_and_the_container_recovers() {
         invite(n).starts_with("SIP/2.0 200").then_some(())
     });
 }
+
+/// An application timer set through HTTP on one container, which is then
+/// killed before the timer is due: a survivor takes the timer from Redis
+/// and fires it exactly once (the answering service's timer sends a
+/// MESSAGE naming the node that fired it).
+#[test]
+fn a_timer_set_before_the_kill_fires_once_on_a_survivor() {
+    let redis = RedisServer::start();
+    let store = redis.url();
+    let dir = Scratch::new("timer-failover");
+    let edge_sip: SocketAddr = format!("127.0.0.1:{}", sipp::free_port(false))
+        .parse()
+        .unwrap();
+    let mut nodes: Vec<Node> = ["c1", "c2", "c3"]
+        .iter()
+        .map(|name| start_container(&dir, name, edge_sip, &store))
+        .collect();
+    let (_edge, edge_http) = start_edge(&dir, edge_sip, &store);
+    wait_for(
+        "the edge sees three containers up",
+        Duration::from_secs(20),
+        || {
+            let m = http_get(edge_http, "/_sb/metrics")?;
+            (metric(&m, "sb_edge_members_announced") == Some(3)
+                && ["c1", "c2", "c3"].iter().all(|n| {
+                    metric(
+                        &m,
+                        &format!("sb_edge_container_state{{node=\"{n}\",state=\"up\"}}"),
+                    ) == Some(1)
+                }))
+            .then_some(())
+        },
+    );
+    let probe = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let probe_addr = probe.local_addr().unwrap();
+    let (status, body) = http(
+        edge_http,
+        "POST",
+        "/answer/timer",
+        None,
+        &format!("{{\"delay_ms\":1500,\"notify\":\"sip:probe@{probe_addr}\"}}"),
+    );
+    assert_eq!(status, 200, "{body}");
+    let owner = json_str(&body, "node").unwrap();
+    let session = json_str(&body, "session").unwrap();
+    let victim = nodes.iter().position(|n| n.name == owner).unwrap();
+    let mut proc = nodes[victim].proc.take().unwrap();
+    proc.0.kill().unwrap();
+    proc.0.wait().unwrap();
+
+    // Collect MESSAGEs for a while after the first: one firing (one
+    // Call-ID; retransmissions of it are answered and counted once).
+    probe
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut buf = vec![0u8; 65536];
+    let mut firings: Vec<(String, String)> = Vec::new();
+    let start = Instant::now();
+    let mut first_at = None;
+    while start.elapsed() < Duration::from_secs(15)
+        && first_at.is_none_or(|t: Instant| t.elapsed() < Duration::from_secs(4))
+    {
+        let Ok((n, from)) = probe.recv_from(&mut buf) else {
+            continue;
+        };
+        let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+        if !text.starts_with("MESSAGE ") {
+            continue;
+        }
+        // 200 OK back along the Vias.
+        let mut reply = String::from("SIP/2.0 200 OK\r\n");
+        for l in text.lines() {
+            let lower = l.to_ascii_lowercase();
+            if ["via:", "from:", "to:", "call-id:", "cseq:"]
+                .iter()
+                .any(|h| lower.starts_with(h))
+            {
+                reply.push_str(l);
+                if lower.starts_with("to:") && !lower.contains("tag=") {
+                    reply.push_str(";tag=probe");
+                }
+                reply.push_str("\r\n");
+            }
+        }
+        reply.push_str("Content-Length: 0\r\n\r\n");
+        probe.send_to(reply.as_bytes(), from).unwrap();
+        let call_id = text
+            .lines()
+            .find_map(|l| l.strip_prefix("Call-ID: "))
+            .unwrap_or("")
+            .to_owned();
+        let said = text.rsplit("\r\n\r\n").next().unwrap_or("").to_owned();
+        if !firings.iter().any(|(c, _)| *c == call_id) {
+            firings.push((call_id, said));
+            first_at.get_or_insert_with(Instant::now);
+        }
+    }
+    eprintln!("timer set on {owner} (killed); firings: {firings:?}");
+    assert_eq!(
+        firings.len(),
+        1,
+        "the timer fired exactly once: {firings:?}"
+    );
+    let said = &firings[0].1;
+    assert!(
+        said.starts_with(&format!("timer notify of session {session} fired on c")),
+        "{said}"
+    );
+    assert!(!said.ends_with(&owner), "fired on a survivor: {said}");
+}

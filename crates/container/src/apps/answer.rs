@@ -7,7 +7,11 @@
 //! session the request names (cookie `SBSESSION` or `?sbt=`, the token of
 //! the call's Contact) as JSON, with the node serving it; `POST
 //! /answer/session` with a JSON object sets attributes (a new session when
-//! none is named).
+//! none is named). `POST /answer/timer` with `{"delay_ms": N, "notify":
+//! "sip:..."}` sets an application timer on the session: when it fires, on
+//! whichever container holds the session then, the service sends a
+//! MESSAGE to `notify` saying which node fired it (the failover test's
+//! probe).
 
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -111,4 +115,43 @@ pub async fn http_post(
         cx.session().set(&k, &v)?;
     }
     session_json(&cx)
+}
+
+/// `POST /answer/timer`: `{"delay_ms": N, "notify": "sip:..."}`.
+pub async fn http_timer(
+    cx: Context<Answer>,
+    req: sip_app::HttpRequest,
+) -> Result<sip_app::HttpResponse, AppError> {
+    #[derive(serde::Deserialize)]
+    struct Ask {
+        delay_ms: u64,
+        notify: String,
+    }
+    let ask: Ask = serde_json::from_slice(req.body())
+        .map_err(|e| AppError::with_reason(400, format!("want {{delay_ms, notify}}: {e}")))?;
+    cx.set_timer(
+        "notify",
+        std::time::Duration::from_millis(ask.delay_ms),
+        None,
+        serde_json::json!({ "notify": ask.notify }),
+    );
+    session_json(&cx)
+}
+
+/// A timer fired: MESSAGE to the URI it names, saying who fired it.
+pub async fn on_timer(cx: Context<Answer>, t: sip_app::TimerEvent) -> Result<(), AppError> {
+    let Some(target) = t.payload.get("notify").and_then(|v| v.as_str()) else {
+        return Ok(());
+    };
+    let text = format!(
+        "timer {} of session {} fired on {}",
+        t.id,
+        cx.session_id(),
+        cx.node()
+    );
+    let status = cx
+        .send_request("MESSAGE", target, Some(("text/plain", Bytes::from(text))))
+        .await?;
+    tracing::debug!(status, "timer notification sent");
+    Ok(())
 }
