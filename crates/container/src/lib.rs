@@ -37,7 +37,7 @@ use sip_message::TransportKind;
 use sip_stack::{Stack, StackConfig};
 use sip_transport::TransportConfig;
 
-pub use config::{AppsConfig, ContainerConfig, ListenConfig, RegistrarSettings};
+pub use config::{AppsConfig, AuthConfig, ContainerConfig, ListenConfig, RegistrarSettings};
 
 /// Why the container could not start.
 #[derive(Debug, thiserror::Error)]
@@ -112,6 +112,17 @@ impl Container {
         config: ContainerConfig,
         store: session_store::Store,
     ) -> Result<Container, ContainerError> {
+        Container::start_with_apps(config, store, AppRouter::new()).await
+    }
+
+    /// Starts a container running your applications: the rules of `apps`
+    /// are tried first, then the built-in applications the config enables
+    /// (turn them off in `[apps]` to run yours alone).
+    pub async fn start_with_apps(
+        config: ContainerConfig,
+        store: session_store::Store,
+        apps: AppRouter,
+    ) -> Result<Container, ContainerError> {
         let mut stack_config = StackConfig {
             transport: TransportConfig {
                 udp: config.listen.udp.clone(),
@@ -124,7 +135,7 @@ impl Container {
             stack_config.shards = n;
         }
         let stack = Stack::start(stack_config).await?;
-        let router = app_router(&config, &store);
+        let router = apps.then(app_router(&config, &store));
         let mut engine_config = EngineConfig::new(&config.node);
         engine_config.public = config.public.clone();
         engine_config.edges = config.edges.clone();

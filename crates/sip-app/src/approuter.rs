@@ -81,6 +81,13 @@ impl AppRouter {
         self
     }
 
+    /// This router's rules, then `other`'s.
+    #[must_use]
+    pub fn then(mut self, other: AppRouter) -> AppRouter {
+        self.rules.extend(other.rules);
+        self
+    }
+
     /// The application for an initial request.
     #[must_use]
     pub fn select(&self, request: &SipMessage) -> Option<Application> {
