@@ -29,6 +29,11 @@
 //! methods = ["REGISTER", "INVITE", "MESSAGE", "SUBSCRIBE"]
 //! users = { alice = "wonderland", bob = "builder" }
 //!
+//! [sip]                           # optional: RFC 3261 timers, ms
+//! t1_ms = 500
+//! t2_ms = 4000
+//! t4_ms = 5000
+//!
 //! [registrar]
 //! min_expires = 60
 //! max_expires = 7200
@@ -76,6 +81,39 @@ pub struct ContainerConfig {
     /// Digest authentication (none when absent).
     #[serde(default)]
     pub auth: Option<AuthConfig>,
+    /// SIP timer values.
+    #[serde(default)]
+    pub sip: SipTimers,
+}
+
+/// SIP timer values (RFC 3261 §17.1.1.1), in milliseconds. The defaults
+/// are the RFC's; a smaller T1 on a network known to be fast shortens
+/// retransmissions and how long finished transactions linger (64*T1).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SipTimers {
+    /// T1, the round-trip estimate. Default 500.
+    pub t1_ms: Option<u64>,
+    /// T2, the longest retransmission interval. Default 4000.
+    pub t2_ms: Option<u64>,
+    /// T4, how long a message stays in the network. Default 5000.
+    pub t4_ms: Option<u64>,
+}
+
+impl SipTimers {
+    pub(crate) fn to_timers(&self) -> sip_proto::Timers {
+        let mut t = sip_proto::Timers::default();
+        if let Some(v) = self.t1_ms {
+            t.t1 = Duration::from_millis(v);
+        }
+        if let Some(v) = self.t2_ms {
+            t.t2 = Duration::from_millis(v);
+        }
+        if let Some(v) = self.t4_ms {
+            t.t4 = Duration::from_millis(v);
+        }
+        t
+    }
 }
 
 /// Digest authentication of initial requests (RFC 3261 §22, RFC 8760):
@@ -312,6 +350,10 @@ impl ContainerConfig {
         if self.shards == Some(0) {
             return Err(src.error_at("shards", "must be at least 1"));
         }
+        let t = self.sip.to_timers();
+        if t.t1.is_zero() || t.t2 < t.t1 {
+            return Err(src.error_at("sip", "needs 0 < t1_ms <= t2_ms"));
+        }
         if let Some(a) = &self.auth
             && let Err((field, msg)) = crate::auth::AuthLayer::from_config(a)
         {
@@ -341,6 +383,7 @@ impl ContainerConfig {
             apps: AppsConfig::default(),
             registrar: RegistrarSettings::default(),
             auth: None,
+            sip: SipTimers::default(),
         }
     }
 }

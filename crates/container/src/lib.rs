@@ -37,7 +37,9 @@ use sip_message::TransportKind;
 use sip_stack::{Stack, StackConfig};
 use sip_transport::TransportConfig;
 
-pub use config::{AppsConfig, AuthConfig, ContainerConfig, ListenConfig, RegistrarSettings};
+pub use config::{
+    AppsConfig, AuthConfig, ContainerConfig, ListenConfig, RegistrarSettings, SipTimers,
+};
 
 /// Why the container could not start.
 #[derive(Debug, thiserror::Error)]
@@ -134,6 +136,7 @@ impl Container {
         if let Some(n) = config.shards {
             stack_config.shards = n;
         }
+        stack_config.timers = config.sip.to_timers();
         let stack = Stack::start(stack_config).await?;
         let router = apps.then(app_router(&config, &store));
         let mut engine_config = EngineConfig::new(&config.node);

@@ -719,6 +719,7 @@ async fn remove(shared: &Arc<Shared>, cell: &Arc<SessionCell>) {
         .unwrap_or_else(PoisonError::into_inner)
         .remove(&cell.id)
         .is_some();
+    unindex_dialogs(shared, cell);
     if removed {
         shared
             .stats
@@ -734,14 +735,35 @@ async fn remove(shared: &Arc<Shared>, cell: &Arc<SessionCell>) {
     crate::timers::unindex_all(shared, cell).await;
 }
 
+/// Drops the session's dialogs from the Call-ID index.
+fn unindex_dialogs(shared: &Shared, cell: &SessionCell) {
+    let call_ids: Vec<String> =
+        cell.with(|d| d.record.dialogs.iter().map(|x| x.call_id.clone()).collect());
+    if call_ids.is_empty() {
+        return;
+    }
+    let mut idx = shared
+        .ua_dialogs
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    for c in call_ids {
+        if idx.get(&c) == Some(&cell.id) {
+            idx.remove(&c);
+        }
+    }
+}
+
 /// Forgets a session this container holds a stale copy of (another
 /// container wrote it since): nothing is deleted from the store.
 pub(crate) fn forget(shared: &Shared, id: &SessionId) {
-    shared
+    let cell = shared
         .sessions
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .remove(id);
+    if let Some(cell) = cell {
+        unindex_dialogs(shared, &cell);
+    }
 }
 
 /// Expires sessions once a second.
