@@ -20,7 +20,6 @@
 )]
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use session_store::testing::RedisServer;
@@ -28,116 +27,11 @@ use sip_testkit::process::{Proc, spawn_with_banner};
 use sip_testkit::sipp;
 
 mod common;
+use common::{Scratch, http, http_get, json_str, metric, transact, wait_for};
 
 const CALLS: u32 = 30;
 const B2BUA_CALLS: u32 = 20;
 const HTTP_SESSIONS: u32 = 9;
-
-/// A scratch directory for the config files, removed on drop.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Scratch {
-        let dir = std::env::temp_dir().join(format!("sb-{name}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        Scratch(dir)
-    }
-
-    fn write(&self, file: &str, text: &str) -> PathBuf {
-        let p = self.0.join(file);
-        std::fs::write(&p, text).unwrap();
-        p
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// Sends one request from a fresh UDP socket (LOCAL replaced by its
-/// address) and returns the final response's text.
-fn transact(to: SocketAddr, request: &str) -> String {
-    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let msg = request.replace("LOCAL", &sock.local_addr().unwrap().to_string());
-    sock.send_to(msg.as_bytes(), to).unwrap();
-    let mut buf = vec![0u8; 65536];
-    loop {
-        let (n, _) = sock.recv_from(&mut buf).expect("no response within 5 s");
-        let text = String::from_utf8_lossy(&buf[..n]).into_owned();
-        if !text.starts_with("SIP/2.0 1") {
-            return text;
-        }
-    }
-}
-
-/// One HTTP/1.1 request; returns (status, whole response text).
-fn http(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    cookie: Option<&str>,
-    body: &str,
-) -> (u16, String) {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let cookie = cookie.map_or_else(String::new, |c| format!("Cookie: SBSESSION={c}\r\n"));
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{cookie}\
-         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    let status = out.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
-    (status, out)
-}
-
-/// A JSON string member of an HTTP response body (`"name":"value"`).
-fn json_str(text: &str, name: &str) -> Option<String> {
-    let at = text.find(&format!("\"{name}\":\""))? + name.len() + 4;
-    let rest = text.get(at..)?;
-    Some(rest.get(..rest.find('"')?)?.to_owned())
-}
-
-fn http_get(addr: SocketAddr, path: &str) -> Option<String> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    Some(out)
-}
-
-/// The value of a metric line `name{labels} value` (the first match).
-fn metric(text: &str, name_and_labels: &str) -> Option<u64> {
-    text.lines()
-        .find(|l| l.starts_with(name_and_labels))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.trim().parse().ok())
-}
-
-/// Polls `f` every 50 ms until it returns Some, for at most `limit`.
-fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 struct Node {
     name: String,
