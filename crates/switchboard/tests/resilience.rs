@@ -208,3 +208,60 @@ fn killing_a_container_under_load_recovers_within_the_detection_time() {
     eprintln!("after detection: {ok} of 100 new calls completed, {failed} failed");
     assert_eq!((ok, failed), (100, 0), "{text}");
 }
+
+/// Converged (issue 5): a SIP call enters through edge e1, an HTTP request
+/// naming the call's session (the token of its Contact) through edge e2;
+/// both reach the container that holds the session, which shows the HTTP
+/// side what the SIP side wrote.
+#[test]
+fn a_sip_dialog_and_an_http_request_of_one_session_meet_through_different_edges() {
+    let cl = cluster("converged");
+    let e1_sip: SocketAddr = std::fs::read_to_string(cl._dir.0.join("e1.sip"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let e2_http = cl.edges[1].2;
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let me = sock.local_addr().unwrap();
+    let invite = format!(
+        "INVITE sip:answer@{} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-cv1;rport\r\n\
+         From: <sip:dave@{me}>;tag=dv\r\nTo: <sip:answer@{}>\r\nCall-ID: converged@test\r\n\
+         CSeq: 1 INVITE\r\nContact: <sip:dave@{me}>\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+        cl.sip, cl.sip
+    );
+    sock.send_to(invite.as_bytes(), e1_sip).unwrap();
+    let mut buf = vec![0u8; 65536];
+    let ok = loop {
+        let (n, _) = sock.recv_from(&mut buf).expect("an answer within 5 s");
+        let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+        if !text.starts_with("SIP/2.0 1") {
+            break text;
+        }
+    };
+    assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
+    let token = ok
+        .split("sbt=")
+        .nth(1)
+        .and_then(|t| t.split([';', '>']).next())
+        .unwrap()
+        .to_owned();
+    let (status, body) = common::http(
+        e2_http,
+        "GET",
+        &format!("/answer/session?sbt={token}"),
+        None,
+        "",
+    );
+    assert_eq!(status, 200, "{body}");
+    let node = token.split('.').next().unwrap();
+    assert_eq!(
+        common::json_str(&body, "node").as_deref(),
+        Some(node),
+        "{body}"
+    );
+    assert!(
+        body.contains(&format!("\"caller\":\"sip:dave@{me}\"")),
+        "{body}"
+    );
+}
