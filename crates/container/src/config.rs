@@ -21,6 +21,8 @@
 //! b2bua = true
 //! b2bua_prefix = "b2bua-"
 //! proxy_routes = ["sip:10.0.0.5:5060"]  # next hops for unregistered users
+//! screening = ["sip:spam@example.com", "*@bad.example"]
+//! router = "apps.dar"              # JSR 289 DAR file: chains of applications
 //!
 //! [auth]                          # optional: digest authentication
 //! realm = "example.com"
@@ -84,6 +86,9 @@ pub struct ContainerConfig {
     /// SIP timer values.
     #[serde(default)]
     pub sip: SipTimers,
+    /// The DAR file `[apps] router` names, read and checked with the config.
+    #[serde(skip)]
+    pub dar: Option<sip_app::Dar>,
 }
 
 /// SIP timer values (RFC 3261 §17.1.1.1), in milliseconds. The defaults
@@ -214,6 +219,16 @@ pub struct AppsConfig {
     /// none (404 for unregistered users).
     #[serde(default)]
     pub proxy_routes: Vec<String>,
+    /// Callers the screening application declines (603): URIs or
+    /// `*@domain`. It runs where a DAR file composes it.
+    #[serde(default)]
+    pub screening: Vec<String>,
+    /// A JSR 289 default application router file (DAR), relative to this
+    /// config file: the methods it lists go through its chains of
+    /// applications (registrar, proxy, answer, b2bua, screening) in order;
+    /// other methods follow the built-in rules.
+    #[serde(default)]
+    pub router: Option<std::path::PathBuf>,
 }
 
 fn b2bua_prefix() -> String {
@@ -239,6 +254,8 @@ impl Default for AppsConfig {
             b2bua: true,
             b2bua_prefix: b2bua_prefix(),
             proxy_routes: Vec::new(),
+            screening: Vec::new(),
+            router: None,
         }
     }
 }
@@ -296,8 +313,53 @@ impl ContainerConfig {
 
     /// Parses and validates config text.
     pub fn from_source(src: &ConfigSource) -> Result<ContainerConfig, ConfigError> {
-        let c: ContainerConfig = src.parse()?;
+        let mut c: ContainerConfig = src.parse()?;
         c.validate(src)?;
+        if let Some(rel) = &c.apps.router {
+            let path = src
+                .path()
+                .parent()
+                .map_or_else(|| rel.clone(), |d| d.join(rel));
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                src.error_at(
+                    "apps.router",
+                    format!("cannot read {}: {e}", path.display()),
+                )
+            })?;
+            let dar = sip_app::Dar::parse(&text)
+                .map_err(|e| src.error_at("apps.router", format!("{}:{e}", path.display())))?;
+            let a = &c.apps;
+            let enabled = |name: &str| match name {
+                "registrar" => a.registrar,
+                "proxy" => a.proxy,
+                "answer" => a.answer,
+                "b2bua" => a.b2bua && !a.b2bua_prefix.is_empty(),
+                _ => true,
+            };
+            if let Some(off) = dar
+                .apps()
+                .find(|n| crate::APP_NAMES.contains(n) && !enabled(n))
+            {
+                return Err(src.error_at(
+                    "apps.router",
+                    format!(
+                        "{} names {off:?}, which is turned off in [apps]",
+                        path.display()
+                    ),
+                ));
+            }
+            if let Some(unknown) = dar.apps().find(|a| !crate::APP_NAMES.contains(a)) {
+                return Err(src.error_at(
+                    "apps.router",
+                    format!(
+                        "{} names {unknown:?}; the applications are {}",
+                        path.display(),
+                        crate::APP_NAMES.join(", ")
+                    ),
+                ));
+            }
+            c.dar = Some(dar);
+        }
         Ok(c)
     }
 
@@ -384,6 +446,7 @@ impl ContainerConfig {
             registrar: RegistrarSettings::default(),
             auth: None,
             sip: SipTimers::default(),
+            dar: None,
         }
     }
 }
@@ -431,6 +494,40 @@ mod tests {
             e.contains("field auth.algorithms") && e.contains("SHA-1"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_dar_file_is_read_and_checked_with_the_config() {
+        let dir = std::env::temp_dir().join(format!("sb-dar-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let base = "node = \"c1\"\n[listen]\nudp = [\"127.0.0.1:0\"]\nhttp = \"127.0.0.1:0\"\n";
+        let write = |name: &str, dar: &str| {
+            std::fs::write(dir.join(name), dar).unwrap();
+            let cfg = dir.join("c.toml");
+            std::fs::write(&cfg, format!("{base}[apps]\nrouter = \"{name}\"\n")).unwrap();
+            ContainerConfig::load(&cfg)
+        };
+        let ok = write(
+            "good.dar",
+            "INVITE: (\"screening\", \"DAR:From\", \"ORIGINATING\", \"\", \"NO_ROUTE\", \"0\"), (\"proxy\", \"DAR:To\", \"TERMINATING\", \"\", \"NO_ROUTE\", \"1\")\n",
+        )
+        .unwrap();
+        assert_eq!(ok.dar.unwrap().chain("INVITE").len(), 2);
+        let e = write(
+            "bad.dar",
+            "\nINVITE: (\"nosuchapp\", \"DAR:To\", \"NEUTRAL\", \"\", \"NO_ROUTE\", \"0\")\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("field apps.router") && e.contains("nosuchapp"),
+            "{e}"
+        );
+        let e = write("worse.dar", "\n\nINVITE: (\"proxy\")\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("worse.dar:line 3:"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -214,6 +214,7 @@ impl Container {
 fn app_router(config: &ContainerConfig, store: &session_store::Store) -> AppRouter {
     let location = apps::location::Location::new(store.clone());
     let mut router = AppRouter::new();
+    let mut named: Vec<sip_app::Application> = Vec::new();
     let a = &config.apps;
     // Validated with the config: a bad [auth] never gets here.
     let auth = config
@@ -236,6 +237,7 @@ fn app_router(config: &ContainerConfig, store: &session_store::Store) -> AppRout
                     auth: auth.clone(),
                 },
             );
+        named.push(answer.clone());
         router = router.route(Rule::any().user(&a.answer_user), answer);
     }
     if a.b2bua && !a.b2bua_prefix.is_empty() {
@@ -247,6 +249,7 @@ fn app_router(config: &ContainerConfig, store: &session_store::Store) -> AppRout
                 auth: auth.clone(),
             },
         );
+        named.push(b2bua.clone());
         router = router.route(
             Rule::methods(&["INVITE"]).user_prefix(&a.b2bua_prefix),
             b2bua,
@@ -263,6 +266,7 @@ fn app_router(config: &ContainerConfig, store: &session_store::Store) -> AppRout
                     auth: auth.clone(),
                 },
             );
+        named.push(registrar.clone());
         router = router.route(Rule::methods(&["REGISTER"]), registrar);
     }
     if a.proxy {
@@ -277,7 +281,29 @@ fn app_router(config: &ContainerConfig, store: &session_store::Store) -> AppRout
                     auth,
                 },
             );
+        named.push(proxy.clone());
         router = router.route(Rule::any(), proxy);
     }
-    router
+    // The screening service runs only where a DAR file composes it.
+    named.push(
+        SipRouter::new()
+            .fallback(apps::screening::on_request)
+            .with_state(
+                "screening",
+                apps::screening::Screening {
+                    blocked: a.screening.clone(),
+                },
+            ),
+    );
+    match &config.dar {
+        // The DAR file's chains first; methods it does not list follow
+        // the built-in rules. Validated with the config.
+        Some(dar) => AppRouter::from_dar(dar, &named)
+            .map(|d| d.then(router.clone()))
+            .unwrap_or(router),
+        None => router,
+    }
 }
+
+/// The built-in applications a DAR file may name.
+pub const APP_NAMES: &[&str] = &["registrar", "proxy", "answer", "b2bua", "screening"];

@@ -61,10 +61,13 @@ impl Rule {
     }
 }
 
-/// Picks the application for an initial request.
+/// Picks the application (or the chain of applications) for an initial
+/// request.
 #[derive(Debug, Clone, Default)]
 pub struct AppRouter {
     rules: Vec<(Rule, Application)>,
+    /// From a DAR file: per method, the applications in order.
+    chains: std::collections::HashMap<String, Vec<Application>>,
 }
 
 impl AppRouter {
@@ -81,11 +84,62 @@ impl AppRouter {
         self
     }
 
-    /// This router's rules, then `other`'s.
+    /// This router's rules, then `other`'s (a method chained by both
+    /// keeps this router's chain).
     #[must_use]
     pub fn then(mut self, other: AppRouter) -> AppRouter {
         self.rules.extend(other.rules);
+        for (m, c) in other.chains {
+            self.chains.entry(m).or_insert(c);
+        }
         self
+    }
+
+    /// A router from a JSR 289 DAR file: each listed method goes through
+    /// its chain of applications in order (composition, see
+    /// [`IncomingRequest::proxy`](crate::IncomingRequest::proxy)). `apps`
+    /// are the applications the file may name; an unknown name is an
+    /// error.
+    pub fn from_dar(dar: &crate::Dar, apps: &[Application]) -> Result<AppRouter, String> {
+        let mut chains = std::collections::HashMap::new();
+        for name in dar.apps() {
+            if !apps.iter().any(|a| a.name() == name) {
+                return Err(format!(
+                    "the DAR file names {name:?}, which is not an application here"
+                ));
+            }
+        }
+        for method in crate::router::KNOWN_METHODS {
+            let chain: Vec<Application> = dar
+                .chain(method)
+                .iter()
+                .filter_map(|e| apps.iter().find(|a| a.name() == e.app).cloned())
+                .collect();
+            if !chain.is_empty() {
+                chains.insert((*method).to_owned(), chain);
+            }
+        }
+        Ok(AppRouter {
+            rules: Vec::new(),
+            chains,
+        })
+    }
+
+    /// The applications an initial request goes through, in order: its
+    /// method's DAR chain, else the first rule that matches.
+    #[must_use]
+    pub(crate) fn select_chain(&self, request: &SipMessage) -> Vec<Application> {
+        if let Some(c) = request.method().and_then(|m| self.chains.get(m.as_str())) {
+            return c.clone();
+        }
+        self.select(request).into_iter().collect()
+    }
+
+    fn all(&self) -> impl Iterator<Item = &Application> {
+        self.rules
+            .iter()
+            .map(|(_, a)| a)
+            .chain(self.chains.values().flatten())
     }
 
     /// The application for an initial request.
@@ -105,17 +159,13 @@ impl AppRouter {
         method: &str,
         path: &str,
     ) -> Option<(Application, std::sync::Arc<crate::router::HttpDispatch>)> {
-        self.rules
-            .iter()
-            .find_map(|(_, a)| a.http_route(method, path).map(|h| (a.clone(), h)))
+        self.all()
+            .find_map(|a| a.http_route(method, path).map(|h| (a.clone(), h)))
     }
 
     /// An application by name (for requests inside its sessions).
     #[must_use]
     pub fn by_name(&self, name: &str) -> Option<Application> {
-        self.rules
-            .iter()
-            .find(|(_, a)| a.name() == name)
-            .map(|(_, a)| a.clone())
+        self.all().find(|a| a.name() == name).cloned()
     }
 }

@@ -434,7 +434,9 @@ fn is_to_self(shared: &Shared, request: &SipMessage) -> bool {
 }
 
 async fn initial(shared: Arc<Shared>, tx: ServerTransaction, request: SipMessage, method: String) {
-    let Some(app) = shared.router.select(&request) else {
+    let mut chain = shared.router.select_chain(&request);
+    let rest = chain.split_off(chain.len().min(1));
+    let Some(app) = chain.pop() else {
         shared.stats.default_answers.fetch_add(1, Ordering::Relaxed);
         let status = if KNOWN_METHODS.contains(&method.as_str()) {
             404
@@ -467,7 +469,7 @@ async fn initial(shared: Arc<Shared>, tx: ServerTransaction, request: SipMessage
         .sessions_created
         .fetch_add(1, Ordering::Relaxed);
     let to_tag = shared.stack.tag();
-    run_handler(&shared, &cell, &app, tx, request, to_tag, false).await;
+    run_handler(&shared, &cell, &app, tx, request, to_tag, false, rest).await;
 }
 
 async fn in_dialog(shared: Arc<Shared>, tx: ServerTransaction, request: SipMessage) {
@@ -520,7 +522,7 @@ async fn in_dialog(shared: Arc<Shared>, tx: ServerTransaction, request: SipMessa
             );
         };
         let to_tag = request.to_tag().unwrap_or("").to_owned();
-        return run_handler(&shared, &cell, &app, tx, request, to_tag, true).await;
+        return run_handler(&shared, &cell, &app, tx, request, to_tag, true, Vec::new()).await;
     }
     let Some(token) = route_token else {
         // §12.2.2: no dialog of ours.
@@ -587,6 +589,7 @@ pub(crate) async fn find_or_load(shared: &Arc<Shared>, id: &SessionId) -> Option
     Some(cell)
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn run_handler(
     shared: &Arc<Shared>,
     cell: &Arc<SessionCell>,
@@ -595,16 +598,38 @@ async fn run_handler(
     request: SipMessage,
     to_tag: String,
     in_dialog: bool,
+    chain: Vec<Application>,
+) {
+    let source = tx.source();
+    let slot = Arc::new(TxSlot::default());
+    *slot.tx.lock().unwrap_or_else(PoisonError::into_inner) = Some(tx);
+    run_in_slot(
+        shared, cell, app, slot, source, request, to_tag, in_dialog, chain,
+    )
+    .await;
+}
+
+/// Runs an application's handler for a request whose transaction is in
+/// `slot` (shared along a composition chain), and answers what it left
+/// unanswered.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn run_in_slot(
+    shared: &Arc<Shared>,
+    cell: &Arc<SessionCell>,
+    app: &Application,
+    slot: Arc<TxSlot>,
+    source: sip_message::Peer,
+    request: SipMessage,
+    to_tag: String,
+    in_dialog: bool,
+    chain: Vec<Application>,
 ) {
     let _turn = cell.turn.lock().await;
     let method = request
         .method()
         .map(|m| m.as_str().to_owned())
         .unwrap_or_default();
-    let source = tx.source();
     let relay_copy = in_dialog.then(|| request.clone());
-    let slot = Arc::new(TxSlot::default());
-    *slot.tx.lock().unwrap_or_else(PoisonError::into_inner) = Some(tx);
     let req = IncomingRequest {
         request,
         source,
@@ -613,6 +638,7 @@ async fn run_handler(
         cell: Arc::clone(cell),
         to_tag,
         in_dialog,
+        chain,
     };
     let raw = RawContext {
         shared: Arc::clone(shared),
@@ -624,31 +650,102 @@ async fn run_handler(
     };
     if let Some(tx) = slot.take() {
         shared.stats.default_answers.fetch_add(1, Ordering::Relaxed);
-        match outcome {
+        let status = match outcome {
             None => match relay_copy {
                 // Inside a B2BUA call: to the other leg.
-                Some(r) => {
-                    if let Err(tx) = crate::b2bua::relay(shared, cell, tx, &r).await {
-                        default_answer(shared, cell, &tx, &method, app, in_dialog);
-                    }
-                }
+                Some(r) => match crate::b2bua::relay(shared, cell, tx, &r).await {
+                    Ok(s) => s,
+                    Err(tx) => default_answer(shared, cell, &tx, &method, app, in_dialog),
+                },
                 None => default_answer(shared, cell, &tx, &method, app, in_dialog),
             },
             Some(Err(e)) => {
                 let (status, reason) = e.response_status();
                 debug!(error = %e, status, "handler failed");
                 respond(&tx, status, &reason, &[]);
+                status
             }
-            Some(Ok(())) => respond(
-                &tx,
-                500,
-                "Server Internal Error (the application did not answer)",
-                &[],
-            ),
-        }
+            Some(Ok(())) => {
+                respond(
+                    &tx,
+                    500,
+                    "Server Internal Error (the application did not answer)",
+                    &[],
+                );
+                500
+            }
+        };
+        slot.set_status(status);
     }
     drop(_turn);
     finish(shared, cell).await;
+}
+
+/// Composition: the request goes on from the application that proxied it
+/// to the next one of its chain (JSR 289 application router), in a new
+/// application session of its own, on the same server transaction.
+/// Returns the final status the rest of the chain answered.
+pub(crate) async fn next_in_chain(
+    req: IncomingRequest,
+    target: Option<String>,
+) -> Result<crate::ProxyOutcome, AppError> {
+    let IncomingRequest {
+        mut request,
+        source,
+        slot,
+        shared,
+        to_tag,
+        mut chain,
+        ..
+    } = req;
+    if chain.is_empty() {
+        return Err(AppError::Build("no next application".to_owned()));
+    }
+    let next = chain.remove(0);
+    if let Some(t) = &target
+        && Some(t.as_str()) != request.request_uri_str()
+    {
+        let mut e = request.edit();
+        e.set_request_uri(t).map_err(|err| AppError::Target {
+            target: t.clone(),
+            reason: err.to_string(),
+        })?;
+        request =
+            SipMessage::parse(e.to_bytes()).map_err(|err| AppError::Build(err.to_string()))?;
+    }
+    let id = shared.new_session_id();
+    let record = SessionRecord::new(
+        id.clone(),
+        next.name(),
+        unix_ms(),
+        shared.config.session_lifetime,
+    );
+    let cell = Arc::new(SessionCell::new(record, 0));
+    shared
+        .sessions
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .insert(id, Arc::clone(&cell));
+    shared
+        .stats
+        .sessions_created
+        .fetch_add(1, Ordering::Relaxed);
+    Box::pin(run_in_slot(
+        &shared,
+        &cell,
+        &next,
+        Arc::clone(&slot),
+        source,
+        request,
+        to_tag,
+        false,
+        chain,
+    ))
+    .await;
+    Ok(crate::ProxyOutcome {
+        status: slot.status().unwrap_or(500),
+        winner: None,
+    })
 }
 
 /// What the container answers when the application has no handler.
@@ -659,10 +756,10 @@ fn default_answer(
     method: &str,
     app: &Application,
     in_dialog: bool,
-) {
+) -> u16 {
     let _ = shared;
     if in_dialog {
-        match method {
+        return match method {
             // A UA ends its dialog on BYE (§15.1.2).
             "BYE" => {
                 let r = tx.request();
@@ -675,18 +772,29 @@ fn default_answer(
                     });
                 }
                 respond(tx, 200, "OK", &[]);
+                200
             }
-            "INFO" | "UPDATE" | "NOTIFY" | "OPTIONS" | "MESSAGE" => respond(tx, 200, "OK", &[]),
-            "INVITE" => respond(tx, 488, "Not Acceptable Here (re-INVITE not handled)", &[]),
-            _ => respond(tx, 405, "Method Not Allowed", &[("Allow", allow(app))]),
-        }
-        return;
+            "INFO" | "UPDATE" | "NOTIFY" | "OPTIONS" | "MESSAGE" => {
+                respond(tx, 200, "OK", &[]);
+                200
+            }
+            "INVITE" => {
+                respond(tx, 488, "Not Acceptable Here (re-INVITE not handled)", &[]);
+                488
+            }
+            _ => {
+                respond(tx, 405, "Method Not Allowed", &[("Allow", allow(app))]);
+                405
+            }
+        };
     }
     if KNOWN_METHODS.contains(&method) {
         // §8.2.1: known but not handled here.
         respond(tx, 405, "Method Not Allowed", &[("Allow", allow(app))]);
+        405
     } else {
         respond(tx, 501, "Not Implemented", &[]);
+        501
     }
 }
 

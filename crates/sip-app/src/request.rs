@@ -23,9 +23,20 @@ use crate::session::{DialogRecord, DialogRole, DialogState, SessionCell};
 #[derive(Debug, Default)]
 pub(crate) struct TxSlot {
     pub(crate) tx: Mutex<Option<ServerTransaction>>,
+    /// The final status sent through it (0: none yet).
+    status: std::sync::atomic::AtomicU16,
 }
 
 impl TxSlot {
+    pub(crate) fn set_status(&self, status: u16) {
+        self.status
+            .store(status, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub(crate) fn status(&self) -> Option<u16> {
+        Some(self.status.load(std::sync::atomic::Ordering::Relaxed)).filter(|s| *s != 0)
+    }
+
     pub(crate) fn take(&self) -> Option<ServerTransaction> {
         self.tx
             .lock()
@@ -50,6 +61,8 @@ pub struct IncomingRequest {
     pub(crate) to_tag: String,
     /// Whether it arrived inside a dialog of this session.
     pub(crate) in_dialog: bool,
+    /// The applications still to come in a composition (DAR chain).
+    pub(crate) chain: Vec<crate::Application>,
 }
 
 impl std::fmt::Debug for IncomingRequest {
@@ -179,9 +192,21 @@ impl IncomingRequest {
 
     /// Proxies with options: several targets in parallel or in sequence,
     /// branch timeouts, recursion on 3xx (RFC 3261 §16).
+    ///
+    /// In a composition (a DAR chain, [`AppRouter::from_dar`](crate::AppRouter::from_dar))
+    /// an application that is not the last one proxies to the next
+    /// application instead: the request, with its Request-URI set to the
+    /// first target, runs the next application's handler (in an
+    /// application session of its own), and the outcome is the final
+    /// status the rest of the chain answered.
     pub async fn proxy(self, options: ProxyOptions) -> Result<ProxyOutcome, AppError> {
+        if !self.chain.is_empty() {
+            let target = options.targets.first().cloned();
+            return crate::engine::next_in_chain(self, target).await;
+        }
+        let slot = Arc::clone(&self.slot);
         let tx = self.slot.take().ok_or(AppError::AlreadyAnswered)?;
-        crate::proxy::run(
+        let outcome = crate::proxy::run(
             self.shared,
             self.cell,
             tx,
@@ -189,7 +214,9 @@ impl IncomingRequest {
             self.source,
             options,
         )
-        .await
+        .await?;
+        slot.set_status(outcome.status);
+        Ok(outcome)
     }
 
     /// Acts as a back-to-back user agent for this INVITE: places leg B to
@@ -218,8 +245,9 @@ impl IncomingRequest {
                 "Server Internal Error (b2bua takes an INVITE)",
             ));
         }
+        let slot = Arc::clone(&self.slot);
         let tx = self.slot.take().ok_or(AppError::AlreadyAnswered)?;
-        crate::b2bua::setup(
+        let outcome = crate::b2bua::setup(
             self.shared,
             self.cell,
             tx,
@@ -228,7 +256,9 @@ impl IncomingRequest {
             self.source,
             options,
         )
-        .await
+        .await?;
+        slot.set_status(outcome.status);
+        Ok(outcome)
     }
 
     /// Relays a request inside a B2BUA call to the other leg and answers
@@ -238,7 +268,10 @@ impl IncomingRequest {
     pub async fn relay(self) -> Result<u16, AppError> {
         let tx = self.slot.take().ok_or(AppError::AlreadyAnswered)?;
         match crate::b2bua::relay(&self.shared, &self.cell, tx, &self.request).await {
-            Ok(status) => Ok(status),
+            Ok(status) => {
+                self.slot.set_status(status);
+                Ok(status)
+            }
             Err(tx) => {
                 // Not a B2BUA leg: put it back for the container to answer.
                 *self.slot.tx.lock().unwrap_or_else(PoisonError::into_inner) = Some(tx);
@@ -310,6 +343,7 @@ impl IncomingRequest {
         }
         crate::engine::commit(&self.shared, &self.cell).await?;
         let tx = self.slot.take().ok_or(AppError::AlreadyAnswered)?;
+        self.slot.set_status(r.status().unwrap_or(status));
         tx.respond(r);
         Ok(())
     }

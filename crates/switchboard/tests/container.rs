@@ -233,6 +233,45 @@ fn the_proxy_dispatches_unregistered_users_over_its_static_routes() {
 }
 
 #[test]
+fn a_dar_file_composes_screening_before_the_answering_service() {
+    let dar = std::env::temp_dir().join(format!("sb-dar-{}.dar", std::process::id()));
+    std::fs::write(
+        &dar,
+        "# screening first, then the answering service\n\
+         INVITE: (\"answer\", \"DAR:To\", \"TERMINATING\", \"\", \"NO_ROUTE\", \"1\"), \
+         (\"screening\", \"DAR:From\", \"ORIGINATING\", \"\", \"NO_ROUTE\", \"0\")\n",
+    )
+    .unwrap();
+    let (_c, addr) = container_with_config(&format!(
+        "[apps]\nscreening = [\"*@blocked.example\"]\nrouter = \"{}\"\n",
+        dar.display()
+    ));
+    let _ = std::fs::remove_file(&dar);
+    // A blocked caller: the first application of the chain declines.
+    let invite = "INVITE sip:anyone@TARGET SIP/2.0\r\nVia: SIP/2.0/UDP LOCAL;branch=z9hG4bK-dar1\r\n\
+        From: <sip:mallory@blocked.example>;tag=m\r\nTo: <sip:anyone@TARGET>\r\nCall-ID: dar1@test\r\n\
+        CSeq: 1 INVITE\r\nContact: <sip:m@LOCAL>\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n";
+    let r = transact(addr, invite);
+    assert!(
+        r.starts_with("SIP/2.0 603 Decline (caller screened)"),
+        "{r}"
+    );
+    // Anyone else: on to the answering service (whatever the user: the
+    // chain, not the user rule, decides), with BYE in its session.
+    let mut uac = sipp::command();
+    uac.args([
+        "-sf",
+        &scenario("uac-rr.xml"),
+        &addr.to_string(),
+        "-s",
+        "someone",
+    ])
+    .args(["-p", "0", "-m", "10", "-r", "10", "-d", "100"]);
+    let (ok, failed, text) = sipp_run(uac);
+    assert_eq!((ok, failed), (10, 0), "{text}");
+}
+
+#[test]
 fn register_then_call_a_registered_sipp_through_the_proxy() {
     let (_c, addr, _http) = container();
     let uas_port = sipp::free_port(false);
