@@ -75,7 +75,7 @@ pub use converged::{COOKIE_NAME, encode_url};
 pub use dar::{Dar, DarEntry, DarError, Region, RouteModifier};
 pub use engine::{Engine, EngineConfig, Stats, unix_ms};
 pub use error::AppError;
-pub use proxy::{ProxyOptions, ProxyOutcome};
+pub use proxy::{ProxyOptions, ProxyOutcome, Supervisor};
 pub use request::IncomingRequest;
 pub use router::{
     Application, BoxFuture, Handler, HttpHandler, HttpRequest, HttpResponse, SipRouter, TimerEvent,

@@ -25,8 +25,13 @@ use crate::engine::Shared;
 use crate::routing;
 use crate::session::{DialogRecord, DialogRole, DialogState, SessionCell};
 
+/// A supervisor of a proxy (JSR 289 supervised mode): it sees every final
+/// error response of every branch, with the branch's target, and may
+/// return new targets to try (for example a voicemail on 486 Busy Here).
+pub type Supervisor = std::sync::Arc<dyn Fn(&str, &SipMessage) -> Vec<String> + Send + Sync>;
+
 /// How to proxy.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ProxyOptions {
     /// Target URIs (Request-URIs of the branches).
     pub targets: Vec<String>,
@@ -46,6 +51,24 @@ pub struct ProxyOptions {
     /// as 408 and sequential forking moves on). Kamailio's `fr_timer`.
     /// Default: none.
     pub no_response_timeout: Option<Duration>,
+    /// Supervised mode: called with each branch's final error response
+    /// (3xx not recursed, 4xx, 5xx, 6xx); the targets it returns become
+    /// new branches, started at once. Default: none.
+    pub supervisor: Option<Supervisor>,
+}
+
+impl std::fmt::Debug for ProxyOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProxyOptions")
+            .field("targets", &self.targets)
+            .field("parallel", &self.parallel)
+            .field("record_route", &self.record_route)
+            .field("branch_timeout", &self.branch_timeout)
+            .field("recurse", &self.recurse)
+            .field("no_response_timeout", &self.no_response_timeout)
+            .field("supervised", &self.supervisor.is_some())
+            .finish()
+    }
 }
 
 impl ProxyOptions {
@@ -59,6 +82,7 @@ impl ProxyOptions {
             branch_timeout: None,
             recurse: true,
             no_response_timeout: None,
+            supervisor: None,
         }
     }
 }
@@ -170,6 +194,23 @@ pub(crate) async fn run(
         starts
     };
 
+    let start_all = |branches: &mut Vec<Branch>, queue: &mut std::collections::VecDeque<String>| {
+        let mut starts = Vec::new();
+        while let Some(t) = queue.pop_front() {
+            if branches.len() >= MAX_BRANCHES || branches.iter().any(|b| b.target == t) {
+                continue;
+            }
+            let (ctx, crx) = oneshot::channel();
+            branches.push(Branch {
+                target: t.clone(),
+                cancel: Some(ctx),
+                final_status: None,
+                ended: false,
+            });
+            starts.push((branches.len() - 1, t, crx));
+        }
+        starts
+    };
     let mut starts = start_next(&mut branches, &mut queue);
     loop {
         for (i, target, crx) in starts.drain(..) {
@@ -247,6 +288,16 @@ pub(crate) async fn run(
                                 }
                                 if queue.len() > before {
                                     starts = start_next(&mut branches, &mut queue);
+                                    continue;
+                                }
+                            }
+                            if let Some(sup) = options.supervisor.as_ref().filter(|_| !cancelled && !sent_2xx) {
+                                let target = branches.get(i).map(|b| b.target.clone()).unwrap_or_default();
+                                let more = sup(&target, &r);
+                                if !more.is_empty() {
+                                    queue.extend(more);
+                                    finals.push(r);
+                                    starts = start_all(&mut branches, &mut queue);
                                     continue;
                                 }
                             }
