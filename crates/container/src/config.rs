@@ -213,6 +213,10 @@ pub struct AppsConfig {
     /// The user prefix of the B2BUA service. Default `b2bua-`.
     #[serde(default = "b2bua_prefix")]
     pub b2bua_prefix: String,
+    /// Credentials the B2BUA answers a 401/407 from leg B's side with:
+    /// `{ user = "..", password = ".." }`. Default none.
+    #[serde(default)]
+    pub b2bua_credentials: Option<Credentials>,
     /// Static next hops of the proxy (a dispatcher set): a request for a
     /// user with no registered contact goes to one of these, chosen by a
     /// hash of its Call-ID, the others tried in turn if it fails. Default
@@ -229,6 +233,16 @@ pub struct AppsConfig {
     /// other methods follow the built-in rules.
     #[serde(default)]
     pub router: Option<std::path::PathBuf>,
+}
+
+/// A user name and password (digest authentication as a client).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Credentials {
+    /// The user name.
+    pub user: String,
+    /// The password.
+    pub password: String,
 }
 
 fn b2bua_prefix() -> String {
@@ -253,6 +267,7 @@ impl Default for AppsConfig {
             ring: true,
             b2bua: true,
             b2bua_prefix: b2bua_prefix(),
+            b2bua_credentials: None,
             proxy_routes: Vec::new(),
             screening: Vec::new(),
             router: None,

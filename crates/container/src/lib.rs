@@ -38,7 +38,8 @@ use sip_stack::{Stack, StackConfig};
 use sip_transport::TransportConfig;
 
 pub use config::{
-    AppsConfig, AuthConfig, ContainerConfig, ListenConfig, RegistrarSettings, SipTimers,
+    AppsConfig, AuthConfig, ContainerConfig, Credentials, ListenConfig, RegistrarSettings,
+    SipTimers,
 };
 
 /// Why the container could not start.
@@ -246,6 +247,10 @@ fn app_router(config: &ContainerConfig, store: &session_store::Store) -> AppRout
             apps::b2bua::B2bua {
                 location: location.clone(),
                 prefix: a.b2bua_prefix.clone(),
+                credentials: a
+                    .b2bua_credentials
+                    .as_ref()
+                    .map(|c| (c.user.clone(), c.password.clone())),
                 auth: auth.clone(),
             },
         );

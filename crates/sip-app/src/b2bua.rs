@@ -49,6 +49,10 @@ pub struct B2buaOptions {
     /// Give up when leg B has no final response after this long (CANCEL
     /// it; A gets 408). Default: none (the transaction's timer B).
     pub timeout: Option<Duration>,
+    /// User and password to answer a 401/407 from leg B's side with
+    /// (digest, `sip-auth`): the INVITE is sent again once with
+    /// credentials. Default: none (the challenge is relayed to A).
+    pub credentials: Option<(String, String)>,
 }
 
 impl B2buaOptions {
@@ -60,6 +64,7 @@ impl B2buaOptions {
             from: None,
             to: None,
             timeout: None,
+            credentials: None,
         }
     }
 }
@@ -364,6 +369,8 @@ pub(crate) async fn setup(
     let deadline = options.timeout.map(|t| tokio::time::Instant::now() + t);
     let mut cancelled = false;
     let mut timed_out = false;
+    let mut cseq: u32 = 1;
+    let mut answered_challenge = false;
     loop {
         let sleep = async {
             match deadline {
@@ -413,7 +420,7 @@ pub(crate) async fn setup(
                         // The 2xx crossed our CANCEL: take the call and
                         // hang it up.
                         if let Some(b) = &b && let Some(ua) = &b.ua {
-                            ack(&shared, b, ua, 1).await;
+                            ack(&shared, b, ua, cseq).await;
                             send_bye(&shared, &cell, b).await;
                         }
                         end_legs(&cell, &a_call, &b_call);
@@ -430,7 +437,7 @@ pub(crate) async fn setup(
                     // Written before the 2xx reveals the call.
                     commit(&shared, &cell).await?;
                     if let Some(b) = &b && let Some(ua) = &b.ua {
-                        ack(&shared, b, ua, 1).await;
+                        ack(&shared, b, ua, cseq).await;
                     }
                     let ok = relayed(&a_req, &r, Some(&a_tag), Some(&our_contact_a))?;
                     tx.respond(ok);
@@ -442,12 +449,32 @@ pub(crate) async fn setup(
                                 if let (ClientEvent::Response(r), Some(ua)) = (ev, b.ua.as_ref())
                                     && r.status().is_some_and(|s| (200..300).contains(&s))
                                 {
-                                    ack(&shared, &b, ua, 1).await;
+                                    ack(&shared, &b, ua, cseq).await;
                                 }
                             }
                         });
                     }
                     return Ok(B2buaOutcome { status, b_call_id: b_call });
+                }
+                if (status == 401 || status == 407)
+                    && !cancelled
+                    && !timed_out
+                    && !answered_challenge
+                    && let Some((user, password)) = &options.credentials
+                {
+                    answered_challenge = true;
+                    if let Some(again) = authenticated_invite(
+                        &shared, &cell, &b_call, &r, user, password, cseq + 1, peer, &our_contact_b,
+                        body.as_ref().map(|(ct, b)| (ct.as_str(), b.clone())),
+                        u32::from(max_forwards),
+                    )
+                    .await
+                        && let Ok(next) = shared.stack.send_request(again, peer).await
+                    {
+                        cseq += 1;
+                        ct = next;
+                        continue;
+                    }
                 }
                 end_legs(&cell, &a_call, &b_call);
                 if timed_out {
@@ -467,6 +494,65 @@ pub(crate) async fn setup(
             }
         }
     }
+}
+
+/// Leg B's INVITE again, with CSeq `cseq` and credentials answering the
+/// challenge in `challenge` (401 or 407); the session written first.
+#[allow(clippy::too_many_arguments)]
+async fn authenticated_invite(
+    shared: &Shared,
+    cell: &SessionCell,
+    b_call: &str,
+    challenge: &SipMessage,
+    user: &str,
+    password: &str,
+    cseq: u32,
+    peer: Peer,
+    contact: &str,
+    body: Option<(&str, Bytes)>,
+    max_forwards: u32,
+) -> Option<SipMessage> {
+    let kind = if challenge.status() == Some(401) {
+        sip_auth::ChallengeKind::Www
+    } else {
+        sip_auth::ChallengeKind::Proxy
+    };
+    let b = leg(cell, b_call)?;
+    let ua = b.ua.clone()?;
+    let mut client = sip_auth::DigestClient::new(user, password);
+    let answer = client
+        .answer(
+            kind,
+            sip_auth::challenges_of(challenge, kind),
+            sip_auth::DigestRequest {
+                method: "INVITE",
+                uri: &ua.remote_target,
+            },
+            &shared.stack.tag(),
+        )
+        .ok()?;
+    let invite = leg_request(
+        shared,
+        &b,
+        &ua,
+        "INVITE",
+        cseq,
+        peer,
+        Some(contact),
+        body,
+        max_forwards,
+    )
+    .ok()?;
+    let mut e = invite.edit();
+    e.add(answer.header, &answer.value).ok()?;
+    let invite = SipMessage::parse(e.to_bytes()).ok()?;
+    set_leg(cell, b_call, |x| {
+        if let Some(u) = x.ua.as_mut() {
+            u.local_cseq = cseq;
+        }
+    });
+    commit(shared, cell).await.ok()?;
+    Some(invite)
 }
 
 fn end_legs(cell: &SessionCell, a: &str, b: &str) {

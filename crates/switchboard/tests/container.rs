@@ -272,6 +272,44 @@ fn a_dar_file_composes_screening_before_the_answering_service() {
 }
 
 #[test]
+fn the_b2bua_answers_a_challenge_from_leg_b_with_its_credentials() {
+    let (_c, addr) = container_with_config(
+        "[apps]\nb2bua_credentials = { user = \"trunk\", password = \"trunk-secret\" }\n",
+    );
+    let uas_port = sipp::free_port(false);
+    let mut uas = sipp::command();
+    uas.args([
+        "-sf",
+        &scenario("uas-challenge.xml"),
+        "-p",
+        &uas_port.to_string(),
+    ])
+    .args(["-m", "5"]);
+    let uas = std::thread::spawn(move || sipp_run(uas));
+    let ok = register(
+        addr,
+        "carrier",
+        &format!("sip:carrier@127.0.0.1:{uas_port}"),
+        600,
+        1,
+    );
+    assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
+    let mut uac = sipp::command();
+    uac.args([
+        "-sf",
+        &scenario("uac-rr.xml"),
+        &addr.to_string(),
+        "-s",
+        "b2bua-carrier",
+    ])
+    .args(["-p", "0", "-m", "5", "-r", "5", "-d", "100"]);
+    let (ok, failed, text) = sipp_run(uac);
+    assert_eq!((ok, failed), (5, 0), "caller:\n{text}");
+    let (ok, failed, text) = uas.join().unwrap();
+    assert_eq!((ok, failed), (5, 0), "challenging callee:\n{text}");
+}
+
+#[test]
 fn register_then_call_a_registered_sipp_through_the_proxy() {
     let (_c, addr, _http) = container();
     let uas_port = sipp::free_port(false);

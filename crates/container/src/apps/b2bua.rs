@@ -15,6 +15,8 @@ pub struct B2bua {
     pub location: Location,
     /// The user prefix that selects the service.
     pub prefix: String,
+    /// Credentials for a 401/407 from leg B's side.
+    pub credentials: Option<(String, String)>,
     /// Digest authentication in front (None: open).
     pub auth: Option<crate::auth::AuthLayer>,
 }
@@ -52,6 +54,7 @@ pub async fn on_invite(cx: Context<B2bua>, req: IncomingRequest) -> Result<(), A
     };
     let mut options = B2buaOptions::to(best.contact.clone());
     options.to = Some(aor);
+    options.credentials = cx.state().credentials.clone();
     req.b2bua(options).await?;
     Ok(())
 }
