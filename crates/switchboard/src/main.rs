@@ -77,6 +77,10 @@ enum Command {
         /// The sprayer's TOML configuration.
         #[arg(long)]
         config: PathBuf,
+        /// Serve `/_sb/metrics` (Prometheus text) and `/_sb/health` on
+        /// this address (for monitoring; keep it off the public network).
+        #[arg(long)]
+        metrics: Option<std::net::SocketAddr>,
     },
     /// Validate a configuration file and report every error with its path.
     CheckConfig {
@@ -250,7 +254,7 @@ fn main() -> ExitCode {
             node,
         } => servers::container(config, listen, http, &node),
         Command::Edge { config } => servers::edge(config),
-        Command::Sprayer { config } => servers::sprayer(config),
+        Command::Sprayer { config, metrics } => servers::sprayer(config, metrics),
         Command::CheckConfig { file } => servers::check_config(&file),
         Command::Inspect {
             file,

@@ -131,8 +131,8 @@ pub(crate) fn edge(config: PathBuf) -> ExitCode {
     })
 }
 
-/// `switchboard sprayer --config FILE`.
-pub(crate) fn sprayer(config: PathBuf) -> ExitCode {
+/// `switchboard sprayer --config FILE [--metrics ADDR]`.
+pub(crate) fn sprayer(config: PathBuf, metrics: Option<SocketAddr>) -> ExitCode {
     let cfg = match sprayer::SprayerConfig::load(&config) {
         Ok(c) => c,
         Err(e) => return fail("sprayer", e),
@@ -155,9 +155,39 @@ pub(crate) fn sprayer(config: PathBuf) -> ExitCode {
                 }
             }
         }
+        let s = std::sync::Arc::new(s);
+        let mut server = None;
+        if let Some(addr) = metrics {
+            let listener = match tokio::net::TcpListener::bind(addr).await {
+                Ok(l) => l,
+                Err(err) => return fail("sprayer", format!("metrics address {addr}: {err}")),
+            };
+            if let Ok(a) = listener.local_addr() {
+                line.push_str(&format!(" metrics:{a}"));
+            }
+            let for_metrics = std::sync::Arc::clone(&s);
+            let app = axum::Router::new()
+                .route("/_sb/health", axum::routing::get(|| async { "ok" }))
+                .route(
+                    "/_sb/metrics",
+                    axum::routing::get(move || {
+                        let s = std::sync::Arc::clone(&for_metrics);
+                        async move { s.metrics_text() }
+                    }),
+                );
+            server = Some(tokio::spawn(async move {
+                let _ = axum::serve(listener, app).await;
+            }));
+        }
         println!("{line}");
         shutdown_signal().await;
-        s.shutdown().await;
+        if let Some(task) = server {
+            task.abort();
+            let _ = task.await;
+        }
+        if let Ok(s) = std::sync::Arc::try_unwrap(s) {
+            s.shutdown().await;
+        }
         ExitCode::SUCCESS
     })
 }

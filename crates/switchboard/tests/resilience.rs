@@ -32,6 +32,8 @@ struct Cluster {
     /// (name, process, HTTP address)
     containers: Vec<(String, Option<Proc>, SocketAddr)>,
     _sprayer: Proc,
+    /// The sprayer's /_sb/metrics address.
+    sprayer_metrics: SocketAddr,
     _dir: Scratch,
 }
 
@@ -101,12 +103,17 @@ fn cluster(name: &str) -> Cluster {
         ));
     }
     let cfg = dir.write("sprayer.toml", &text);
-    let sprayer = spawn(&["sprayer", "--config"], &cfg);
+    let metrics = addr(sipp::free_port(true));
+    let sprayer = spawn(
+        &["sprayer", "--metrics", &metrics.to_string(), "--config"],
+        &cfg,
+    );
     let cl = Cluster {
         sip,
         edges,
         containers,
         _sprayer: sprayer,
+        sprayer_metrics: metrics,
         _dir: dir,
     };
     // Every edge sees both containers up.
@@ -183,6 +190,13 @@ fn killing_an_edge_under_load_fails_no_call() {
         e2_after - before.1
     );
     assert_eq!((ok, failed), (300, 0), "{text}");
+    // The sprayer's view, on its metrics port: e1 down, e2 up.
+    let m = http_get(cl.sprayer_metrics, "/_sb/metrics").unwrap();
+    assert!(
+        m.contains("sprayer_edge_up{edge=\"e1\"} 0")
+            && m.contains("sprayer_edge_up{edge=\"e2\"} 1"),
+        "{m}"
+    );
 }
 
 #[test]
