@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# Benchmark (not a test): the edge (`switchboard edge`, stateless, Call-ID
+# rendezvous hashing) in front of the harness's two SIPp UAS backends as
+# its containers, against Kamailio's stateless dispatcher (Call-ID hash,
+# PROXY=kamailio-stateless), same run, same harness (../shared/bench: SIPp
+# bench-uac.xml, INVITE, 100, 180, 200, ACK, PAUSE_MS hold, BYE, 200).
+#
+# One difference in the message path: Kamailio record-routes, so the UAC's
+# ACK and BYE carry a Route to it; the edge does not Record-Route itself (the
+# containers stamp the cluster's address; a SIPp UAS does not), so the ACK
+# and BYE reach it only because SIPp sends every message to its remote
+# address, and it hashes them by Call-ID to the same backend. Both forward
+# all seven messages of a call.
+#
+#   scripts/bench-edge.sh fixed     # RATE (1000) cps for DURATION (15) s, REPS (3) times, interleaved
+#   scripts/bench-edge.sh max       # highest clean CPS of each
+#   scripts/bench-edge.sh all
+#
+# The edge's containers are node a and b, sip = the BACKENDS, no http (so
+# the probes are SIP OPTIONS, which the harness UAS answers with -aa).
+# Environment as in bench-proxy.sh; the same quiet gate before every run.
+set -uo pipefail
+HERE="$(cd "$(dirname "$0")" && pwd)"
+BENCH="${BENCH:-$(cd "$HERE/../../shared/bench" && pwd)}"
+SB="${SB:-/tmp/sb-bench/switchboard}"; export SB
+RATE="${RATE:-1000}"; DURATION="${DURATION:-15}"; REPS="${REPS:-3}"
+STEP_DURATION="${STEP_DURATION:-10}"
+export PAUSE_MS="${PAUSE_MS:-500}"
+TARGET_KAM=127.0.0.1:5060
+TARGET_OURS=127.0.0.1:5070
+
+log() { echo "[$(date -u +%H:%M:%S)] $*" >&2; }
+
+gate() {
+  local waited=0 load foreign
+  [ "${GATE:-1}" = 1 ] || return 0   # GATE=0: smoke runs only
+  while :; do
+    load="$(cut -d' ' -f1 /proc/loadavg)"
+    foreign="$(pgrep -x 'sipp|kamailio' | tr '\n' ' ')"
+    if [ -z "$foreign" ] && awk -v l="$load" 'BEGIN{exit !(l < 1.0)}'; then
+      log "gate: quiet (load $load) after ${waited}s"; return 0
+    fi
+    if [ "$waited" -ge 900 ]; then
+      log "gate: NOT quiet after 15 min (load $load, foreign pids: $foreign); measuring anyway"
+      return 0
+    fi
+    sleep 20; waited=$((waited + 20))
+  done
+}
+
+serve() {
+  local dir i=0 hp names=(a b c d)
+  dir="$(mktemp -d /tmp/sb-bench-edge.XXXXXX)"
+  {
+    echo "node = \"bench-edge\""
+    echo "public = \"$BENCH_TARGET\""
+    echo
+    echo "[listen]"
+    echo "udp = [\"$BENCH_TARGET\"]"
+    echo "http = \"127.0.0.1:0\""
+    for hp in $BACKENDS; do
+      echo
+      echo "[[containers]]"
+      echo "node = \"${names[$i]}\""
+      echo "sip = \"$hp\""
+      i=$((i + 1))
+    done
+  } > "$dir/edge.toml"
+  cat "$dir/edge.toml" >&2
+  exec "$SB" edge --config "$dir/edge.toml"
+}
+
+ours() { PROXY=custom LABEL=switchboard-edge PROXY_START="$HERE/bench-edge.sh serve" "$@"; }
+kam() { PROXY=kamailio-stateless LABEL=kamailio-stateless "$@"; }
+
+fixed() {
+  local r
+  for r in $(seq 1 "$REPS"); do
+    gate; kam env OUTDIR="$OUT/fixed-kamailio-$r" "$BENCH/run-cps.sh" "$TARGET_KAM" "$RATE" "$DURATION" \
+      | grep -E '^RESULT' | tee -a "$OUT/summary.txt"
+    gate; ours env OUTDIR="$OUT/fixed-edge-$r" "$BENCH/run-cps.sh" "$TARGET_OURS" "$RATE" "$DURATION" \
+      | grep -E '^RESULT' | tee -a "$OUT/summary.txt"
+  done
+}
+
+maxcps() {
+  gate; kam env OUTDIR="$OUT/max-kamailio" STEP_DURATION="$STEP_DURATION" GROWTH=1.25 \
+    "$BENCH/find-max-cps.sh" "$TARGET_KAM" | grep -E '^MAXCPS' | tee -a "$OUT/summary.txt"
+  gate; ours env OUTDIR="$OUT/max-edge" STEP_DURATION="$STEP_DURATION" GROWTH=1.25 \
+    "$BENCH/find-max-cps.sh" "$TARGET_OURS" | grep -E '^MAXCPS' | tee -a "$OUT/summary.txt"
+}
+
+MODE="${1:-all}"
+case "$MODE" in
+  serve) serve ;;
+  max|fixed|all)
+    [ -x "$SB" ] || { echo "no switchboard binary at $SB" >&2; exit 2; }
+    OUT="${OUTDIR:-/tmp/sipbench/edge-$(date -u +%Y%m%d-%H%M%S)}"; mkdir -p "$OUT"
+    case "$MODE" in max) maxcps ;; fixed) fixed ;; all) fixed; maxcps ;; esac
+    echo "results in $OUT" ;;
+  *) sed -n '2,21p' "$0"; exit 2 ;;
+esac

@@ -1,0 +1,144 @@
+#!/usr/bin/env bash
+# Benchmark (not a test): memory per held call in the container, through
+# the proxy application and through the B2BUA (issue 4: under 4 KiB).
+#
+#   scripts/bench-held.sh proxy     # CALLS (10000) at RATE (500) cps, held HOLD_MS (90000)
+#   scripts/bench-held.sh b2bua
+#   scripts/bench-held.sh both
+#
+# Starts two SIPp UAS (the harness's bench-uas.xml on BACKENDS), the
+# container (with the wrapper of bench-proxy.sh or bench-b2bua.sh, memory
+# store, SHARDS shards), and one SIPp UAC (bench-uac.xml, -m CALLS -r RATE
+# -l CALLS+1000 -d HOLD_MS). It samples the container's VmRSS (and VmHWM)
+# from /proc/PID/status and the live application sessions from
+# /_sb/metrics every SAMPLE_S (5) s. Setup ends at CALLS/RATE s; RFC 3261
+# keeps every INVITE transaction 64*T1 = 32 s after its final response
+# (Timers L and M), so the "held" sample is taken at setup end + 35 s, when
+# every call is still up (the first BYE leaves at HOLD_MS) and no INVITE
+# transaction is left. Everything started is stopped by pid; every process
+# runs under `timeout`. Same quiet gate as the other bench scripts.
+set -uo pipefail
+HERE="$(cd "$(dirname "$0")" && pwd)"
+BENCH="${BENCH:-$(cd "$HERE/../../shared/bench" && pwd)}"
+SB="${SB:-/tmp/sb-bench/switchboard}"; export SB
+CALLS="${CALLS:-10000}"; RATE="${RATE:-500}"; HOLD_MS="${HOLD_MS:-90000}"
+SAMPLE_S="${SAMPLE_S:-5}"; SHARDS="${SHARDS:-1}"; export SHARDS
+BACKENDS="${BACKENDS:-127.0.0.1:5071 127.0.0.1:5072}"; export BACKENDS
+TARGET=127.0.0.1:5080
+PIDS=()
+
+log() { echo "[$(date -u +%H:%M:%S)] $*" >&2; }
+
+gate() {
+  local waited=0 load foreign
+  [ "${GATE:-1}" = 1 ] || return 0   # GATE=0: smoke runs only
+  while :; do
+    load="$(cut -d' ' -f1 /proc/loadavg)"
+    foreign="$(pgrep -x 'sipp|kamailio' | tr '\n' ' ')"
+    if [ -z "$foreign" ] && awk -v l="$load" 'BEGIN{exit !(l < 1.0)}'; then
+      log "gate: quiet (load $load) after ${waited}s"; return 0
+    fi
+    if [ "$waited" -ge 900 ]; then
+      log "gate: NOT quiet after 15 min (load $load, foreign pids: $foreign); measuring anyway"
+      return 0
+    fi
+    sleep 20; waited=$((waited + 20))
+  done
+}
+
+cleanup() {
+  local i p
+  for (( i=${#PIDS[@]}-1; i>=0; i-- )); do
+    p="${PIDS[$i]}"
+    kill -TERM "$p" 2>/dev/null || continue
+    for _ in $(seq 1 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$p" 2>/dev/null; wait "$p" 2>/dev/null
+  done
+  PIDS=()
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null; }
+hwm_kib() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status" 2>/dev/null; }
+sessions() {  # HTTP_ADDR
+  curl -s --max-time 1 "http://$1/_sb/metrics" | awk '/^sb_container_sessions[ {]/ {s += $NF} END {print s + 0}'
+}
+
+run() {  # proxy|b2bua
+  local kind="$1" out i=0 hp wrapper cpid http t0 setup_end held_at t rss start_rss held_rss sess uac
+  out="$OUT/held-$kind"; mkdir -p "$out"
+  gate
+  for hp in $BACKENDS; do
+    i=$((i + 1))
+    timeout -k 5 400 sipp -sf "$BENCH/scenarios/bench-uas.xml" -i "${hp%:*}" -p "${hp##*:}" \
+      -mi "${hp%:*}" -mp $((16000 + 10 * i)) -aa -nostdin -buff_size 4194304 \
+      -trace_stat -stf "$out/uas$i.csv" -fd 5 < /dev/null > "$out/uas$i.out" 2>&1 &
+    PIDS+=("$!")
+  done
+  if [ "$kind" = proxy ]; then wrapper="$HERE/bench-proxy.sh serve $SHARDS"
+  else wrapper="$HERE/bench-b2bua.sh serve memory"; fi
+  BENCH_TARGET="$TARGET" timeout -k 5 400 $wrapper < /dev/null > "$out/container.log" 2>&1 &
+  PIDS+=("$!")
+  for _ in $(seq 1 100); do ss -Hlun "src $TARGET" | grep -q . && break; sleep 0.1; done
+  sleep 2
+  cpid="$(pgrep -n -x switchboard -P "$(pgrep -d, -P "${PIDS[-1]}")" 2>/dev/null || true)"
+  [ -n "$cpid" ] || cpid="$(pgrep -n -x switchboard -P "${PIDS[-1]}")"
+  [ -n "$cpid" ] || { log "no container process"; cat "$out/container.log"; return 1; }
+  http="$(sed -n 's/.* HTTP \(127\.0\.0\.1:[0-9]*\).*/\1/p' "$out/container.log" | head -1)"
+  start_rss="$(rss_kib "$cpid")"
+  log "$kind: container pid $cpid, http $http, RSS before calls $start_rss KiB"
+  uac=(timeout -k 5 $((CALLS / RATE + HOLD_MS / 1000 + 90)) sipp "$TARGET" -sf "$BENCH/scenarios/bench-uac.xml"
+       -i 127.0.0.1 -p 5090 -mi 127.0.0.1 -mp 16100 -r "$RATE" -rp 1000 -m "$CALLS" -l $((CALLS + 1000))
+       -d "$HOLD_MS" -recv_timeout 10000 -timeout $((CALLS / RATE + HOLD_MS / 1000 + 60))s -nostdin
+       -buff_size 4194304 -trace_stat -stf "$out/uac.csv" -fd 5)
+  [ "$kind" = b2bua ] && uac+=(-s b2bua-bob)
+  "${uac[@]}" < /dev/null > "$out/uac.out" 2>&1 &
+  local uac_pid=$!; PIDS+=("$uac_pid")
+  t0=$(date +%s)
+  setup_end=$((CALLS / RATE)); held_at=$((setup_end + 35))
+  printf 't_s\trss_kib\thwm_kib\tsessions\n' > "$out/rss.tsv"
+  printf '%s\t%s\t%s\t%s\n' 0 "$start_rss" "$(hwm_kib "$cpid")" "$(sessions "$http")" >> "$out/rss.tsv"
+  held_rss=""
+  while kill -0 "$uac_pid" 2>/dev/null; do
+    sleep "$SAMPLE_S"
+    t=$(( $(date +%s) - t0 ))
+    rss="$(rss_kib "$cpid")"; sess="$(sessions "$http")"
+    printf '%s\t%s\t%s\t%s\n' "$t" "$rss" "$(hwm_kib "$cpid")" "$sess" >> "$out/rss.tsv"
+    if [ -z "$held_rss" ] && [ "$t" -ge "$held_at" ]; then
+      held_rss="$rss"
+      log "$kind: held sample at +${t}s: RSS $rss KiB, sessions $sess"
+      printf '%s\t%s\t%s\n' "$t" "$rss" "$sess" > "$out/held.txt"
+    fi
+  done
+  wait "$uac_pid"; local rc=$?
+  # after the last BYE: transactions of the BYEs linger 32 s too
+  sleep 35
+  rss="$(rss_kib "$cpid")"; sess="$(sessions "$http")"
+  printf '%s\t%s\t%s\t%s\n' "$(( $(date +%s) - t0 ))" "$rss" "$(hwm_kib "$cpid")" "$sess" >> "$out/rss.tsv"
+  local ok fail
+  ok="$(python3 - "$out/uac.csv" <<'EOF'
+import csv, sys
+rows = list(csv.reader(open(sys.argv[1]), delimiter=';'))
+h, last = rows[0], rows[-1]
+print(last[h.index("SuccessfulCall(C)")], last[h.index("FailedCall(C)")])
+EOF
+)"
+  log "$kind: uac exit $rc, successful/failed calls: $ok"
+  echo "HELD kind=$kind shards=$SHARDS calls=$CALLS rate=$RATE hold_ms=$HOLD_MS uac_exit=$rc ok_failed=\"$ok\"" \
+       "rss_before_kib=$start_rss rss_held_kib=$held_rss hwm_kib=$(hwm_kib "$cpid") rss_after_kib=$rss sessions_after=$sess" \
+       "per_call_bytes=$(awk -v a="$start_rss" -v b="$held_rss" -v n="$CALLS" 'BEGIN{if (b) printf "%.0f", (b - a) * 1024 / n}')" \
+       | tee -a "$OUT/summary.txt"
+  column -t "$out/rss.tsv" >&2
+  cleanup
+}
+
+MODE="${1:-both}"
+[ -x "$SB" ] || { echo "no switchboard binary at $SB" >&2; exit 2; }
+OUT="${OUTDIR:-/tmp/sipbench/held-$(date -u +%Y%m%d-%H%M%S)}"; mkdir -p "$OUT"
+case "$MODE" in
+  proxy|b2bua) run "$MODE" ;;
+  both) run proxy; run b2bua ;;
+  *) sed -n '2,19p' "$0"; exit 2 ;;
+esac
+echo "results in $OUT"
