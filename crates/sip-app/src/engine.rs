@@ -434,6 +434,16 @@ fn is_to_self(shared: &Shared, request: &SipMessage) -> bool {
 }
 
 async fn initial(shared: Arc<Shared>, tx: ServerTransaction, request: SipMessage, method: String) {
+    // Session targeting by an encoded URI (JSR 289 encodeURI): an initial
+    // request whose Request-URI carries a live session's token joins it.
+    if let Some(id) = routing::request_uri_token(&request)
+        && let Some(cell) = find_fresh(&shared, &id).await
+        && !cell.with(|d| d.record.invalidated)
+        && let Some(app) = shared.router.by_name(&cell.with(|d| d.record.app.clone()))
+    {
+        let to_tag = shared.stack.tag();
+        return run_handler(&shared, &cell, &app, tx, request, to_tag, false, Vec::new()).await;
+    }
     let mut chain = shared.router.select_chain(&request);
     let rest = chain.split_off(chain.len().min(1));
     let Some(app) = chain.pop() else {
@@ -451,13 +461,31 @@ async fn initial(shared: Arc<Shared>, tx: ServerTransaction, request: SipMessage
         respond(&tx, status, reason, &[]);
         return;
     };
+    let key = app.session_key(&request);
+    let cell = match &key {
+        Some(k) => match keyed_session(&shared, &app, k).await {
+            Ok(cell) => cell,
+            Err(e) => {
+                let (status, reason) = e.response_status();
+                respond(&tx, status, &reason, &[]);
+                return;
+            }
+        },
+        None => new_session(&shared, &app, None),
+    };
+    let to_tag = shared.stack.tag();
+    run_handler(&shared, &cell, &app, tx, request, to_tag, false, rest).await;
+}
+
+fn new_session(shared: &Shared, app: &Application, key: Option<&str>) -> Arc<SessionCell> {
     let id = shared.new_session_id();
-    let record = SessionRecord::new(
+    let mut record = SessionRecord::new(
         id.clone(),
         app.name(),
         unix_ms(),
         shared.config.session_lifetime,
     );
+    record.key = key.map(str::to_owned);
     let cell = Arc::new(SessionCell::new(record, 0));
     shared
         .sessions
@@ -468,8 +496,80 @@ async fn initial(shared: Arc<Shared>, tx: ServerTransaction, request: SipMessage
         .stats
         .sessions_created
         .fetch_add(1, Ordering::Relaxed);
-    let to_tag = shared.stack.tag();
-    run_handler(&shared, &cell, &app, tx, request, to_tag, false, rest).await;
+    cell
+}
+
+/// The store key of a session key's index entry.
+fn key_index(app: &str, key: &str) -> String {
+    format!("appkey:{app}:{key}")
+}
+
+/// The session of a session key: the live one the store's index names,
+/// else a new one, claimed in the index with compare-and-set (two
+/// containers starting the same key at once: the loser joins the
+/// winner's session).
+async fn keyed_session(
+    shared: &Arc<Shared>,
+    app: &Application,
+    key: &str,
+) -> Result<Arc<SessionCell>, AppError> {
+    let index = key_index(app.name(), key);
+    for _ in 0..3 {
+        if let Some(v) = shared.store.get(&index).await? {
+            if let Some(id) = std::str::from_utf8(&v.value)
+                .ok()
+                .and_then(SessionId::parse)
+                && let Some(cell) = find_fresh(shared, &id).await
+                && !cell.with(|d| d.record.invalidated)
+            {
+                return Ok(cell);
+            }
+            // A stale entry (its session ended): replace it.
+            let cell = new_session(shared, app, Some(key));
+            match shared
+                .store
+                .put(
+                    &index,
+                    cell.id.as_str().as_bytes().to_vec(),
+                    v.version,
+                    Some(shared.config.dialog_lifetime),
+                )
+                .await
+            {
+                Ok(_) => return Ok(cell),
+                Err(session_store::StoreError::Conflict { .. }) => {
+                    forget(shared, &cell.id);
+                    continue;
+                }
+                Err(e) => {
+                    forget(shared, &cell.id);
+                    return Err(e.into());
+                }
+            }
+        }
+        let cell = new_session(shared, app, Some(key));
+        match shared
+            .store
+            .put(
+                &index,
+                cell.id.as_str().as_bytes().to_vec(),
+                0,
+                Some(shared.config.dialog_lifetime),
+            )
+            .await
+        {
+            Ok(_) => return Ok(cell),
+            Err(session_store::StoreError::Conflict { .. }) => forget(shared, &cell.id),
+            Err(e) => {
+                forget(shared, &cell.id);
+                return Err(e.into());
+            }
+        }
+    }
+    Err(AppError::with_reason(
+        500,
+        "Server Internal Error (session key contended)",
+    ))
 }
 
 async fn in_dialog(shared: Arc<Shared>, tx: ServerTransaction, request: SipMessage) {
@@ -551,6 +651,22 @@ async fn in_dialog(shared: Arc<Shared>, tx: ServerTransaction, request: SipMessa
             finish(&shared, &cell).await;
         }
     }
+}
+
+/// The session, as the store has it now: a copy held here that another
+/// container has written since is dropped and loaded again. For initial
+/// requests that join a session (a key, an encoded URI), which any
+/// container may receive.
+async fn find_fresh(shared: &Arc<Shared>, id: &SessionId) -> Option<Arc<SessionCell>> {
+    if let Some(cell) = shared.session(id) {
+        let stored = shared.store.get(&store_key(id)).await.ok().flatten();
+        let mine = cell.with(|d| d.version);
+        match stored {
+            Some(v) if v.version > mine => forget(shared, id),
+            _ => return Some(cell),
+        }
+    }
+    find_or_load(shared, id).await
 }
 
 /// The session in this container, or loaded from the store (its owner
@@ -841,6 +957,15 @@ async fn remove(shared: &Arc<Shared>, cell: &Arc<SessionCell>) {
         debug!(session = %cell.id, error = %e, "session not deleted from the store");
     }
     crate::timers::unindex_all(shared, cell).await;
+    let keyed = cell.with(|d| d.record.key.clone().map(|k| (d.record.app.clone(), k)));
+    if let Some((app, key)) = keyed {
+        let index = key_index(&app, &key);
+        if let Ok(Some(v)) = shared.store.get(&index).await
+            && v.value == cell.id.as_str().as_bytes()
+        {
+            let _ = shared.store.delete(&index, v.version).await;
+        }
+    }
 }
 
 /// Drops the session's dialogs from the Call-ID index.

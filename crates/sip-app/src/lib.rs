@@ -78,8 +78,8 @@ pub use error::AppError;
 pub use proxy::{ProxyOptions, ProxyOutcome, Supervisor};
 pub use request::IncomingRequest;
 pub use router::{
-    Application, BoxFuture, Handler, HttpHandler, HttpRequest, HttpResponse, SipRouter, TimerEvent,
-    TimerHandler,
+    Application, BoxFuture, Handler, HttpHandler, HttpRequest, HttpResponse, SessionKey, SipRouter,
+    TimerEvent, TimerHandler,
 };
 pub use routing::TOKEN_PARAM;
 pub use session::{

@@ -115,7 +115,12 @@ pub struct SipRouter<S> {
     fallback: Option<Arc<dyn Handler<S>>>,
     timer: Option<Arc<dyn TimerHandler<S>>>,
     http: Vec<(String, String, Arc<dyn HttpHandler<S>>)>,
+    key: Option<Arc<SessionKey>>,
 }
+
+/// A session key function (JSR 289 `@SipApplicationKey`): initial requests
+/// with the same key join one application session.
+pub type SessionKey = dyn Fn(&sip_message::SipMessage) -> Option<String> + Send + Sync;
 
 impl<S> std::fmt::Debug for SipRouter<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -132,6 +137,7 @@ impl<S> Default for SipRouter<S> {
             fallback: None,
             timer: None,
             http: Vec::new(),
+            key: None,
         }
     }
 }
@@ -219,6 +225,20 @@ impl<S: Send + Sync + 'static> SipRouter<S> {
         self
     }
 
+    /// Session targeting by key (JSR 289 `@SipApplicationKey`): an
+    /// initial request for which `key` returns `Some(k)` joins the
+    /// application session of `k` when one is live (on any container: the
+    /// key's session is found through the store), else starts it. `None`:
+    /// a new session, as without a key.
+    #[must_use]
+    pub fn session_key(
+        mut self,
+        key: impl Fn(&sip_message::SipMessage) -> Option<String> + Send + Sync + 'static,
+    ) -> Self {
+        self.key = Some(Arc::new(key));
+        self
+    }
+
     /// Gives the router its state: the result is an [`Application`] the
     /// container can run.
     #[must_use]
@@ -274,6 +294,7 @@ impl<S: Send + Sync + 'static> SipRouter<S> {
             dispatch: Arc::new(dispatch),
             timer,
             http: http_routes.into(),
+            key: self.key,
         }
     }
 }
@@ -313,6 +334,7 @@ pub struct Application {
     dispatch: Arc<Dispatch>,
     timer: Option<Arc<TimerDispatch>>,
     http: Arc<[HttpRoute]>,
+    key: Option<Arc<SessionKey>>,
 }
 
 impl std::fmt::Debug for Application {
@@ -346,6 +368,12 @@ impl Application {
         req: IncomingRequest,
     ) -> Option<BoxFuture<Result<(), AppError>>> {
         (self.dispatch)(raw, req)
+    }
+
+    /// The session key of an initial request, if the application has a
+    /// key function and it gives one.
+    pub(crate) fn session_key(&self, request: &sip_message::SipMessage) -> Option<String> {
+        self.key.as_ref().and_then(|k| k(request))
     }
 
     /// The HTTP handler for `method` `path`, if the application has one.

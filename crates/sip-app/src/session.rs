@@ -169,6 +169,9 @@ pub struct SessionRecord {
     pub invalidate_when_ready: bool,
     /// Invalidated: about to be removed.
     pub invalidated: bool,
+    /// The session key it was started by (`SipRouter::session_key`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
 }
 
 impl SessionRecord {
@@ -184,6 +187,7 @@ impl SessionRecord {
             expires_unix_ms: now_unix_ms.saturating_add(millis(lifetime)),
             invalidate_when_ready: true,
             invalidated: false,
+            key: None,
         }
     }
 
