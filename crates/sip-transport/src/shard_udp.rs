@@ -86,22 +86,33 @@ impl ShardSocketBinding {
 /// Port 0 is resolved by the first socket of an address; the others bind
 /// the port it got. Returns, per shard, one binding per address, in the
 /// order of `addrs`.
+///
+/// `SO_REUSEPORT` would also let these sockets join those of another
+/// process of the same user already on the port (a second server started
+/// by mistake would silently take part of the traffic). Unless
+/// `reuse_port` asks for sharing, a fixed port is first checked to be free
+/// with a plain bind, so that mistake fails with [`TransportError::Bind`]
+/// as it does with one socket.
 pub fn bind_shard_sockets(
     addrs: &[SocketAddr],
     shards: usize,
     reuse_port: bool,
 ) -> Result<Vec<Vec<ShardSocketBinding>>, TransportError> {
     let shards = shards.max(1);
+    let sharing_asked = reuse_port;
     let reuse_port = reuse_port || shards > 1;
     let mut out: Vec<Vec<ShardSocketBinding>> = (0..shards).map(|_| Vec::new()).collect();
     for &addr in addrs {
+        let err = |source| TransportError::Bind {
+            transport: TransportKind::Udp,
+            addr,
+            source,
+        };
+        if reuse_port && !sharing_asked && addr.port() != 0 {
+            drop(udp::bind_std(addr, false).map_err(err)?);
+        }
         let mut bound = addr;
         for shard in &mut out {
-            let err = |source| TransportError::Bind {
-                transport: TransportKind::Udp,
-                addr,
-                source,
-            };
             let socket = udp::bind_std(bound, reuse_port).map_err(err)?;
             bound = socket.local_addr().map_err(err)?;
             shard.push(ShardSocketBinding {
@@ -358,4 +369,34 @@ fn send_many(socket: &UdpSocket, chunk: &[(SocketAddr, Bytes)]) -> io::Result<us
         }
     }
     Ok(sent)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+
+    use super::*;
+
+    #[test]
+    fn shards_share_a_port_resolved_from_zero() {
+        let bound = bind_shard_sockets(&["127.0.0.1:0".parse().unwrap()], 3, false).unwrap();
+        assert_eq!(bound.len(), 3);
+        let port = bound[0][0].local().addr.port();
+        assert_ne!(port, 0);
+        assert!(bound.iter().all(|b| b[0].local().addr.port() == port));
+    }
+
+    #[test]
+    fn a_port_in_use_is_refused_unless_sharing_is_asked() {
+        let other = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let taken = other.local_addr().unwrap();
+        let refused = bind_shard_sockets(&[taken], 2, false);
+        assert!(matches!(refused, Err(TransportError::Bind { .. })));
+        // A port held by another group with SO_REUSEPORT: refused too,
+        // unless this one asks to share it.
+        let group = bind_shard_sockets(&["127.0.0.1:0".parse().unwrap()], 2, false).unwrap();
+        let shared = group[0][0].local().addr;
+        assert!(bind_shard_sockets(&[shared], 2, false).is_err());
+        assert!(bind_shard_sockets(&[shared], 2, true).is_ok());
+    }
 }
