@@ -29,8 +29,11 @@ pub struct TransportConfig {
     /// [`TransportError::NoTlsClient`](crate::TransportError::NoTlsClient).
     pub tls_client: Option<TlsClient>,
     /// Set `SO_REUSEPORT` on UDP sockets and listeners (Unix), so several
-    /// shards can bind the same port and the kernel spreads traffic over
-    /// them. Default: off.
+    /// sockets, of this process or of others, can bind the same port and
+    /// the kernel spreads traffic over them. Default: off. The stack's
+    /// shards share their UDP port among themselves whatever this says
+    /// ([`bind_shard_sockets`](crate::bind_shard_sockets)); with it off, a
+    /// port another process holds is refused rather than shared.
     pub reuse_port: bool,
 }
 
