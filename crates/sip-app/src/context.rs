@@ -13,6 +13,7 @@ use crate::{AppError, SessionId};
 pub(crate) struct RawContext {
     pub(crate) shared: Arc<Shared>,
     pub(crate) cell: Arc<SessionCell>,
+    pub(crate) listener: Option<Arc<crate::session::SessionListener>>,
 }
 
 /// A handler's context: state, session, services.
@@ -51,6 +52,7 @@ impl<S> Context<S> {
         AppSession {
             cell: &self.raw.cell,
             now_unix_ms: crate::engine::unix_ms(),
+            listener: self.raw.listener.as_deref(),
         }
     }
 

@@ -100,12 +100,14 @@ impl Engine {
                 .stats
                 .sessions_created
                 .fetch_add(1, Ordering::Relaxed);
+            app.notify(&cell.id, &crate::SessionEvent::Created);
             cell
         });
         let turn = cell.turn.lock().await;
         let raw = RawContext {
             shared: Arc::clone(shared),
             cell: Arc::clone(&cell),
+            listener: app.listener(),
         };
         let result = handler(raw, req).await;
         // Written before the response reveals the session's state.

@@ -496,6 +496,7 @@ fn new_session(shared: &Shared, app: &Application, key: Option<&str>) -> Arc<Ses
         .stats
         .sessions_created
         .fetch_add(1, Ordering::Relaxed);
+    app.notify(&cell.id, &crate::SessionEvent::Created);
     cell
 }
 
@@ -759,6 +760,7 @@ pub(crate) async fn run_in_slot(
     let raw = RawContext {
         shared: Arc::clone(shared),
         cell: Arc::clone(cell),
+        listener: app.listener(),
     };
     let outcome = match app.dispatch(raw, req) {
         Some(fut) => Some(fut.await),
@@ -846,6 +848,7 @@ pub(crate) async fn next_in_chain(
         .stats
         .sessions_created
         .fetch_add(1, Ordering::Relaxed);
+    next.notify(&cell.id, &crate::SessionEvent::Created);
     Box::pin(run_in_slot(
         &shared,
         &cell,
@@ -949,6 +952,10 @@ async fn remove(shared: &Arc<Shared>, cell: &Arc<SessionCell>) {
             .stats
             .sessions_removed
             .fetch_add(1, Ordering::Relaxed);
+        let app = cell.with(|d| d.record.app.clone());
+        if let Some(a) = shared.router.by_name(&app) {
+            a.notify(&cell.id, &crate::SessionEvent::Destroyed);
+        }
     }
     let version = cell.with(|d| d.version);
     if version > 0
@@ -1020,6 +1027,10 @@ async fn sweep(shared: std::sync::Weak<Shared>) {
             // Not while a handler runs.
             if cell.turn.try_lock().is_ok() {
                 debug!(session = %cell.id, "session expired");
+                let app = cell.with(|d| d.record.app.clone());
+                if let Some(a) = shared.router.by_name(&app) {
+                    a.notify(&cell.id, &crate::SessionEvent::Expired);
+                }
                 remove(&shared, &cell).await;
             }
         }

@@ -83,5 +83,6 @@ pub use router::{
 };
 pub use routing::TOKEN_PARAM;
 pub use session::{
-    AppSession, DialogRecord, DialogRole, DialogState, SessionId, SessionRecord, TimerRecord, UaLeg,
+    AppSession, DialogRecord, DialogRole, DialogState, SessionEvent, SessionId, SessionListener,
+    SessionRecord, TimerRecord, UaLeg,
 };

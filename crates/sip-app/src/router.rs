@@ -116,6 +116,7 @@ pub struct SipRouter<S> {
     timer: Option<Arc<dyn TimerHandler<S>>>,
     http: Vec<(String, String, Arc<dyn HttpHandler<S>>)>,
     key: Option<Arc<SessionKey>>,
+    listener: Option<Arc<crate::session::SessionListener>>,
 }
 
 /// A session key function (JSR 289 `@SipApplicationKey`): initial requests
@@ -138,6 +139,7 @@ impl<S> Default for SipRouter<S> {
             timer: None,
             http: Vec::new(),
             key: None,
+            listener: None,
         }
     }
 }
@@ -239,6 +241,18 @@ impl<S: Send + Sync + 'static> SipRouter<S> {
         self
     }
 
+    /// Listens to the application's sessions (JSR 289 session and
+    /// attribute listeners): created, expired, destroyed, attribute set
+    /// and removed. Called where it happens; keep it short.
+    #[must_use]
+    pub fn on_session(
+        mut self,
+        listener: impl Fn(&crate::SessionId, &crate::SessionEvent) + Send + Sync + 'static,
+    ) -> Self {
+        self.listener = Some(Arc::new(listener));
+        self
+    }
+
     /// Gives the router its state: the result is an [`Application`] the
     /// container can run.
     #[must_use]
@@ -295,6 +309,7 @@ impl<S: Send + Sync + 'static> SipRouter<S> {
             timer,
             http: http_routes.into(),
             key: self.key,
+            listener: self.listener,
         }
     }
 }
@@ -335,6 +350,7 @@ pub struct Application {
     timer: Option<Arc<TimerDispatch>>,
     http: Arc<[HttpRoute]>,
     key: Option<Arc<SessionKey>>,
+    listener: Option<Arc<crate::session::SessionListener>>,
 }
 
 impl std::fmt::Debug for Application {
@@ -368,6 +384,18 @@ impl Application {
         req: IncomingRequest,
     ) -> Option<BoxFuture<Result<(), AppError>>> {
         (self.dispatch)(raw, req)
+    }
+
+    /// The session listener, if any.
+    pub(crate) fn listener(&self) -> Option<Arc<crate::session::SessionListener>> {
+        self.listener.clone()
+    }
+
+    /// Tells the listener, if any.
+    pub(crate) fn notify(&self, id: &crate::SessionId, event: &crate::SessionEvent) {
+        if let Some(l) = &self.listener {
+            l(id, event);
+        }
     }
 
     /// The session key of an initial request, if the application has a

@@ -283,11 +283,40 @@ impl SessionCell {
     }
 }
 
+/// What happened to an application session (JSR 289's
+/// SipApplicationSessionListener and attribute listener events).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionEvent {
+    /// A new session (an initial request, an HTTP request, a chain step).
+    Created,
+    /// Its lifetime ran out; it is removed next.
+    Expired,
+    /// It was removed (invalidated, ready, or expired).
+    Destroyed,
+    /// An attribute was set.
+    AttributeSet(String),
+    /// An attribute was removed.
+    AttributeRemoved(String),
+}
+
+/// A session listener: called with the session id and the event, right
+/// where it happens (keep it short; it must not block).
+pub type SessionListener = dyn Fn(&SessionId, &SessionEvent) + Send + Sync;
+
 /// A handler's view of its application session.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub struct AppSession<'a> {
     pub(crate) cell: &'a SessionCell,
     pub(crate) now_unix_ms: u64,
+    pub(crate) listener: Option<&'a SessionListener>,
+}
+
+impl std::fmt::Debug for AppSession<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppSession")
+            .field("id", &self.cell.id)
+            .finish_non_exhaustive()
+    }
 }
 
 impl AppSession<'_> {
@@ -318,16 +347,25 @@ impl AppSession<'_> {
             d.record.attributes.insert(name.to_owned(), v);
             d.dirty = true;
         });
+        if let Some(l) = self.listener {
+            l(&self.cell.id, &SessionEvent::AttributeSet(name.to_owned()));
+        }
         Ok(())
     }
 
     /// Removes an attribute.
     pub fn remove(&self, name: &str) {
-        self.cell.with(|d| {
-            if d.record.attributes.remove(name).is_some() {
-                d.dirty = true;
-            }
+        let removed = self.cell.with(|d| {
+            let r = d.record.attributes.remove(name).is_some();
+            d.dirty |= r;
+            r
         });
+        if removed && let Some(l) = self.listener {
+            l(
+                &self.cell.id,
+                &SessionEvent::AttributeRemoved(name.to_owned()),
+            );
+        }
     }
 
     /// The attribute names.

@@ -270,6 +270,7 @@ async fn fire(shared: Arc<Shared>, session: SessionId, timer: String, due: Due) 
     let raw = RawContext {
         shared: Arc::clone(&shared),
         cell: Arc::clone(&cell),
+        listener: app.listener(),
     };
     match app.dispatch_timer(raw, event) {
         Some(fut) => {

@@ -216,3 +216,68 @@ async fn a_dead_containers_timer_fires_exactly_once_on_a_survivor() {
         "one survivor took the session over"
     );
 }
+
+struct Keeper;
+
+async fn keep(cx: Context<Keeper>, req: IncomingRequest) -> Result<(), AppError> {
+    cx.session().set("a", &1)?;
+    cx.session().set("b", &2)?;
+    cx.session().remove("a");
+    // Kept until it expires.
+    cx.session().set_invalidate_when_ready(false);
+    req.accept().await
+}
+
+#[tokio::test]
+async fn listeners_see_creation_attributes_expiry_and_destruction() {
+    let events = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = std::sync::Arc::clone(&events);
+    let mut config = StackConfig::udp("127.0.0.1:0".parse().unwrap());
+    config.shards = 1;
+    config.dedicated_threads = false;
+    let stack = Stack::start(config).await.unwrap();
+    let addr = stack
+        .handle()
+        .local_addr(sip_message::TransportKind::Udp)
+        .unwrap();
+    let app = SipRouter::new()
+        .message(keep)
+        .on_session(move |_id, ev| seen.lock().unwrap().push(ev.clone()))
+        .with_state("keeper", Keeper);
+    let mut cfg = EngineConfig::new("c1");
+    cfg.session_lifetime = Duration::from_millis(200);
+    let engine = Engine::start(
+        stack,
+        cfg,
+        Store::from(MemoryStore::new()),
+        AppRouter::new().route(Rule::any(), app),
+    );
+    let ua = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let me = ua.local_addr().unwrap();
+    let msg = format!(
+        "MESSAGE sip:k@{addr} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-l1\r\n\
+         From: <sip:a@{me}>;tag=l1\r\nTo: <sip:k@{addr}>\r\nCall-ID: listen@test\r\n\
+         CSeq: 1 MESSAGE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    );
+    ua.send_to(msg.as_bytes(), addr).await.unwrap();
+    let mut buf = vec![0_u8; 4096];
+    let (n, _) = tokio::time::timeout(Duration::from_secs(5), ua.recv_from(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(buf[..n].starts_with(b"SIP/2.0 200"));
+    // The sweeper (once a second) expires it.
+    until("the session's expiry", async || engine.live_sessions() == 0).await;
+    use sip_app::SessionEvent as E;
+    assert_eq!(
+        *events.lock().unwrap(),
+        [
+            E::Created,
+            E::AttributeSet("a".into()),
+            E::AttributeSet("b".into()),
+            E::AttributeRemoved("a".into()),
+            E::Expired,
+            E::Destroyed,
+        ]
+    );
+}
