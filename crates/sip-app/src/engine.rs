@@ -58,6 +58,8 @@ pub struct EngineConfig {
     pub dialog_lifetime: Duration,
     /// Seed for session ids.
     pub seed: u64,
+    /// How long a reliable provisional waits for its PRACK (64*T1).
+    pub prack_timeout: Duration,
 }
 
 impl EngineConfig {
@@ -71,9 +73,14 @@ impl EngineConfig {
             session_lifetime: Duration::from_secs(180),
             dialog_lifetime: Duration::from_secs(4 * 3600),
             seed: unix_ms() ^ u64::from(std::process::id()).rotate_left(32),
+            prack_timeout: Duration::from_secs(32),
         }
     }
 }
+
+/// A reliable provisional waiting for its PRACK: the INVITE's transaction
+/// slot and the sender that wakes its handler.
+pub(crate) type PrackWait = (Arc<TxSlot>, tokio::sync::oneshot::Sender<()>);
 
 /// Counters the container exports on /metrics.
 #[derive(Debug, Default)]
@@ -110,6 +117,9 @@ pub(crate) struct Shared {
     /// rather than to our Contact (SIPp's built-in uac) still finds it.
     pub(crate) ua_dialogs: Mutex<HashMap<String, SessionId>>,
     ids: Mutex<IdGenerator>,
+    /// Reliable provisionals waiting for their PRACK: (Call-ID, RSeq) ->
+    /// the INVITE's transaction slot and the sender that wakes the handler.
+    pub(crate) pracks: Mutex<HashMap<(String, u32), PrackWait>>,
     /// Wakes the timer task when a timer is armed.
     pub(crate) timers_changed: Arc<tokio::sync::Notify>,
     /// Timers of the sessions in this container, in firing order:
@@ -281,6 +291,7 @@ impl Engine {
             sessions: Mutex::new(HashMap::new()),
             ua_dialogs: Mutex::new(HashMap::new()),
             timers_changed: Arc::new(tokio::sync::Notify::new()),
+            pracks: Mutex::new(HashMap::new()),
             local_timers: Mutex::new(std::collections::BTreeSet::new()),
             stats: Stats::default(),
         });
@@ -578,6 +589,9 @@ async fn in_dialog(shared: Arc<Shared>, tx: ServerTransaction, request: SipMessa
         .method()
         .map(|m| m.as_str().to_owned())
         .unwrap_or_default();
+    if method == "PRACK" {
+        return prack(&shared, &tx, &request);
+    }
     let (request, route_token) = match routing::own_route(&shared, &request) {
         Some(token) => {
             let mut e = request.edit();
@@ -651,6 +665,41 @@ async fn in_dialog(shared: Arc<Shared>, tx: ServerTransaction, request: SipMessa
             });
             finish(&shared, &cell).await;
         }
+    }
+}
+
+/// A PRACK (RFC 3262 §3): stops the retransmissions of the reliable
+/// provisional its RAck names, wakes the handler waiting for it, 200; 481
+/// when it names none.
+fn prack(shared: &Shared, tx: &ServerTransaction, request: &SipMessage) {
+    let rack = request
+        .typed::<sip_message::headers::RAck<'_>>()
+        .and_then(Result::ok);
+    let Some(rack) = rack else {
+        return respond(tx, 400, "Bad Request (PRACK without a readable RAck)", &[]);
+    };
+    let key = (request.call_id().unwrap_or("").to_owned(), rack.rseq);
+    let waiting = shared
+        .pracks
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .remove(&key);
+    match waiting {
+        Some((slot, wake)) => {
+            slot.with(|t| {
+                if let Some(t) = t {
+                    t.prack_received();
+                }
+            });
+            let _ = wake.send(());
+            respond(tx, 200, "OK", &[]);
+        }
+        None => respond(
+            tx,
+            481,
+            "Call/Transaction Does Not Exist (no reliable provisional with this RSeq)",
+            &[],
+        ),
     }
 }
 
@@ -756,6 +805,7 @@ pub(crate) async fn run_in_slot(
         to_tag,
         in_dialog,
         chain,
+        rseq: std::sync::atomic::AtomicU32::new(0),
     };
     let raw = RawContext {
         shared: Arc::clone(shared),

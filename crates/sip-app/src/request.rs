@@ -63,6 +63,8 @@ pub struct IncomingRequest {
     pub(crate) in_dialog: bool,
     /// The applications still to come in a composition (DAR chain).
     pub(crate) chain: Vec<crate::Application>,
+    /// The RSeq of the last reliable provisional sent (0: none yet).
+    pub(crate) rseq: std::sync::atomic::AtomicU32,
 }
 
 impl std::fmt::Debug for IncomingRequest {
@@ -136,6 +138,93 @@ impl IncomingRequest {
             }
             None => Err(AppError::AlreadyAnswered),
         })
+    }
+
+    /// Whether the caller supports reliable provisionals (`100rel` in
+    /// Supported or Require, RFC 3262).
+    #[must_use]
+    pub fn supports_100rel(&self) -> bool {
+        let has = |v: Option<&str>| v.is_some_and(|t| t.eq_ignore_ascii_case("100rel"));
+        self.request
+            .typed_all::<sip_message::headers::Supported<'_>>()
+            .filter_map(Result::ok)
+            .any(|s| has(Some(s.0)))
+            || self
+                .request
+                .typed_all::<sip_message::headers::Require<'_>>()
+                .filter_map(Result::ok)
+                .any(|r| has(Some(r.0)))
+    }
+
+    /// Sends a reliable provisional (RFC 3262: `Require: 100rel`, `RSeq`)
+    /// and waits for its PRACK: retransmitted by the stack until it
+    /// arrives; after 64*T1 without one the request is answered 500 by the
+    /// container (the `Err` this returns). The caller must support 100rel
+    /// ([`IncomingRequest::supports_100rel`]).
+    pub async fn provisional_reliable(&self, status: u16) -> Result<(), AppError> {
+        if !(101..200).contains(&status) {
+            return Err(AppError::Build(format!("{status} is not a provisional")));
+        }
+        if !self.supports_100rel() {
+            return Err(AppError::Build(
+                "the caller does not support 100rel".to_owned(),
+            ));
+        }
+        let previous = self.rseq.load(std::sync::atomic::Ordering::Relaxed);
+        let rseq = if previous == 0 {
+            // RFC 3262 §3: the first RSeq is random, 1 to 2**31 - 1.
+            let r = u32::from_str_radix(self.shared.stack.tag().get(..8).unwrap_or("1"), 16)
+                .unwrap_or(1);
+            (r & 0x3fff_ffff).max(1)
+        } else {
+            previous + 1
+        };
+        self.rseq.store(rseq, std::sync::atomic::Ordering::Relaxed);
+        let r = self
+            .response(status, None)?
+            .header("Require", "100rel")
+            .header("RSeq", &rseq.to_string());
+        let r = self
+            .with_contact(r, status)
+            .build()
+            .map_err(|e| AppError::Build(e.to_string()))?;
+        let (wake, woken) = tokio::sync::oneshot::channel();
+        let key = (self.request.call_id().unwrap_or("").to_owned(), rseq);
+        self.shared
+            .pracks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(key.clone(), (Arc::clone(&self.slot), wake));
+        let sent = self.slot.with(|tx| match tx {
+            Some(tx) => {
+                tx.respond_reliable(r);
+                true
+            }
+            None => false,
+        });
+        if !sent {
+            self.shared
+                .pracks
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&key);
+            return Err(AppError::AlreadyAnswered);
+        }
+        let wait = self.shared.config.prack_timeout;
+        match tokio::time::timeout(wait, woken).await {
+            Ok(Ok(())) => Ok(()),
+            _ => {
+                self.shared
+                    .pracks
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .remove(&key);
+                Err(AppError::with_reason(
+                    500,
+                    "Server Internal Error (no PRACK for the reliable provisional)",
+                ))
+            }
+        }
     }
 
     /// Answers 200 OK (INVITE: with our Contact; the dialog is recorded in

@@ -250,6 +250,19 @@ impl ServerTransaction {
         let _ = self.shard.send(Command::Respond(self.id, response));
     }
 
+    /// Sends a reliable provisional (RFC 3262, 101 to 199, carrying
+    /// `Require: 100rel` and `RSeq`), retransmitted (T1, doubling) until
+    /// [`ServerTransaction::prack_received`].
+    pub fn respond_reliable(&self, response: SipMessage) {
+        let _ = self.shard.send(Command::RespondReliable(self.id, response));
+    }
+
+    /// The PRACK for this INVITE's reliable provisional arrived: its
+    /// retransmissions stop.
+    pub fn prack_received(&self) {
+        let _ = self.shard.send(Command::PrackReceived(self.id));
+    }
+
     /// Forwards a response (a proxy relaying what a downstream UAS sent,
     /// §16.7): a 2xx to an INVITE is sent once, not retransmitted by this
     /// hop, and its ACK is not expected here (RFC 6026).

@@ -33,6 +33,11 @@ pub(crate) enum Command {
     /// Forward a response through a server transaction (a proxy: no 2xx
     /// retransmission by this hop).
     Forward(TxId, SipMessage),
+    /// Send a reliable provisional (RFC 3262): retransmitted until
+    /// [`Command::PrackReceived`].
+    RespondReliable(TxId, SipMessage),
+    /// The PRACK for a reliable provisional of this INVITE arrived.
+    PrackReceived(TxId),
     /// Cancel an INVITE client transaction.
     Cancel(TxId),
     /// Send bytes outside any transaction.
@@ -314,6 +319,12 @@ impl Shard {
                     debug!(%id, error = %e, "response not forwarded");
                 }
             }
+            Command::RespondReliable(id, response) => {
+                if let Err(e) = self.endpoint.respond_reliable(now, id, response) {
+                    debug!(%id, error = %e, "reliable provisional not sent");
+                }
+            }
+            Command::PrackReceived(id) => self.endpoint.prack_received(id),
             Command::Cancel(id) => {
                 if let Err(e) = self.endpoint.cancel(now, id) {
                     debug!(%id, error = %e, "cancel refused");
@@ -416,7 +427,12 @@ impl Shard {
                 request,
                 source,
             } => {
-                if let Some(local) = self.arrived_on {
+                // Only UDP responses choose their socket, and a shard with
+                // one socket of its own has no choice to remember.
+                if let Some(local) = self.arrived_on
+                    && local.transport == sip_message::TransportKind::Udp
+                    && self.udp.len() != 1
+                {
                     self.locals.insert(tx, local);
                 }
                 let cancelled = if request.method() == Some(sip_message::Method::Invite) {

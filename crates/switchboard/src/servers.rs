@@ -309,37 +309,22 @@ async fn run_dev(
     for j in 1..=n_edges {
         let port = free_udp_tcp_port()?;
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-        let cfg = edge::EdgeConfig {
-            node: format!("e{j}"),
-            public: public_sip.to_string(),
-            listen: edge::Listen {
-                udp: vec![addr],
-                tcp: vec![addr],
-                tls: Vec::new(),
-                ws: Vec::new(),
-                wss: Vec::new(),
-                tls_cert: None,
-                http: "127.0.0.1:0".parse()?,
-            },
-            affinity_key: edge::AffinityKey::CallId,
-            health: edge::HealthConfig {
-                interval: std::time::Duration::from_millis(500),
-                timeout: std::time::Duration::from_millis(300),
-                rise: 2,
-                fall: 2,
-            },
-            containers: cs
-                .iter()
-                .map(|(node, c)| edge::ContainerConfig {
-                    node: node.clone(),
-                    sip: c.sip_addr(TransportKind::Udp).unwrap_or(addr),
-                    http: Some(c.http_addr()),
-                    weight: 1,
-                })
-                .collect(),
-            members: None,
-            source: None,
-        };
+        // Written as an edge config file would be, so the dev cluster uses
+        // exactly what `switchboard edge --config` reads.
+        let mut text = format!(
+            "node = \"e{j}\"\npublic = \"{public_sip}\"\n\n[listen]\nudp = [\"{addr}\"]\n\
+             tcp = [\"{addr}\"]\nhttp = \"127.0.0.1:0\"\n\n[health]\ninterval_ms = 500\n\
+             timeout_ms = 300\nrise = 2\nfall = 2\n"
+        );
+        for (node, c) in &cs {
+            let sip = c.sip_addr(TransportKind::Udp).unwrap_or(addr);
+            text.push_str(&format!(
+                "\n[[containers]]\nnode = \"{node}\"\nsip = \"{sip}\"\nhttp = \"{}\"\n",
+                c.http_addr()
+            ));
+        }
+        let src = config_file::ConfigSource::from_text(format!("(dev edge e{j})"), text);
+        let cfg = edge::EdgeConfig::from_source(&src)?;
         let e = edge::Edge::start(cfg)
             .await
             .with_context(|| format!("edge e{j}"))?;

@@ -310,6 +310,28 @@ fn the_b2bua_answers_a_challenge_from_leg_b_with_its_credentials() {
 }
 
 #[test]
+fn the_answering_service_sends_a_reliable_180_and_waits_for_its_prack() {
+    let (_c, addr, _http) = container();
+    let mut uac = sipp::command();
+    uac.args([
+        "-sf",
+        &scenario("uac-100rel.xml"),
+        &addr.to_string(),
+        "-s",
+        "answer",
+    ])
+    .args(["-p", "0", "-m", "10", "-r", "10", "-d", "100"]);
+    let (ok, failed, text) = sipp_run(uac);
+    assert_eq!((ok, failed), (10, 0), "{text}");
+    // A PRACK for no reliable provisional: 481.
+    let prack = "PRACK sip:answer@TARGET SIP/2.0\r\nVia: SIP/2.0/UDP LOCAL;branch=z9hG4bK-pr1\r\n\
+        From: <sip:a@LOCAL>;tag=a\r\nTo: <sip:answer@TARGET>;tag=x\r\nCall-ID: nopr@test\r\n\
+        CSeq: 2 PRACK\r\nRAck: 7 1 INVITE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n";
+    let r = transact(addr, prack);
+    assert!(r.starts_with("SIP/2.0 481 "), "{r}");
+}
+
+#[test]
 fn register_then_call_a_registered_sipp_through_the_proxy() {
     let (_c, addr, _http) = container();
     let uas_port = sipp::free_port(false);

@@ -38,13 +38,19 @@ pub fn sdp(ip: IpAddr, port: u16) -> Bytes {
     ))
 }
 
-/// INVITE: (180,) 200 with SDP. A re-INVITE is answered the same way.
+/// INVITE: (180,) 200 with SDP; the 180 is reliable (100rel, PRACK) when
+/// the caller supports it. A re-INVITE is answered the same way.
 pub async fn on_invite(cx: Context<Answer>, req: IncomingRequest) -> Result<(), AppError> {
     let Some(req) = crate::auth::admit(cx.state().auth.as_ref(), req, cx.stack()).await? else {
         return Ok(());
     };
     if cx.state().ring && !req.is_in_dialog() {
-        req.provisional(180)?;
+        if req.supports_100rel() {
+            // RFC 3262: a reliable 180, and the 200 once it is PRACKed.
+            req.provisional_reliable(180).await?;
+        } else {
+            req.provisional(180)?;
+        }
     }
     if !req.is_in_dialog() {
         let calls = cx.session().get::<u64>("calls")?.unwrap_or(0) + 1;
