@@ -36,6 +36,8 @@ pub struct EdgeConfig {
     /// Where containers announce themselves (`members` in the file);
     /// `None`: the static list only.
     pub members: Option<MembersConfig>,
+    /// Message size and per-source admission limits (`[limits]`).
+    pub limits: LimitsConfig,
     /// The file this config came from (`POST /_sb/admin/reload` re-reads
     /// its container list); `None` for a config built in code.
     pub source: Option<PathBuf>,
@@ -118,6 +120,55 @@ impl Default for HealthConfig {
     }
 }
 
+/// Limits on what one peer can make the edge do (`[limits]`): the size of
+/// a message, and how many messages one source may send per second.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LimitsConfig {
+    /// The largest message in bytes: a larger datagram is dropped and
+    /// counted (`reason="too_large"`), a larger stream message closes its
+    /// connection. At most 65,535 (a UDP datagram).
+    pub max_message_size: u32,
+    /// Messages per second one source may send, sustained (a token bucket
+    /// refilled at this rate); `0` turns the limit off. Messages from the
+    /// containers are never limited.
+    pub per_source_rps: u32,
+    /// Messages one source may send at once above the sustained rate (the
+    /// bucket's size; at least 1 when the limit is on).
+    pub per_source_burst: u32,
+    /// What a "source" is.
+    pub per_source_key: SourceKey,
+    /// Sources tracked at once (memory bound: about 100 bytes each); when
+    /// the table is full, sources whose bucket has refilled are forgotten
+    /// first, then the least indebted.
+    pub max_sources: usize,
+}
+
+impl Default for LimitsConfig {
+    /// 65,535-byte messages; 10,000 messages per second and a burst of
+    /// 20,000 per source address; 65,536 sources tracked.
+    fn default() -> LimitsConfig {
+        LimitsConfig {
+            max_message_size: 65_535,
+            per_source_rps: 10_000,
+            per_source_burst: 20_000,
+            per_source_key: SourceKey::Address,
+            max_sources: 65_536,
+        }
+    }
+}
+
+/// What the per-source admission limit counts by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SourceKey {
+    /// The source IP address and port (default): right behind the sprayer,
+    /// which gives every client flow its own port on one IP address.
+    #[default]
+    Address,
+    /// The source IP address (an IPv6 address by its /64 prefix): right
+    /// when clients reach the edge directly.
+    Ip,
+}
+
 /// Cluster membership from a session store: the containers announce
 /// themselves there with a TTL (`SessionStore::announce`), and the edge
 /// polls `members()` and reconciles its cluster view with them.
@@ -166,6 +217,18 @@ struct File {
     containers: Vec<FileContainer>,
     members: Option<String>,
     members_interval_ms: Option<u64>,
+    #[serde(default)]
+    limits: FileLimits,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileLimits {
+    max_message_size: Option<u32>,
+    per_source_rps: Option<u32>,
+    per_source_burst: Option<u32>,
+    per_source_key: Option<String>,
+    max_sources: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -300,6 +363,39 @@ fn containers(
     Ok(out)
 }
 
+/// Validates `[limits]`.
+fn limits(src: &ConfigSource, file: &FileLimits) -> Result<LimitsConfig, ConfigError> {
+    let d = LimitsConfig::default();
+    let limits = LimitsConfig {
+        max_message_size: file.max_message_size.unwrap_or(d.max_message_size),
+        per_source_rps: file.per_source_rps.unwrap_or(d.per_source_rps),
+        per_source_burst: file.per_source_burst.unwrap_or(d.per_source_burst),
+        per_source_key: match file.per_source_key.as_deref() {
+            None => d.per_source_key,
+            Some("address") => SourceKey::Address,
+            Some("ip") => SourceKey::Ip,
+            Some(_) => {
+                return Err(src.error_at("limits.per_source_key", "must be address or ip"));
+            }
+        },
+        max_sources: file.max_sources.unwrap_or(d.max_sources),
+    };
+    // The smallest SIP request worth forwarding is a few hundred bytes.
+    if !(256..=65_535).contains(&limits.max_message_size) {
+        return Err(src.error_at("limits.max_message_size", "must be 256 to 65535 bytes"));
+    }
+    if limits.per_source_rps > 0 && limits.per_source_burst == 0 {
+        return Err(src.error_at(
+            "limits.per_source_burst",
+            "must be at least 1 (per_source_rps = 0 turns the limit off)",
+        ));
+    }
+    if limits.max_sources == 0 {
+        return Err(src.error_at("limits.max_sources", "must be at least 1"));
+    }
+    Ok(limits)
+}
+
 /// Validates `members` and `members_interval_ms`.
 fn members(src: &ConfigSource, file: &File) -> Result<Option<MembersConfig>, ConfigError> {
     let Some(url) = &file.members else {
@@ -420,6 +516,7 @@ impl EdgeConfig {
             return Err(src.error_at("health.fall", "must be at least 1"));
         }
         let members = members(src, &file)?;
+        let limits = limits(src, &file.limits)?;
         Ok(EdgeConfig {
             node: file.node,
             public: file.public,
@@ -428,6 +525,7 @@ impl EdgeConfig {
             health,
             containers: containers(src, &file.containers)?,
             members,
+            limits,
             source: None,
         })
     }
@@ -535,6 +633,43 @@ sip = "127.0.0.1:5081"
         assert_eq!(e.field.as_deref(), Some("members_interval_ms"));
         let e = parse(&with("members_interval_ms = 100")).unwrap_err();
         assert_eq!(e.field.as_deref(), Some("members_interval_ms"));
+    }
+
+    #[test]
+    fn limits_default_and_validate() {
+        let c = parse(GOOD).unwrap();
+        assert_eq!(c.limits, LimitsConfig::default());
+        let with = |extra: &str| format!("{GOOD}\n[limits]\n{extra}\n");
+        let c = parse(&with(
+            "max_message_size = 4096\nper_source_rps = 50\nper_source_burst = 80\n\
+             per_source_key = \"ip\"\nmax_sources = 1000",
+        ))
+        .unwrap();
+        assert_eq!(
+            c.limits,
+            LimitsConfig {
+                max_message_size: 4096,
+                per_source_rps: 50,
+                per_source_burst: 80,
+                per_source_key: SourceKey::Ip,
+                max_sources: 1000,
+            }
+        );
+        // 0 turns the limit off; the burst then does not matter.
+        let c = parse(&with("per_source_rps = 0\nper_source_burst = 0")).unwrap();
+        assert_eq!(c.limits.per_source_rps, 0);
+        for (text, field) in [
+            ("per_source_burst = 0", "limits.per_source_burst"),
+            ("max_message_size = 70000", "limits.max_message_size"),
+            ("max_message_size = 10", "limits.max_message_size"),
+            ("per_source_key = \"port\"", "limits.per_source_key"),
+            ("max_sources = 0", "limits.max_sources"),
+        ] {
+            let e = parse(&with(text)).unwrap_err();
+            assert_eq!(e.field.as_deref(), Some(field), "{text}: {e}");
+        }
+        let e = parse(&with("per_source_pps = 1")).unwrap_err();
+        assert!(e.message.contains("per_source_pps"), "{e}");
     }
 
     #[test]

@@ -108,6 +108,53 @@ pub enum DropReason {
     Ack,
     /// A message too broken to answer (no usable Via, From, To, ...).
     Malformed,
+    /// A datagram that is not a SIP message (random bytes, a truncated
+    /// message, a broken start line or header). Decided before parsing
+    /// completes, so never answered.
+    Unparsable,
+    /// A datagram over `[limits] max_message_size`.
+    TooLarge,
+}
+
+impl DropReason {
+    /// Every reason, in the order of [`DropReason::index`].
+    pub const ALL: [DropReason; 7] = [
+        DropReason::NotOurVia,
+        DropReason::NoNextVia,
+        DropReason::Unroutable,
+        DropReason::Ack,
+        DropReason::Malformed,
+        DropReason::Unparsable,
+        DropReason::TooLarge,
+    ];
+
+    /// The `reason` label of `sb_edge_sip_dropped_total`.
+    #[must_use]
+    pub fn label(self) -> &'static str {
+        match self {
+            DropReason::NotOurVia => "not_our_via",
+            DropReason::NoNextVia => "no_next_via",
+            DropReason::Unroutable => "unroutable",
+            DropReason::Ack => "ack",
+            DropReason::Malformed => "malformed",
+            DropReason::Unparsable => "unparsable",
+            DropReason::TooLarge => "too_large",
+        }
+    }
+
+    /// The position of this reason in [`DropReason::ALL`].
+    #[must_use]
+    pub fn index(self) -> usize {
+        match self {
+            DropReason::NotOurVia => 0,
+            DropReason::NoNextVia => 1,
+            DropReason::Unroutable => 2,
+            DropReason::Ack => 3,
+            DropReason::Malformed => 4,
+            DropReason::Unparsable => 5,
+            DropReason::TooLarge => 6,
+        }
+    }
 }
 
 impl fmt::Display for DropReason {
@@ -118,6 +165,8 @@ impl fmt::Display for DropReason {
             DropReason::Unroutable => "no address for the next hop",
             DropReason::Ack => "ACK not forwardable (never answered)",
             DropReason::Malformed => "message too malformed to answer",
+            DropReason::Unparsable => "not a SIP message",
+            DropReason::TooLarge => "message over max_message_size",
         })
     }
 }
@@ -408,6 +457,19 @@ impl Forwarder {
         if is_ack {
             return Action::Drop(DropReason::Ack).into();
         }
+        // §18.2.2: the answer goes where the top Via says; without a usable
+        // one there is nowhere to send it. (Read on its own: the cached
+        // identifiers are missing when Call-ID, CSeq, From or To is bad.)
+        let Some(Ok(via)) = msg.typed::<Via<'_>>() else {
+            return Action::Drop(DropReason::Malformed).into();
+        };
+        let top = TopVia {
+            transport: via.transport(),
+            host: via.host_str(),
+            port: via.port(),
+            rport: via.rport(),
+            branch: via.branch(),
+        };
         // A To tag that is the same for every retransmission (§16.11 keeps
         // no state; the tag comes from the request).
         let mut h = Xxh3Default::new();
@@ -419,9 +481,7 @@ impl Forwarder {
         let Ok(response) = built else {
             return Action::Drop(DropReason::Malformed).into();
         };
-        let to = msg
-            .top_via()
-            .map_or(source, |v| top_via_response_peer(&v, source));
+        let to = top_via_response_peer(&top, source);
         Action::Reply {
             to,
             status,

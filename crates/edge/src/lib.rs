@@ -26,17 +26,33 @@
 //! * `probe`: active health checks (SIP OPTIONS, HTTP `/_sb/health`).
 //! * `membership`: containers announced in a session store (`members`),
 //!   polled and reconciled with the cluster view.
+//! * `udp`: the edge's UDP sockets, read here (not in `sip-transport`) so
+//!   each datagram meets the admission limit and the size limit before it
+//!   is parsed, and what is not SIP is counted.
+//! * `admission`: the per-source token buckets (`[limits]`), sans-IO.
 //! * `http`: the reverse proxy and the `/_sb/` routes.
 //! * `metrics`: [`EdgeCounters`] and the Prometheus text.
 //! * this file: [`Edge`] (start, addresses, shutdown) and the SIP loop.
 //!
 //! # Threads
-//! Everything runs as tasks on the caller's tokio runtime: one task reads
-//! every SIP transport and decides per message (the decision allocates only
-//! the output bytes and the branch), sends to UDP inline, and spawns a task
-//! only for sends that may wait (a stream connect, a name lookup). Routers
-//! read the cluster view without a lock ([`balance::Cluster::view`]).
+//! Everything runs as tasks on the caller's tokio runtime: one task per UDP
+//! socket and one for the stream transports read messages and decide per
+//! message (the decision allocates only the output bytes and the branch),
+//! send to UDP inline, and spawn a task only for sends that may wait (a
+//! stream connect, a name lookup). Routers read the cluster view without a
+//! lock ([`balance::Cluster::view`]); the admission table is one mutex,
+//! held for one hash lookup per message from outside.
+//!
+//! # Bad input
+//! Before a message is decided: a source over `[limits] per_source_rps` is
+//! dropped (`sb_edge_sip_throttled_total`, one warning per source per
+//! 10 s; the containers are never limited); a datagram over
+//! `max_message_size` or that does not parse is dropped and counted by
+//! reason (`sb_edge_sip_dropped_total{reason}`). A request that parses but
+//! fails validation is answered 400 naming the fault when its top Via can
+//! route the answer, else dropped (`reason="malformed"`).
 
+mod admission;
 mod config;
 mod container;
 mod forward;
@@ -44,6 +60,7 @@ mod http;
 mod membership;
 mod metrics;
 mod probe;
+mod udp;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -56,14 +73,16 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use sip_message::{Peer, TransportKind};
-use sip_transport::{Incoming, TlsServer, TransportConfig, TransportError, Transports};
+use sip_transport::{
+    Incoming, TlsServer, TransportConfig, TransportError, TransportLimits, Transports,
+};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
 pub use config::{
-    AffinityKey, ContainerConfig, DEFAULT_MEMBERS_INTERVAL, EdgeConfig, HealthConfig, Listen,
-    MembersConfig, is_node_id,
+    AffinityKey, ContainerConfig, DEFAULT_MEMBERS_INTERVAL, EdgeConfig, HealthConfig, LimitsConfig,
+    Listen, MembersConfig, SourceKey, is_node_id,
 };
 pub use container::{Container, ContainerCounters, Origin};
 pub use forward::{
@@ -103,6 +122,9 @@ pub(crate) struct Shared {
     cluster: Cluster<Container>,
     counters: EdgeCounters,
     transports: Transports,
+    udp: udp::UdpSockets,
+    /// `None` when `[limits] per_source_rps` is 0.
+    admission: Option<Mutex<admission::Admission>>,
     http_client: Client<HttpConnector, axum::body::Body>,
     probes: Mutex<HashMap<String, ProbeReply>>,
 }
@@ -111,6 +133,21 @@ impl Shared {
     /// Now, on the runtime's clock (paused in tests).
     fn now(&self) -> Instant {
         tokio::time::Instant::now().into_std()
+    }
+
+    /// Sends `bytes` to `to`: UDP from the edge's sockets (from `local`
+    /// when given), streams through the transports.
+    async fn send_to(
+        &self,
+        local: Option<Peer>,
+        to: Peer,
+        bytes: Bytes,
+    ) -> Result<(), TransportError> {
+        match (to.transport, local) {
+            (TransportKind::Udp, _) => self.udp.send(local, to.addr, &bytes).await,
+            (_, Some(local)) => self.transports.send_from(local, to, bytes).await,
+            (_, None) => self.transports.send(to, bytes).await,
+        }
     }
 
     fn pending_probes(&self) -> MutexGuard<'_, HashMap<String, ProbeReply>> {
@@ -251,12 +288,16 @@ impl Edge {
             // The containers are reached over UDP: keep one socket for them.
             udp.push(SocketAddr::from(([0, 0, 0, 0], 0)));
         }
+        let mut limits = TransportLimits::default();
+        limits.message.max_message_size = config.limits.max_message_size;
+        let udp = udp::UdpSockets::bind(&udp, limits.message)?;
         let transport = TransportConfig {
-            udp,
+            udp: Vec::new(),
             tcp: l.tcp.clone(),
             tls: with_tls(&l.tls),
             ws: l.ws.clone(),
             wss: with_tls(&l.wss),
+            limits,
             ..TransportConfig::default()
         };
         let (transports, incoming) = Transports::bind(transport).await?;
@@ -294,10 +335,12 @@ impl Edge {
         let http_client = Client::builder(TokioExecutor::new()).build(connector);
         let shared = Arc::new(Shared {
             forwarder: Forwarder::new(&config),
+            admission: admission::Admission::new(&config.limits).map(Mutex::new),
             config,
             cluster,
             counters: EdgeCounters::default(),
             transports,
+            udp,
             http_client,
             probes: Mutex::new(HashMap::new()),
         });
@@ -308,6 +351,14 @@ impl Edge {
             incoming,
             stop_rx.clone(),
         )));
+        for (local, socket) in shared.udp.sockets() {
+            tasks.push(tokio::spawn(udp::receive(
+                Arc::clone(&shared),
+                socket,
+                local,
+                stop_rx.clone(),
+            )));
+        }
         tasks.push(tokio::spawn(probe::run(
             Arc::clone(&shared),
             stop_rx.clone(),
@@ -335,7 +386,7 @@ impl Edge {
         info!(
             node = %shared.config.node,
             public = %shared.config.public,
-            sip = ?shared.transports.local_addrs(),
+            sip = ?shared.udp.local_addrs().chain(shared.transports.local_addrs()).collect::<Vec<_>>(),
             http = %http_addr,
             containers = shared.config.containers.len(),
             members = with_members,
@@ -352,7 +403,10 @@ impl Edge {
     /// The first bound SIP address of a transport (port 0 resolved).
     #[must_use]
     pub fn sip_addr(&self, t: TransportKind) -> Option<SocketAddr> {
-        self.shared.transports.local_addr(t)
+        match t {
+            TransportKind::Udp => self.shared.udp.local_addrs().next().map(|p| p.addr),
+            _ => self.shared.transports.local_addr(t),
+        }
     }
 
     /// The bound HTTP address.
@@ -396,12 +450,58 @@ async fn sip_loop(
             _ = stop.changed() => return,
         };
         let Some(msg) = msg else { return };
-        handle(&shared, msg).await;
+        metrics::inc(&shared.counters.sip_received);
+        if admit(&shared, msg.source) {
+            handle(&shared, msg).await;
+        }
+    }
+}
+
+/// Whether a message from `source` is within its source's admission limit
+/// (`[limits]`); counts and logs the ones that are not. The containers are
+/// never limited.
+fn admit(shared: &Shared, source: Peer) -> bool {
+    let Some(table) = &shared.admission else {
+        return true;
+    };
+    if source.transport == TransportKind::Udp
+        && shared
+            .cluster
+            .view()
+            .members()
+            .iter()
+            .any(|m| m.data.config.sip == source.addr)
+    {
+        return true;
+    }
+    let now = shared.now();
+    let (verdict, tracked) = {
+        let mut table = table.lock().unwrap_or_else(PoisonError::into_inner);
+        (table.check(source.addr, now), table.tracked())
+    };
+    shared.counters.sources_tracked.store(
+        u64::try_from(tracked).unwrap_or(u64::MAX),
+        std::sync::atomic::Ordering::Relaxed,
+    );
+    match verdict {
+        admission::Verdict::Admit => true,
+        admission::Verdict::Drop { warn } => {
+            metrics::inc(&shared.counters.sip_throttled);
+            if let Some(dropped) = warn {
+                warn!(
+                    source = %source,
+                    dropped,
+                    rps = shared.config.limits.per_source_rps,
+                    burst = shared.config.limits.per_source_burst,
+                    "source over its admission limit: messages dropped"
+                );
+            }
+            false
+        }
     }
 }
 
 async fn handle(shared: &Arc<Shared>, incoming: Incoming) {
-    metrics::inc(&shared.counters.sip_received);
     let now = shared.now();
     let view = shared.cluster.view();
     let decision = shared
@@ -456,7 +556,7 @@ async fn handle(shared: &Arc<Shared>, incoming: Incoming) {
                 _ => {}
             }
             debug!(status, to = %to, "answered statelessly");
-            if let Err(e) = shared.transports.send_from(incoming.local, to, bytes).await {
+            if let Err(e) = shared.send_to(Some(incoming.local), to, bytes).await {
                 debug!(error = %e, "stateless reply not sent");
                 metrics::inc(&shared.counters.send_errors);
             }
@@ -472,13 +572,13 @@ async fn handle(shared: &Arc<Shared>, incoming: Incoming) {
         }
         Action::Drop(reason) => {
             debug!(source = %incoming.source, %reason, "dropped");
-            metrics::inc(&shared.counters.sip_dropped);
+            shared.counters.count_drop(reason);
         }
     }
 }
 
 async fn send(shared: &Shared, to: Peer, bytes: Bytes, container: Option<Arc<Container>>) {
-    if let Err(e) = shared.transports.send(to, bytes).await {
+    if let Err(e) = shared.send_to(None, to, bytes).await {
         debug!(to = %to, error = %e, "send failed");
         metrics::inc(&shared.counters.send_errors);
         if let Some(c) = container {

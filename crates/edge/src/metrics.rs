@@ -10,6 +10,7 @@ use std::time::Instant;
 use balance::ClusterView;
 
 use crate::container::Container;
+use crate::forward::DropReason;
 
 /// Edge-wide counters (per container counters live in
 /// [`crate::ContainerCounters`]).
@@ -17,8 +18,16 @@ use crate::container::Container;
 pub struct EdgeCounters {
     /// SIP messages received on any transport.
     pub sip_received: AtomicU64,
-    /// Messages dropped: unparsable or not routable (see the log).
+    /// Messages dropped, all reasons together (by reason:
+    /// [`EdgeCounters::dropped`]).
     pub sip_dropped: AtomicU64,
+    /// Messages dropped, by [`DropReason::index`].
+    dropped_by: [AtomicU64; DropReason::ALL.len()],
+    /// Messages dropped because their source was over its admission limit
+    /// (`[limits] per_source_rps`); not in `sip_dropped`.
+    pub sip_throttled: AtomicU64,
+    /// Sources in the admission table (a gauge).
+    pub sources_tracked: AtomicU64,
     /// Responses the edge answered itself, by status: 400 (bad request).
     pub replied_400: AtomicU64,
     /// ... 482 (loop detected).
@@ -45,6 +54,22 @@ pub struct EdgeCounters {
     pub members_announced: AtomicU64,
 }
 
+impl EdgeCounters {
+    /// Messages dropped for `reason`.
+    #[must_use]
+    pub fn dropped(&self, reason: DropReason) -> u64 {
+        self.dropped_by.get(reason.index()).map_or(0, get)
+    }
+
+    /// Counts one message dropped for `reason`.
+    pub(crate) fn count_drop(&self, reason: DropReason) {
+        inc(&self.sip_dropped);
+        if let Some(c) = self.dropped_by.get(reason.index()) {
+            inc(c);
+        }
+    }
+}
+
 /// Adds one to a counter.
 pub(crate) fn inc(c: &AtomicU64) {
     c.fetch_add(1, Ordering::Relaxed);
@@ -69,17 +94,11 @@ pub(crate) fn render(
     family(&mut s, "sb_edge_info", "gauge", "This edge's node id.");
     let _ = writeln!(s, "sb_edge_info{{edge=\"{edge_node}\"}} 1");
 
-    let edge_wide: [(&str, &str, &AtomicU64, Option<&str>); 12] = [
+    let edge_wide: [(&str, &str, &AtomicU64, Option<&str>); 11] = [
         (
             "sb_edge_sip_received_total",
             "SIP messages received.",
             &counters.sip_received,
-            None,
-        ),
-        (
-            "sb_edge_sip_dropped_total",
-            "SIP messages dropped (unparsable, unroutable).",
-            &counters.sip_dropped,
             None,
         ),
         (
@@ -156,6 +175,43 @@ pub(crate) fn render(
             }
         }
     }
+
+    family(
+        &mut s,
+        "sb_edge_sip_dropped_total",
+        "counter",
+        "SIP messages dropped, by reason (not SIP, too large, malformed, unroutable, ...).",
+    );
+    for reason in DropReason::ALL {
+        let _ = writeln!(
+            s,
+            "sb_edge_sip_dropped_total{{reason=\"{}\"}} {}",
+            reason.label(),
+            counters.dropped(reason)
+        );
+    }
+    family(
+        &mut s,
+        "sb_edge_sip_throttled_total",
+        "counter",
+        "SIP messages dropped because their source was over its admission limit.",
+    );
+    let _ = writeln!(
+        s,
+        "sb_edge_sip_throttled_total {}",
+        get(&counters.sip_throttled)
+    );
+    family(
+        &mut s,
+        "sb_edge_sip_sources_tracked",
+        "gauge",
+        "Sources in the per-source admission table.",
+    );
+    let _ = writeln!(
+        s,
+        "sb_edge_sip_sources_tracked {}",
+        get(&counters.sources_tracked)
+    );
 
     family(
         &mut s,

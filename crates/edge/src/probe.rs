@@ -102,7 +102,7 @@ async fn probe_sip(shared: &Shared, container: &Container, seq: u64) -> Verdict 
         transport: TransportKind::Udp,
         addr: target,
     };
-    let sent = shared.transports.send(peer, Bytes::from(request)).await;
+    let sent = shared.send_to(None, peer, Bytes::from(request)).await;
     let verdict = match sent {
         Err(e) => {
             debug!(node = %node, error = %e, "probe send failed");

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use edge::{AffinityKey, ContainerConfig, Edge, EdgeConfig, HealthConfig, Listen};
+use edge::{AffinityKey, ContainerConfig, Edge, EdgeConfig, HealthConfig, LimitsConfig, Listen};
 use sip_message::{ResponseBuilder, SipMessage};
 use sip_stack::{Stack, StackConfig, StackEvent};
 use sip_transport::TransportConfig;
@@ -248,6 +248,7 @@ pub fn edge_config(containers: &[&StandIn], health: HealthConfig) -> EdgeConfig 
         health,
         containers: containers.iter().map(|c| c.config()).collect(),
         members: None,
+        limits: LimitsConfig::default(),
         source: None,
     }
 }
