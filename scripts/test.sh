@@ -13,7 +13,9 @@ log() { printf '\n==> %s\n' "$*"; }
 # Debian packages the tests drive as real peers. Installed only when missing.
 # sip-tester: SIPp, the interop peer of crates/switchboard/tests/interop.rs.
 # redis-server: the session-store tests start their own server.
-PACKAGES=(sip-tester redis-server)
+# baresip: a real softphone, registering and calling through the container
+# (crates/switchboard/tests/softphone.rs).
+PACKAGES=(sip-tester redis-server baresip)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -22,7 +24,7 @@ if ((${#missing[@]})); then
   log "installing ${missing[*]}"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
