@@ -18,8 +18,8 @@ use bytes::Bytes;
 use http::header::{CONTENT_TYPE, COOKIE, SET_COOKIE};
 
 use crate::context::RawContext;
-use crate::engine::{Engine, find_or_load, finish, unix_ms};
-use crate::session::{SessionCell, SessionId, SessionRecord};
+use crate::engine::{Engine, find_or_load, finish};
+use crate::session::SessionId;
 use crate::{HttpRequest, HttpResponse, TOKEN_PARAM};
 
 /// The cookie that carries the session token.
@@ -80,29 +80,8 @@ impl Engine {
                 .filter(|c| c.with(|d| d.record.app == app.name() && !d.record.invalidated)),
             None => None,
         };
-        let cell = existing.unwrap_or_else(|| {
-            let id = shared.new_session_id();
-            let mut record = SessionRecord::new(
-                id.clone(),
-                app.name(),
-                unix_ms(),
-                shared.config.session_lifetime,
-            );
-            // An HTTP session ends by expiry, not when "ready".
-            record.invalidate_when_ready = false;
-            let cell = Arc::new(SessionCell::new(record, 0));
-            shared
-                .sessions
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .insert(id, Arc::clone(&cell));
-            shared
-                .stats
-                .sessions_created
-                .fetch_add(1, Ordering::Relaxed);
-            app.notify(&cell.id, &crate::SessionEvent::Created);
-            cell
-        });
+        // An HTTP session ends by expiry, not when "ready".
+        let cell = existing.unwrap_or_else(|| crate::engine::new_session(shared, &app, None, true));
         let turn = cell.turn.lock().await;
         let raw = RawContext {
             shared: Arc::clone(shared),

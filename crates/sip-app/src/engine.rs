@@ -482,13 +482,21 @@ async fn initial(shared: Arc<Shared>, tx: ServerTransaction, request: SipMessage
                 return;
             }
         },
-        None => new_session(&shared, &app, None),
+        None => new_session(&shared, &app, None, false),
     };
     let to_tag = shared.stack.tag();
     run_handler(&shared, &cell, &app, tx, request, to_tag, false, rest).await;
 }
 
-fn new_session(shared: &Shared, app: &Application, key: Option<&str>) -> Arc<SessionCell> {
+/// A new application session of `app` in this container (started by a
+/// session key when `key` is given; ended by expiry only when
+/// `until_expiry`, as an HTTP session is).
+pub(crate) fn new_session(
+    shared: &Shared,
+    app: &Application,
+    key: Option<&str>,
+    until_expiry: bool,
+) -> Arc<SessionCell> {
     let id = shared.new_session_id();
     let mut record = SessionRecord::new(
         id.clone(),
@@ -497,6 +505,7 @@ fn new_session(shared: &Shared, app: &Application, key: Option<&str>) -> Arc<Ses
         shared.config.session_lifetime,
     );
     record.key = key.map(str::to_owned);
+    record.invalidate_when_ready = !until_expiry;
     let cell = Arc::new(SessionCell::new(record, 0));
     shared
         .sessions
@@ -537,7 +546,7 @@ async fn keyed_session(
                 return Ok(cell);
             }
             // A stale entry (its session ended): replace it.
-            let cell = new_session(shared, app, Some(key));
+            let cell = new_session(shared, app, Some(key), false);
             match shared
                 .store
                 .put(
@@ -559,7 +568,7 @@ async fn keyed_session(
                 }
             }
         }
-        let cell = new_session(shared, app, Some(key));
+        let cell = new_session(shared, app, Some(key), false);
         match shared
             .store
             .put(
@@ -881,24 +890,7 @@ pub(crate) async fn next_in_chain(
         request =
             SipMessage::parse(e.to_bytes()).map_err(|err| AppError::Build(err.to_string()))?;
     }
-    let id = shared.new_session_id();
-    let record = SessionRecord::new(
-        id.clone(),
-        next.name(),
-        unix_ms(),
-        shared.config.session_lifetime,
-    );
-    let cell = Arc::new(SessionCell::new(record, 0));
-    shared
-        .sessions
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .insert(id, Arc::clone(&cell));
-    shared
-        .stats
-        .sessions_created
-        .fetch_add(1, Ordering::Relaxed);
-    next.notify(&cell.id, &crate::SessionEvent::Created);
+    let cell = new_session(&shared, &next, None, false);
     Box::pin(run_in_slot(
         &shared,
         &cell,

@@ -176,40 +176,11 @@ pub(crate) async fn run(
     let start_next = |branches: &mut Vec<Branch>,
                       queue: &mut std::collections::VecDeque<String>| {
         let n = if options.parallel { queue.len() } else { 1 };
-        let mut starts = Vec::new();
-        for _ in 0..n {
-            let Some(t) = queue.pop_front() else { break };
-            if branches.len() >= MAX_BRANCHES || branches.iter().any(|b| b.target == t) {
-                continue;
-            }
-            let (ctx, crx) = oneshot::channel();
-            branches.push(Branch {
-                target: t.clone(),
-                cancel: Some(ctx),
-                final_status: None,
-                ended: false,
-            });
-            starts.push((branches.len() - 1, t, crx));
-        }
-        starts
+        take_branches(branches, queue, n)
     };
-
     let start_all = |branches: &mut Vec<Branch>, queue: &mut std::collections::VecDeque<String>| {
-        let mut starts = Vec::new();
-        while let Some(t) = queue.pop_front() {
-            if branches.len() >= MAX_BRANCHES || branches.iter().any(|b| b.target == t) {
-                continue;
-            }
-            let (ctx, crx) = oneshot::channel();
-            branches.push(Branch {
-                target: t.clone(),
-                cancel: Some(ctx),
-                final_status: None,
-                ended: false,
-            });
-            starts.push((branches.len() - 1, t, crx));
-        }
-        starts
+        let n = queue.len();
+        take_branches(branches, queue, n)
     };
     let mut starts = start_next(&mut branches, &mut queue);
     loop {
@@ -360,6 +331,35 @@ pub(crate) async fn run(
         status,
         winner: None,
     })
+}
+
+/// A branch just started: its index, target and the receiver of its
+/// CANCEL order.
+type Start = (usize, String, oneshot::Receiver<()>);
+
+/// Takes up to `n` targets off the queue as new branches (a target
+/// already tried, or one over the branch limit, is skipped).
+fn take_branches(
+    branches: &mut Vec<Branch>,
+    queue: &mut std::collections::VecDeque<String>,
+    n: usize,
+) -> Vec<Start> {
+    let mut starts = Vec::new();
+    for _ in 0..n {
+        let Some(t) = queue.pop_front() else { break };
+        if branches.len() >= MAX_BRANCHES || branches.iter().any(|b| b.target == t) {
+            continue;
+        }
+        let (ctx, crx) = oneshot::channel();
+        branches.push(Branch {
+            target: t.clone(),
+            cancel: Some(ctx),
+            final_status: None,
+            ended: false,
+        });
+        starts.push((branches.len() - 1, t, crx));
+    }
+    starts
 }
 
 /// §16.7 step 6: any 6xx; else the lowest class; 503 becomes 500.

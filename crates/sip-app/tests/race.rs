@@ -10,6 +10,7 @@
 //! copy and its answer (a 200 claiming the state it failed to write) is
 //! not sent: it answers 500 saying why.
 
+mod common;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,7 +20,6 @@ use sip_app::{
     AppError, AppRouter, Context, Engine, EngineConfig, IncomingRequest, Rule, SessionId,
     SessionRecord, SipRouter,
 };
-use sip_stack::{Stack, StackConfig};
 use tokio::net::UdpSocket;
 use tokio::sync::Barrier;
 
@@ -39,14 +39,7 @@ async fn on_info(cx: Context<Racer>, req: IncomingRequest) -> Result<(), AppErro
 }
 
 async fn engine(node: &str, store: Store, barrier: Arc<Barrier>) -> (Engine, SocketAddr) {
-    let mut config = StackConfig::udp("127.0.0.1:0".parse().unwrap());
-    config.shards = 1;
-    config.dedicated_threads = false;
-    let stack = Stack::start(config).await.unwrap();
-    let addr = stack
-        .handle()
-        .local_addr(sip_message::TransportKind::Udp)
-        .unwrap();
+    let (stack, addr) = common::loopback_stack().await;
     let app = SipRouter::new()
         .invite(on_invite)
         .info(on_info)

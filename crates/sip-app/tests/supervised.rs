@@ -8,6 +8,7 @@
 //! branch's final error response and sends the call on to another target
 //! (busy -> voicemail).
 
+mod common;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -17,7 +18,6 @@ use sip_app::{
     AppError, AppRouter, Context, Engine, EngineConfig, IncomingRequest, ProxyOptions, Rule,
     SipRouter,
 };
-use sip_stack::{Stack, StackConfig};
 use tokio::net::UdpSocket;
 
 struct Forwarder {
@@ -90,14 +90,7 @@ async fn a_supervisor_sends_a_busy_call_to_voicemail() {
     let (busy, _b) = uas(486).await;
     let (vm, _v) = uas(200).await;
     let seen = Arc::new(Mutex::new(Vec::new()));
-    let mut config = StackConfig::udp("127.0.0.1:0".parse().unwrap());
-    config.shards = 1;
-    config.dedicated_threads = false;
-    let stack = Stack::start(config).await.unwrap();
-    let addr = stack
-        .handle()
-        .local_addr(sip_message::TransportKind::Udp)
-        .unwrap();
+    let (stack, addr) = common::loopback_stack().await;
     let app = SipRouter::new().invite(on_invite).with_state(
         "forwarder",
         Forwarder {

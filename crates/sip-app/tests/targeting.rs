@@ -10,6 +10,7 @@
 //! encoded URI (the session's token in the Request-URI) joins that
 //! session.
 
+mod common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -17,7 +18,6 @@ use session_store::{MemoryStore, Store};
 use sip_app::{
     AppError, AppRouter, Context, Engine, EngineConfig, IncomingRequest, Rule, SipRouter,
 };
-use sip_stack::{Stack, StackConfig};
 use tokio::net::UdpSocket;
 
 struct Rooms;
@@ -43,14 +43,7 @@ fn room(request: &sip_message::SipMessage) -> Option<String> {
 }
 
 async fn engine(node: &str, store: Store) -> (Engine, SocketAddr) {
-    let mut config = StackConfig::udp("127.0.0.1:0".parse().unwrap());
-    config.shards = 1;
-    config.dedicated_threads = false;
-    let stack = Stack::start(config).await.unwrap();
-    let addr = stack
-        .handle()
-        .local_addr(sip_message::TransportKind::Udp)
-        .unwrap();
+    let (stack, addr) = common::loopback_stack().await;
     let app = SipRouter::new()
         .message(on_message)
         .session_key(room)

@@ -8,6 +8,7 @@
 //! handler until cancelled, and a timer of a container that died fires
 //! exactly once on a survivor.
 
+mod common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -16,7 +17,6 @@ use sip_app::{
     AppError, AppRouter, Context, Engine, EngineConfig, IncomingRequest, Rule, SessionId,
     SessionRecord, SipRouter, TimerEvent, TimerRecord,
 };
-use sip_stack::{Stack, StackConfig};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
@@ -58,14 +58,7 @@ async fn engine(
     SocketAddr,
     mpsc::UnboundedReceiver<(String, String, u64)>,
 ) {
-    let mut config = StackConfig::udp("127.0.0.1:0".parse().unwrap());
-    config.shards = 1;
-    config.dedicated_threads = false;
-    let stack = Stack::start(config).await.unwrap();
-    let addr = stack
-        .handle()
-        .local_addr(sip_message::TransportKind::Udp)
-        .unwrap();
+    let (stack, addr) = common::loopback_stack().await;
     let (tx, rx) = mpsc::unbounded_channel();
     let app = SipRouter::new()
         .message(on_message)
@@ -232,14 +225,7 @@ async fn keep(cx: Context<Keeper>, req: IncomingRequest) -> Result<(), AppError>
 async fn listeners_see_creation_attributes_expiry_and_destruction() {
     let events = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let seen = std::sync::Arc::clone(&events);
-    let mut config = StackConfig::udp("127.0.0.1:0".parse().unwrap());
-    config.shards = 1;
-    config.dedicated_threads = false;
-    let stack = Stack::start(config).await.unwrap();
-    let addr = stack
-        .handle()
-        .local_addr(sip_message::TransportKind::Udp)
-        .unwrap();
+    let (stack, addr) = common::loopback_stack().await;
     let app = SipRouter::new()
         .message(keep)
         .on_session(move |_id, ev| seen.lock().unwrap().push(ev.clone()))
