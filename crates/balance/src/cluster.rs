@@ -88,6 +88,20 @@ impl<T> ClusterView<T> {
         )
     }
 
+    /// The member for a request that continues a transaction begun
+    /// without a token (a CANCEL, the ACK of a non-2xx): the first in
+    /// rendezvous order of `key` that accepts new sessions or is draining,
+    /// so a container drained while an INVITE rings still gets its CANCEL.
+    #[must_use]
+    pub fn pick_continuing(&self, key: &[u8], now: Instant) -> Option<&Member<T>> {
+        first_by(
+            key,
+            &self.members,
+            |m| &m.backend,
+            |m| m.state.accepts_new(now) || m.state == crate::State::Draining,
+        )
+    }
+
     /// The member for traffic of an existing session owned by `node`, whose
     /// token is `token`: `node` itself when it takes its sessions' traffic
     /// (up, draining or overloaded), else the first member in rendezvous
@@ -348,6 +362,42 @@ mod tests {
         assert!(failover);
         assert_eq!(m.backend.id, "c3");
         assert!(c.set_draining("nope", true).is_err());
+    }
+
+    #[test]
+    fn continuing_requests_still_reach_a_draining_member() {
+        let c = cluster(3);
+        let now = Instant::now();
+        // Keys whose first choice is c1, found before c1 drains.
+        let keys: Vec<String> = (0..200)
+            .map(|i| format!("call-{i}"))
+            .filter(|k| {
+                c.view()
+                    .pick_new(k.as_bytes(), now)
+                    .map(|m| m.backend.id.as_str())
+                    == Some("c1")
+            })
+            .collect();
+        assert!(!keys.is_empty());
+        c.set_draining("c1", true).unwrap();
+        let v = c.view();
+        for k in &keys {
+            assert_ne!(v.pick_new(k.as_bytes(), now).unwrap().backend.id, "c1");
+            assert_eq!(
+                v.pick_continuing(k.as_bytes(), now).unwrap().backend.id,
+                "c1"
+            );
+        }
+        c.record("c1", Signal::ProbeFailed, now);
+        let v = c.view();
+        assert_ne!(
+            v.pick_continuing(keys[0].as_bytes(), now)
+                .unwrap()
+                .backend
+                .id,
+            "c1",
+            "not when down"
+        );
     }
 
     #[test]

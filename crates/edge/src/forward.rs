@@ -344,6 +344,12 @@ impl Forwarder {
                         let node = token.split_once('.').map_or(token, |(n, _)| n);
                         view.pick_owned(node, token.as_bytes(), now)
                     }
+                    // A CANCEL or a non-2xx ACK continues an INVITE that
+                    // may have reached a container since drained.
+                    None if matches!(msg.method().map(|m| m.as_str()), Some("CANCEL" | "ACK")) => {
+                        view.pick_continuing(self.key_of(msg), now)
+                            .map(|m| (m, false))
+                    }
                     None => view.pick_new(self.key_of(msg), now).map(|m| (m, false)),
                 };
                 let Some((member, failover)) = picked else {
