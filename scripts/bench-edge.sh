@@ -73,21 +73,38 @@ serve() {
 ours() { PROXY=custom LABEL=switchboard-edge PROXY_START="$HERE/bench-edge.sh serve" "$@"; }
 kam() { PROXY=kamailio-stateless LABEL=kamailio-stateless "$@"; }
 
-fixed() {
-  local r
-  for r in $(seq 1 "$REPS"); do
-    gate; kam env OUTDIR="$OUT/fixed-kamailio-$r" "$BENCH/run-cps.sh" "$TARGET_KAM" "$RATE" "$DURATION" \
-      | grep -E '^RESULT' | tee -a "$OUT/summary.txt"
-    gate; ours env OUTDIR="$OUT/fixed-edge-$r" "$BENCH/run-cps.sh" "$TARGET_OURS" "$RATE" "$DURATION" \
-      | grep -E '^RESULT' | tee -a "$OUT/summary.txt"
+# One fixed-rate run after the gate; again (at most twice) when it did not
+# start or another job's CPU contaminated it.
+run_fixed() {  # WHO DIR TARGET
+  local who="$1" dir="$2" target="$3" try d res
+  for try in 0 1 2; do
+    d="$dir"; [ "$try" = 0 ] || d="$dir-retry$try"
+    gate
+    res="$("$who" env OUTDIR="$d" "$BENCH/run-cps.sh" "$target" "$RATE" "$DURATION" | grep -E '^RESULT')"
+    echo "${res:-NORESULT $d}" | tee -a "$OUT/summary.txt"
+    case "$res" in ""|*contaminated=1*) log "run $d: no result or contaminated" ;; *) return 0 ;; esac
   done
 }
 
-maxcps() {
-  gate; kam env OUTDIR="$OUT/max-kamailio" STEP_DURATION="$STEP_DURATION" GROWTH=1.25 \
-    "$BENCH/find-max-cps.sh" "$TARGET_KAM" | grep -E '^MAXCPS' | tee -a "$OUT/summary.txt"
-  gate; ours env OUTDIR="$OUT/max-edge" STEP_DURATION="$STEP_DURATION" GROWTH=1.25 \
-    "$BENCH/find-max-cps.sh" "$TARGET_OURS" | grep -E '^MAXCPS' | tee -a "$OUT/summary.txt"
+fixed() {
+  local r
+  for r in $(seq 1 "$REPS"); do
+    run_fixed kam "$OUT/fixed-kamailio-$r" "$TARGET_KAM"
+    run_fixed ours "$OUT/fixed-edge-$r" "$TARGET_OURS"
+  done
+}
+
+maxcps() {  # MAX_TARGETS="kamailio edge" (default both)
+  local t
+  for t in ${MAX_TARGETS:-kamailio edge}; do
+    gate
+    case "$t" in
+      kamailio) kam env OUTDIR="$OUT/max-kamailio" STEP_DURATION="$STEP_DURATION" START_RATE="${START_RATE:-1000}" \
+                  GROWTH="${GROWTH:-1.5}" "$BENCH/find-max-cps.sh" "$TARGET_KAM" ;;
+      edge) ours env OUTDIR="$OUT/max-edge" STEP_DURATION="$STEP_DURATION" START_RATE="${START_RATE:-1000}" \
+              GROWTH="${GROWTH:-1.5}" "$BENCH/find-max-cps.sh" "$TARGET_OURS" ;;
+    esac | grep -E '^MAXCPS' | tee -a "$OUT/summary.txt"
+  done
 }
 
 MODE="${1:-all}"

@@ -17,6 +17,8 @@
 # every call is still up (the first BYE leaves at HOLD_MS) and no INVITE
 # transaction is left. Everything started is stopped by pid; every process
 # runs under `timeout`. Same quiet gate as the other bench scripts.
+# SIP_T1_MS=50 runs the container with that T1 (transactions then linger
+# 3.2 s), to tell the held calls' memory from their transactions'.
 set -uo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 BENCH="${BENCH:-$(cd "$HERE/../../shared/bench" && pwd)}"

@@ -70,6 +70,8 @@ answer = false
 b2bua = false
 proxy_routes = [$routes]
 EOF
+  # SIP_T1_MS: a shorter T1 (finished transactions linger 64*T1)
+  [ -z "${SIP_T1_MS:-}" ] || printf '\n[sip]\nt1_ms = %s\n' "$SIP_T1_MS" >> "$dir/container.toml"
   cat "$dir/container.toml" >&2
   exec "$SB" container --config "$dir/container.toml"
 }
@@ -82,10 +84,10 @@ kam() { PROXY=kamailio-stateful LABEL=kamailio-stateful "$@"; }
 
 maxcps() {
   local s
-  gate; kam env OUTDIR="$OUT/max-kamailio" STEP_DURATION="$STEP_DURATION" GROWTH=1.25 \
+  gate; kam env OUTDIR="$OUT/max-kamailio" STEP_DURATION="$STEP_DURATION" START_RATE="${START_RATE:-1000}" GROWTH="${GROWTH:-1.5}" \
     "$BENCH/find-max-cps.sh" "$TARGET_KAM" | grep -E '^MAXCPS' | tee -a "$OUT/summary.txt"
   for s in $SHARDS_LIST; do
-    gate; ours "$s" env OUTDIR="$OUT/max-proxy-s$s" STEP_DURATION="$STEP_DURATION" GROWTH=1.25 \
+    gate; ours "$s" env OUTDIR="$OUT/max-proxy-s$s" STEP_DURATION="$STEP_DURATION" START_RATE="${START_RATE:-1000}" GROWTH="${GROWTH:-1.5}" \
       "$BENCH/find-max-cps.sh" "$TARGET_OURS" | grep -E '^MAXCPS' | tee -a "$OUT/summary.txt"
   done
 }
