@@ -58,6 +58,10 @@ serve() {
     echo "[listen]"
     echo "udp = [\"$BENCH_TARGET\"]"
     echo "http = \"127.0.0.1:0\""
+    echo
+    echo "# One SIPp socket sends every call: no per-source admission limit."
+    echo "[limits]"
+    echo "per_source_rps = 0"
     for hp in $BACKENDS; do
       echo
       echo "[[containers]]"
