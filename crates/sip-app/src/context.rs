@@ -181,6 +181,81 @@ impl<S> Context<S> {
         }
     }
 
+    /// The B2BUA legs of this session (dialogs this container is a user
+    /// agent in, with their state and link), as JSR 289's B2buaHelper
+    /// shows them.
+    #[must_use]
+    pub fn b2bua_legs(&self) -> Vec<crate::DialogRecord> {
+        self.raw.cell.with(|d| {
+            d.record
+                .dialogs
+                .iter()
+                .filter(|x| x.ua.is_some())
+                .cloned()
+                .collect()
+        })
+    }
+
+    /// Unlinks the leg with this Call-ID from its partner (both sides):
+    /// requests on either are no longer relayed to the other; the
+    /// container answers them itself (BYE ends only that leg), or the
+    /// application's handlers do. Returns whether the leg was linked.
+    pub fn unlink_leg(&self, call_id: &str) -> bool {
+        self.raw.cell.with(|d| {
+            let partner = d
+                .record
+                .dialogs
+                .iter_mut()
+                .find(|x| x.call_id == call_id)
+                .and_then(|x| x.ua.as_mut())
+                .and_then(|u| u.link.take());
+            if let Some(p) = &partner
+                && let Some(u) = d
+                    .record
+                    .dialogs
+                    .iter_mut()
+                    .find(|x| x.call_id == *p)
+                    .and_then(|x| x.ua.as_mut())
+            {
+                u.link = None;
+            }
+            d.dirty |= partner.is_some();
+            partner.is_some()
+        })
+    }
+
+    /// Links two legs of this session (relinking for third-party call
+    /// control): from now on requests on one are relayed to the other.
+    /// Both must be B2BUA legs of this session; each loses its previous
+    /// partner.
+    pub fn link_legs(&self, a: &str, b: &str) -> Result<(), AppError> {
+        let legs = self.b2bua_legs();
+        for c in [a, b] {
+            if !legs.iter().any(|l| l.call_id == c) {
+                return Err(AppError::Build(format!(
+                    "{c} is not a B2BUA leg of this session"
+                )));
+            }
+        }
+        self.unlink_leg(a);
+        self.unlink_leg(b);
+        self.raw.cell.with(|d| {
+            for (me, other) in [(a, b), (b, a)] {
+                if let Some(u) = d
+                    .record
+                    .dialogs
+                    .iter_mut()
+                    .find(|x| x.call_id == me)
+                    .and_then(|x| x.ua.as_mut())
+                {
+                    u.link = Some(other.to_owned());
+                }
+            }
+            d.dirty = true;
+        });
+        Ok(())
+    }
+
     /// Writes the session to the store now (the container also does it
     /// before any message that reveals the session's state leaves).
     pub async fn commit(&self) -> Result<(), AppError> {
