@@ -127,6 +127,20 @@ impl<S> Context<S> {
         target: &str,
         body: Option<(&str, bytes::Bytes)>,
     ) -> Result<u16, AppError> {
+        self.send_request_as(method, target, body, None).await
+    }
+
+    /// [`Context::send_request`], answering a 401 or 407 once with digest
+    /// credentials (`user`, `password`; `sip-auth`): the request is sent
+    /// again with CSeq 2 and an `Authorization` / `Proxy-Authorization`
+    /// header for the strongest algorithm offered.
+    pub async fn send_request_as(
+        &self,
+        method: &str,
+        target: &str,
+        body: Option<(&str, bytes::Bytes)>,
+        credentials: Option<(&str, &str)>,
+    ) -> Result<u16, AppError> {
         let shared = &self.raw.shared;
         let m = sip_message::Method::parse(method)
             .ok_or_else(|| AppError::Build(format!("{method:?} is not a method")))?;
@@ -144,40 +158,72 @@ impl<S> Context<S> {
             shared.public_host_port(),
             shared.stack.tag()
         );
-        let mut b = sip_message::RequestBuilder::new(m, target)
-            .map_err(|e| AppError::Target {
-                target: target.to_owned(),
-                reason: e.to_string(),
-            })?
-            .header(
-                "Via",
-                &crate::routing::via(shared, peer.transport, &shared.stack.branch()),
-            )
-            .header("Max-Forwards", "70")
-            .header("From", &from)
-            .header("To", &format!("<{target}>"))
-            .header("Call-ID", &call_id)
-            .header("CSeq", &format!("1 {method}"));
-        if let Some((ct, body)) = body {
-            b = b.body(ct, body);
-        }
-        let request = b.build().map_err(|e| AppError::Build(e.to_string()))?;
-        let mut ct = shared
-            .stack
-            .send_request(request, peer)
-            .await
-            .map_err(|_| AppError::Stopped)?;
-        loop {
-            match ct.next().await {
-                Some(sip_stack::ClientEvent::Response(r)) => {
-                    if let Some(s) = r.status().filter(|s| *s >= 200) {
-                        return Ok(s);
-                    }
-                }
-                Some(sip_stack::ClientEvent::TransportError) => return Ok(503),
-                Some(sip_stack::ClientEvent::Timeout) | None => return Ok(408),
-                Some(_) => {}
+        let build = |cseq: u32, authorization: Option<&sip_auth::Authorization>| {
+            let mut b = sip_message::RequestBuilder::new(m, target)
+                .map_err(|e| AppError::Target {
+                    target: target.to_owned(),
+                    reason: e.to_string(),
+                })?
+                .header(
+                    "Via",
+                    &crate::routing::via(shared, peer.transport, &shared.stack.branch()),
+                )
+                .header("Max-Forwards", "70")
+                .header("From", &from)
+                .header("To", &format!("<{target}>"))
+                .header("Call-ID", &call_id)
+                .header("CSeq", &format!("{cseq} {method}"));
+            if let Some(a) = authorization {
+                b = b.header(a.header, &a.value);
             }
+            if let Some((ct, body)) = &body {
+                b = b.body(ct, body.clone());
+            }
+            b.build().map_err(|e| AppError::Build(e.to_string()))
+        };
+        let mut cseq = 1;
+        let mut request = build(cseq, None)?;
+        loop {
+            let mut ct = shared
+                .stack
+                .send_request(request, peer)
+                .await
+                .map_err(|_| AppError::Stopped)?;
+            let fin = loop {
+                match ct.next().await {
+                    Some(sip_stack::ClientEvent::Response(r)) => {
+                        if r.status().is_some_and(|s| s >= 200) {
+                            break r;
+                        }
+                    }
+                    Some(sip_stack::ClientEvent::TransportError) => return Ok(503),
+                    Some(sip_stack::ClientEvent::Timeout) | None => return Ok(408),
+                    Some(_) => {}
+                }
+            };
+            let status = fin.status().unwrap_or(500);
+            let kind = match status {
+                401 => sip_auth::ChallengeKind::Www,
+                407 => sip_auth::ChallengeKind::Proxy,
+                _ => return Ok(status),
+            };
+            let Some((user, password)) = credentials.filter(|_| cseq == 1) else {
+                return Ok(status);
+            };
+            let mut client = sip_auth::DigestClient::new(user, password);
+            let Ok(answer) = client.answer(
+                kind,
+                sip_auth::challenges_of(&fin, kind),
+                sip_auth::DigestRequest {
+                    method,
+                    uri: target,
+                },
+                &shared.stack.tag(),
+            ) else {
+                return Ok(status);
+            };
+            cseq += 1;
+            request = build(cseq, Some(&answer))?;
         }
     }
 
