@@ -40,20 +40,21 @@ struct Node {
 }
 
 fn start_container(dir: &Scratch, name: &str, public: SocketAddr, store: &str) -> Node {
-    let udp = sipp::free_port(false);
-    let http = sipp::free_port(true);
-    let cfg = dir.write(
-        &format!("{name}.toml"),
-        &format!(
-            "node = \"{name}\"\npublic = \"{public}\"\nedges = [\"{public}\"]\nstore = \"{store}\"\n\n\
-             [listen]\nudp = [\"127.0.0.1:{udp}\"]\nhttp = \"127.0.0.1:{http}\"\n\n\
-             [apps]\nanswer = true\nring = true\n"
-        ),
-    );
-    let mut cmd = common::switchboard();
-    cmd.arg("container").arg("--config").arg(&cfg);
-    let (proc, _banner) = spawn_with_banner(cmd, Duration::from_secs(20))
-        .unwrap_or_else(|e| panic!("container {name} did not start: {e}"));
+    let (proc, _banner, http) = common::start_with_ports(name, || {
+        let udp = sipp::free_port(false);
+        let http = sipp::free_port(true);
+        let cfg = dir.write(
+            &format!("{name}.toml"),
+            &format!(
+                "node = \"{name}\"\npublic = \"{public}\"\nedges = [\"{public}\"]\nstore = \"{store}\"\n\n\
+                 [listen]\nudp = [\"127.0.0.1:{udp}\"]\nhttp = \"127.0.0.1:{http}\"\n\n\
+                 [apps]\nanswer = true\nring = true\n"
+            ),
+        );
+        let mut cmd = common::switchboard();
+        cmd.arg("container").arg("--config").arg(&cfg);
+        (cmd, http)
+    });
     Node {
         name: name.to_owned(),
         proc: Some(proc),
@@ -64,17 +65,18 @@ fn start_container(dir: &Scratch, name: &str, public: SocketAddr, store: &str) -
 /// The edge takes its containers from their announcements in Redis
 /// (`members`), not from a static list.
 fn start_edge(dir: &Scratch, sip: SocketAddr, members: &str) -> (Proc, SocketAddr) {
-    let http = sipp::free_port(true);
-    let text = format!(
-        "node = \"e1\"\npublic = \"{sip}\"\nmembers = \"{members}\"\nmembers_interval_ms = 200\n\n\
-         [listen]\nudp = [\"{sip}\"]\nhttp = \"127.0.0.1:{http}\"\n\n\
-         [health]\ninterval_ms = 200\ntimeout_ms = 200\nrise = 2\nfall = 2\n"
-    );
-    let cfg = dir.write("edge.toml", &text);
-    let mut cmd = common::switchboard();
-    cmd.arg("edge").arg("--config").arg(&cfg);
-    let (proc, _banner) = spawn_with_banner(cmd, Duration::from_secs(20))
-        .unwrap_or_else(|e| panic!("edge did not start: {e}"));
+    let (proc, _banner, http) = common::start_with_ports("edge", || {
+        let http = sipp::free_port(true);
+        let text = format!(
+            "node = \"e1\"\npublic = \"{sip}\"\nmembers = \"{members}\"\nmembers_interval_ms = 200\n\n\
+             [listen]\nudp = [\"{sip}\"]\nhttp = \"127.0.0.1:{http}\"\n\n\
+             [health]\ninterval_ms = 200\ntimeout_ms = 200\nrise = 2\nfall = 2\n"
+        );
+        let cfg = dir.write("edge.toml", &text);
+        let mut cmd = common::switchboard();
+        cmd.arg("edge").arg("--config").arg(&cfg);
+        (cmd, http)
+    });
     (proc, format!("127.0.0.1:{http}").parse().unwrap())
 }
 

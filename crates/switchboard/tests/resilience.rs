@@ -19,7 +19,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use sip_testkit::process::{Proc, spawn_with_banner};
+use sip_testkit::process::Proc;
 use sip_testkit::sipp;
 
 mod common;
@@ -37,12 +37,21 @@ struct Cluster {
     _dir: Scratch,
 }
 
-fn spawn(args: &[&str], cfg: &std::path::Path) -> Proc {
+fn command(args: &[&str], cfg: &std::path::Path) -> std::process::Command {
     let mut cmd = common::switchboard();
     cmd.args(args).arg(cfg);
-    spawn_with_banner(cmd, Duration::from_secs(20))
-        .unwrap_or_else(|e| panic!("{args:?} did not start: {e}"))
-        .0
+    cmd
+}
+
+/// A port free for both UDP and TCP on 127.0.0.1.
+fn free_udp_tcp_port() -> u16 {
+    for _ in 0..100 {
+        let p = sipp::free_port(false);
+        if std::net::TcpListener::bind(("127.0.0.1", p)).is_ok() {
+            return p;
+        }
+    }
+    panic!("no port free for both UDP and TCP");
 }
 
 fn addr(port: u16) -> SocketAddr {
@@ -56,39 +65,40 @@ fn cluster(name: &str) -> Cluster {
     let sprayer_http = addr(sipp::free_port(true));
     let mut containers = Vec::new();
     for c in ["c1", "c2"] {
-        let udp = addr(sipp::free_port(false));
-        let http = addr(sipp::free_port(true));
-        let cfg = dir.write(
-            &format!("{c}.toml"),
-            &format!(
-                "node = \"{c}\"\npublic = \"{sip}\"\n[listen]\nudp = [\"{udp}\"]\nhttp = \"{http}\"\n"
-            ),
-        );
-        containers.push((
-            c.to_owned(),
-            Some(spawn(&["container", "--config"], &cfg)),
-            http,
-        ));
+        let (proc, _, (udp, http)) = common::start_with_ports(c, || {
+            let udp = addr(sipp::free_port(false));
+            let http = addr(sipp::free_port(true));
+            let cfg = dir.write(
+                &format!("{c}.toml"),
+                &format!(
+                    "node = \"{c}\"\npublic = \"{sip}\"\n[listen]\nudp = [\"{udp}\"]\nhttp = \"{http}\"\n"
+                ),
+            );
+            (command(&["container", "--config"], &cfg), (udp, http))
+        });
+        containers.push((c.to_owned(), Some(proc), http));
         // The edges need the containers' SIP addresses too.
-        containers.last_mut().unwrap().2 = http;
         dir.write(&format!("{c}.sip"), &udp.to_string());
     }
     let mut edges = Vec::new();
     for e in ["e1", "e2"] {
-        let port = sipp::free_port(false);
-        let http = addr(sipp::free_port(true));
-        let mut text = format!(
-            "node = \"{e}\"\npublic = \"{sip}\"\n[listen]\nudp = [\"127.0.0.1:{port}\"]\ntcp = [\"127.0.0.1:{port}\"]\n\
-             http = \"{http}\"\n[health]\ninterval_ms = 200\ntimeout_ms = 200\nrise = 2\nfall = 2\n"
-        );
-        for (c, _, c_http) in &containers {
-            let c_sip = std::fs::read_to_string(dir.0.join(format!("{c}.sip"))).unwrap();
-            text.push_str(&format!(
-                "[[containers]]\nnode = \"{c}\"\nsip = \"{c_sip}\"\nhttp = \"{c_http}\"\n"
-            ));
-        }
-        let cfg = dir.write(&format!("{e}.toml"), &text);
-        edges.push((e.to_owned(), Some(spawn(&["edge", "--config"], &cfg)), http));
+        let (proc, _, (port, http)) = common::start_with_ports(e, || {
+            let port = free_udp_tcp_port();
+            let http = addr(sipp::free_port(true));
+            let mut text = format!(
+                "node = \"{e}\"\npublic = \"{sip}\"\n[listen]\nudp = [\"127.0.0.1:{port}\"]\ntcp = [\"127.0.0.1:{port}\"]\n\
+                 http = \"{http}\"\n[health]\ninterval_ms = 200\ntimeout_ms = 200\nrise = 2\nfall = 2\n"
+            );
+            for (c, _, c_http) in &containers {
+                let c_sip = std::fs::read_to_string(dir.0.join(format!("{c}.sip"))).unwrap();
+                text.push_str(&format!(
+                    "[[containers]]\nnode = \"{c}\"\nsip = \"{c_sip}\"\nhttp = \"{c_http}\"\n"
+                ));
+            }
+            let cfg = dir.write(&format!("{e}.toml"), &text);
+            (command(&["edge", "--config"], &cfg), (port, http))
+        });
+        edges.push((e.to_owned(), Some(proc), http));
         dir.write(&format!("{e}.sip"), &format!("127.0.0.1:{port}"));
     }
     let mut text = format!(
@@ -103,11 +113,16 @@ fn cluster(name: &str) -> Cluster {
         ));
     }
     let cfg = dir.write("sprayer.toml", &text);
-    let metrics = addr(sipp::free_port(true));
-    let sprayer = spawn(
-        &["sprayer", "--metrics", &metrics.to_string(), "--config"],
-        &cfg,
-    );
+    let (sprayer, _, metrics) = common::start_with_ports("sprayer", || {
+        let metrics = addr(sipp::free_port(true));
+        (
+            command(
+                &["sprayer", "--metrics", &metrics.to_string(), "--config"],
+                &cfg,
+            ),
+            metrics,
+        )
+    });
     let cl = Cluster {
         sip,
         edges,

@@ -180,3 +180,22 @@ pub(crate) fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Op
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Starts a server whose config names ports picked just before it starts:
+/// another test may take such a port in between, and the server then exits
+/// at once; `attempt` picks new ports and writes a new config each time (5
+/// tries). Returns the process, its banner and what `attempt` returned.
+pub(crate) fn start_with_ports<T>(
+    what: &str,
+    mut attempt: impl FnMut() -> (Command, T),
+) -> (Proc, String, T) {
+    let mut last = String::new();
+    for _ in 0..5 {
+        let (cmd, data) = attempt();
+        match sip_testkit::process::spawn_with_banner(cmd, Duration::from_secs(20)) {
+            Ok((proc, line)) => return (proc, line, data),
+            Err(e) => last = e.to_string(),
+        }
+    }
+    panic!("{what} did not start in 5 attempts: {last}");
+}
