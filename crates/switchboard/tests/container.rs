@@ -50,22 +50,32 @@ fn container() -> (Proc, SocketAddr, SocketAddr) {
 /// added); returns it with its UDP SIP address. The file is removed once
 /// the container has read it.
 fn container_with_config(body: &str) -> (Proc, SocketAddr) {
-    let port = sipp::free_port(false);
-    let path =
-        std::env::temp_dir().join(format!("sb-container-{}-{port}.toml", std::process::id()));
+    // Port 0: the container binds a free port itself and prints it, so no
+    // other test can take it in between.
+    let path = std::env::temp_dir().join(format!(
+        "sb-container-{}-{}.toml",
+        std::process::id(),
+        sipp::free_port(true)
+    ));
     std::fs::write(
         &path,
         format!(
-            "node = \"c1\"\n{body}\n[listen]\nudp = [\"127.0.0.1:{port}\"]\nhttp = \"127.0.0.1:0\"\n"
+            "node = \"c1\"\n{body}\n[listen]\nudp = [\"127.0.0.1:0\"]\nhttp = \"127.0.0.1:0\"\n"
         ),
     )
     .unwrap();
     let mut cmd = common::switchboard();
     cmd.arg("container").arg("--config").arg(&path);
-    let (proc, _line) = sip_testkit::process::spawn_with_banner(cmd, Duration::from_secs(20))
+    let (proc, line) = sip_testkit::process::spawn_with_banner(cmd, Duration::from_secs(20))
         .unwrap_or_else(|e| panic!("container did not start: {e}"));
     let _ = std::fs::remove_file(&path);
-    (proc, format!("127.0.0.1:{port}").parse().unwrap())
+    // "switchboard container c1 on SIP udp:A tcp:B HTTP C"
+    let udp = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("udp:"))
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no udp address in banner {line:?}"));
+    (proc, udp)
 }
 
 /// Sends one request from a fresh UDP socket and returns the final
