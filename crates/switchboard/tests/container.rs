@@ -116,6 +116,42 @@ fn register(container: SocketAddr, user: &str, contact: &str, expires: u32, cseq
     )
 }
 
+/// SIPp calling `service` at `to` with a scenario of tests/scenarios:
+/// `calls` calls at `rate` a second, each held `hold_ms`.
+fn uac(
+    to: SocketAddr,
+    scenario_file: &str,
+    service: &str,
+    calls: u32,
+    rate: u32,
+    hold_ms: u32,
+) -> (u32, u32, String) {
+    let mut cmd = sipp::command();
+    cmd.args([
+        "-sf",
+        &scenario(scenario_file),
+        &to.to_string(),
+        "-s",
+        service,
+    ])
+    .args(["-p", "0", "-m", &calls.to_string(), "-r", &rate.to_string()])
+    .args(["-d", &hold_ms.to_string()]);
+    sipp_run(cmd)
+}
+
+/// A SIPp UAS on `port` running a scenario of tests/scenarios for `calls`
+/// calls, in the foreground of a thread: its counts prove what it got.
+fn uas_thread(
+    scenario_file: &str,
+    port: u16,
+    calls: u32,
+) -> std::thread::JoinHandle<(u32, u32, String)> {
+    let mut cmd = sipp::command();
+    cmd.args(["-sf", &scenario(scenario_file), "-p", &port.to_string()])
+        .args(["-m", &calls.to_string()]);
+    std::thread::spawn(move || sipp_run(cmd))
+}
+
 fn sipp_run(cmd: Command) -> (u32, u32, String) {
     let out = sip_testkit::process::run(cmd, DEADLINE).unwrap_or_else(|e| panic!("{e}"));
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -147,16 +183,7 @@ fn a_b2bua_call_relays_re_invite_and_bye_to_the_other_leg() {
         1,
     );
     assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
-    let mut uac = sipp::command();
-    uac.args([
-        "-sf",
-        &scenario("uac-reinvite.xml"),
-        &addr.to_string(),
-        "-s",
-        "b2bua-bob",
-    ])
-    .args(["-p", "0", "-m", "10", "-r", "10", "-d", "200"]);
-    let (ok, failed, text) = sipp_run(uac);
+    let (ok, failed, text) = uac(addr, "uac-reinvite.xml", "b2bua-bob", 10, 10, 200);
     assert_eq!((ok, failed), (10, 0), "caller (leg A):\n{text}");
     let (ok, failed, text) = uas.join().unwrap();
     assert_eq!((ok, failed), (10, 0), "callee (leg B):\n{text}");
@@ -227,16 +254,7 @@ fn the_proxy_dispatches_unregistered_users_over_its_static_routes() {
     uas.args(["-sf", &scenario("uas-rr.xml"), "-p", &uas_port.to_string()])
         .args(["-m", "10"]);
     let uas = std::thread::spawn(move || sipp_run(uas));
-    let mut uac = sipp::command();
-    uac.args([
-        "-sf",
-        &scenario("uac-rr.xml"),
-        &addr.to_string(),
-        "-s",
-        "anyone",
-    ])
-    .args(["-p", "0", "-m", "10", "-r", "10", "-d", "100"]);
-    let (ok, failed, text) = sipp_run(uac);
+    let (ok, failed, text) = uac(addr, "uac-rr.xml", "anyone", 10, 10, 100);
     assert_eq!((ok, failed), (10, 0), "{text}");
     let (ok, failed, text) = uas.join().unwrap();
     assert_eq!((ok, failed), (10, 0), "{text}");
@@ -268,16 +286,7 @@ fn a_dar_file_composes_screening_before_the_answering_service() {
     );
     // Anyone else: on to the answering service (whatever the user: the
     // chain, not the user rule, decides), with BYE in its session.
-    let mut uac = sipp::command();
-    uac.args([
-        "-sf",
-        &scenario("uac-rr.xml"),
-        &addr.to_string(),
-        "-s",
-        "someone",
-    ])
-    .args(["-p", "0", "-m", "10", "-r", "10", "-d", "100"]);
-    let (ok, failed, text) = sipp_run(uac);
+    let (ok, failed, text) = uac(addr, "uac-rr.xml", "someone", 10, 10, 100);
     assert_eq!((ok, failed), (10, 0), "{text}");
 }
 
@@ -287,15 +296,7 @@ fn the_b2bua_answers_a_challenge_from_leg_b_with_its_credentials() {
         "[apps]\nb2bua_credentials = { user = \"trunk\", password = \"trunk-secret\" }\n",
     );
     let uas_port = sipp::free_port(false);
-    let mut uas = sipp::command();
-    uas.args([
-        "-sf",
-        &scenario("uas-challenge.xml"),
-        "-p",
-        &uas_port.to_string(),
-    ])
-    .args(["-m", "5"]);
-    let uas = std::thread::spawn(move || sipp_run(uas));
+    let uas = uas_thread("uas-challenge.xml", uas_port, 5);
     let ok = register(
         addr,
         "carrier",
@@ -304,16 +305,7 @@ fn the_b2bua_answers_a_challenge_from_leg_b_with_its_credentials() {
         1,
     );
     assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
-    let mut uac = sipp::command();
-    uac.args([
-        "-sf",
-        &scenario("uac-rr.xml"),
-        &addr.to_string(),
-        "-s",
-        "b2bua-carrier",
-    ])
-    .args(["-p", "0", "-m", "5", "-r", "5", "-d", "100"]);
-    let (ok, failed, text) = sipp_run(uac);
+    let (ok, failed, text) = uac(addr, "uac-rr.xml", "b2bua-carrier", 5, 5, 100);
     assert_eq!((ok, failed), (5, 0), "caller:\n{text}");
     let (ok, failed, text) = uas.join().unwrap();
     assert_eq!((ok, failed), (5, 0), "challenging callee:\n{text}");
@@ -322,16 +314,7 @@ fn the_b2bua_answers_a_challenge_from_leg_b_with_its_credentials() {
 #[test]
 fn the_answering_service_sends_a_reliable_180_and_waits_for_its_prack() {
     let (_c, addr, _http) = container();
-    let mut uac = sipp::command();
-    uac.args([
-        "-sf",
-        &scenario("uac-100rel.xml"),
-        &addr.to_string(),
-        "-s",
-        "answer",
-    ])
-    .args(["-p", "0", "-m", "10", "-r", "10", "-d", "100"]);
-    let (ok, failed, text) = sipp_run(uac);
+    let (ok, failed, text) = uac(addr, "uac-100rel.xml", "answer", 10, 10, 100);
     assert_eq!((ok, failed), (10, 0), "{text}");
     // A PRACK for no reliable provisional: 481.
     let prack = "PRACK sip:answer@TARGET SIP/2.0\r\nVia: SIP/2.0/UDP LOCAL;branch=z9hG4bK-pr1\r\n\
@@ -369,16 +352,7 @@ fn register_then_call_a_registered_sipp_through_the_proxy() {
         "{ok}"
     );
 
-    let mut uac = sipp::command();
-    uac.args([
-        "-sf",
-        &scenario("uac-rr.xml"),
-        &addr.to_string(),
-        "-s",
-        "service",
-    ])
-    .args(["-p", "0", "-m", "20", "-r", "20", "-d", "200"]);
-    let (ok, failed, text) = sipp_run(uac);
+    let (ok, failed, text) = uac(addr, "uac-rr.xml", "service", 20, 20, 200);
     assert_eq!((ok, failed), (20, 0), "{text}");
 }
 
@@ -414,16 +388,7 @@ fn registrar_rules() {
 #[test]
 fn the_answer_service_takes_calls_and_unknown_methods_get_501() {
     let (_c, addr, _http) = container();
-    let mut uac = sipp::command();
-    uac.args([
-        "-sf",
-        &scenario("uac-rr.xml"),
-        &addr.to_string(),
-        "-s",
-        "answer",
-    ])
-    .args(["-p", "0", "-m", "10", "-r", "10", "-d", "100"]);
-    let (ok, failed, text) = sipp_run(uac);
+    let (ok, failed, text) = uac(addr, "uac-rr.xml", "answer", 10, 10, 100);
     assert_eq!((ok, failed), (10, 0), "{text}");
 
     let r = transact(

@@ -100,34 +100,50 @@ fn loaded(node: &Node) -> u64 {
     .unwrap_or(0)
 }
 
-#[test]
-fn held_calls_survive_a_kill_9_of_their_container() {
+/// Redis, three containers on it (c1, c2, c3) and an edge that learns
+/// them from Redis, once the edge sees all three announced and up.
+fn cluster_on_redis(
+    name: &str,
+) -> (
+    RedisServer,
+    Scratch,
+    SocketAddr,
+    Vec<Node>,
+    Proc,
+    SocketAddr,
+) {
     let redis = RedisServer::start();
     let store = redis.url();
-    let dir = Scratch::new("failover");
+    let dir = Scratch::new(name);
     let edge_sip: SocketAddr = format!("127.0.0.1:{}", sipp::free_port(false))
         .parse()
         .unwrap();
-
-    let mut nodes: Vec<Node> = ["c1", "c2", "c3"]
+    let nodes: Vec<Node> = ["c1", "c2", "c3"]
         .iter()
         .map(|name| start_container(&dir, name, edge_sip, &store))
         .collect();
-    let (_edge, edge_http) = start_edge(&dir, edge_sip, &store);
+    let (edge, edge_http) = start_edge(&dir, edge_sip, &store);
     wait_for(
         "the edge sees three containers up",
         Duration::from_secs(20),
         || {
             let m = http_get(edge_http, "/_sb/metrics")?;
-            let up = ["c1", "c2", "c3"].iter().all(|n| {
-                metric(
-                    &m,
-                    &format!("sb_edge_container_state{{node=\"{n}\",state=\"up\"}}"),
-                ) == Some(1)
-            });
-            up.then_some(())
+            (metric(&m, "sb_edge_members_announced") == Some(3)
+                && ["c1", "c2", "c3"].iter().all(|n| {
+                    metric(
+                        &m,
+                        &format!("sb_edge_container_state{{node=\"{n}\",state=\"up\"}}"),
+                    ) == Some(1)
+                }))
+            .then_some(())
         },
     );
+    (redis, dir, edge_sip, nodes, edge, edge_http)
+}
+
+#[test]
+fn held_calls_survive_a_kill_9_of_their_container() {
+    let (_redis, _dir, edge_sip, mut nodes, _edge, edge_http) = cluster_on_redis("failover");
 
     // Converged: a SIP call to the answering service, then an HTTP request
     // naming the call's session (the token of its Contact) through the
@@ -429,32 +445,7 @@ fn a_redis_outage_gives_503_and_the_container_recovers() {
 /// MESSAGE naming the node that fired it).
 #[test]
 fn a_timer_set_before_the_kill_fires_once_on_a_survivor() {
-    let redis = RedisServer::start();
-    let store = redis.url();
-    let dir = Scratch::new("timer-failover");
-    let edge_sip: SocketAddr = format!("127.0.0.1:{}", sipp::free_port(false))
-        .parse()
-        .unwrap();
-    let mut nodes: Vec<Node> = ["c1", "c2", "c3"]
-        .iter()
-        .map(|name| start_container(&dir, name, edge_sip, &store))
-        .collect();
-    let (_edge, edge_http) = start_edge(&dir, edge_sip, &store);
-    wait_for(
-        "the edge sees three containers up",
-        Duration::from_secs(20),
-        || {
-            let m = http_get(edge_http, "/_sb/metrics")?;
-            (metric(&m, "sb_edge_members_announced") == Some(3)
-                && ["c1", "c2", "c3"].iter().all(|n| {
-                    metric(
-                        &m,
-                        &format!("sb_edge_container_state{{node=\"{n}\",state=\"up\"}}"),
-                    ) == Some(1)
-                }))
-            .then_some(())
-        },
-    );
+    let (_redis, _dir, _edge_sip, mut nodes, _edge, edge_http) = cluster_on_redis("timer-failover");
     let probe = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let probe_addr = probe.local_addr().unwrap();
     let (status, body) = http(
