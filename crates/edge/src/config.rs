@@ -49,6 +49,9 @@ pub struct EdgeConfig {
 pub struct Listen {
     /// UDP sockets (the first one also talks to the containers).
     pub udp: Vec<SocketAddr>,
+    /// Reader threads per UDP address, each with its own socket on that
+    /// address (`SO_REUSEPORT`); `0`: one per core.
+    pub udp_threads: usize,
     /// TCP listeners.
     pub tcp: Vec<SocketAddr>,
     /// TLS listeners (need [`Listen::tls_cert`]).
@@ -62,6 +65,9 @@ pub struct Listen {
     /// The HTTP port: reverse proxy, and the edge's own `/_sb/` routes.
     pub http: SocketAddr,
 }
+
+/// The most UDP reader threads per address `[listen] udp_threads` accepts.
+pub const MAX_UDP_THREADS: usize = 64;
 
 /// What an initial request (no affinity token) is hashed on (CLUSTER.md).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -236,6 +242,7 @@ struct FileLimits {
 struct FileListen {
     #[serde(default)]
     udp: Vec<String>,
+    udp_threads: Option<usize>,
     #[serde(default)]
     tcp: Vec<String>,
     #[serde(default)]
@@ -462,6 +469,7 @@ impl EdgeConfig {
         let l = &file.listen;
         let listen = Listen {
             udp: addrs(src, "listen.udp", &l.udp)?,
+            udp_threads: l.udp_threads.unwrap_or(0),
             tcp: addrs(src, "listen.tcp", &l.tcp)?,
             tls: addrs(src, "listen.tls", &l.tls)?,
             ws: addrs(src, "listen.ws", &l.ws)?,
@@ -481,6 +489,12 @@ impl EdgeConfig {
                 .parse()
                 .map_err(|_| src.error_at("listen.http", "must be an IP address and port"))?,
         };
+        if listen.udp_threads > MAX_UDP_THREADS {
+            return Err(src.error_at(
+                "listen.udp_threads",
+                format!("must be 0 (one per core) to {MAX_UDP_THREADS}"),
+            ));
+        }
         if (!listen.tls.is_empty() || !listen.wss.is_empty()) && listen.tls_cert.is_none() {
             return Err(src.error_at("listen", "tls and wss listeners need tls_cert and tls_key"));
         }
@@ -567,6 +581,16 @@ sip = "127.0.0.1:5081"
 
     fn parse(text: &str) -> Result<EdgeConfig, ConfigError> {
         EdgeConfig::from_source(&ConfigSource::from_text("edge.toml", text))
+    }
+
+    #[test]
+    fn udp_threads_default_to_one_per_core_and_are_bounded() {
+        assert_eq!(parse(GOOD).unwrap().listen.udp_threads, 0);
+        let two = GOOD.replace("[listen]\n", "[listen]\nudp_threads = 2\n");
+        assert_eq!(parse(&two).unwrap().listen.udp_threads, 2);
+        let many = GOOD.replace("[listen]\n", "[listen]\nudp_threads = 65\n");
+        let e = parse(&many).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("listen.udp_threads"));
     }
 
     #[test]

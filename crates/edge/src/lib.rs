@@ -26,22 +26,27 @@
 //! * `probe`: active health checks (SIP OPTIONS, HTTP `/_sb/health`).
 //! * `membership`: containers announced in a session store (`members`),
 //!   polled and reconciled with the cluster view.
-//! * `udp`: the edge's UDP sockets, read here (not in `sip-transport`) so
-//!   each datagram meets the admission limit and the size limit before it
-//!   is parsed, and what is not SIP is counted.
+//! * `udp`: the edge's UDP sockets and their reader threads, read here
+//!   (not in `sip-transport`) so each datagram meets the admission limit
+//!   and the size limit before it is parsed, and what is not SIP is
+//!   counted; batched system calls.
 //! * `admission`: the per-source token buckets (`[limits]`), sans-IO.
 //! * `http`: the reverse proxy and the `/_sb/` routes.
 //! * `metrics`: [`EdgeCounters`] and the Prometheus text.
 //! * this file: [`Edge`] (start, addresses, shutdown) and the SIP loop.
 //!
 //! # Threads
-//! Everything runs as tasks on the caller's tokio runtime: one task per UDP
-//! socket and one for the stream transports read messages and decide per
-//! message (the decision allocates only the output bytes and the branch),
-//! send to UDP inline, and spawn a task only for sends that may wait (a
-//! stream connect, a name lookup). Routers read the cluster view without a
-//! lock ([`balance::Cluster::view`]); the admission table is one mutex,
-//! held for one hash lookup per message from outside.
+//! The UDP sockets are read by plain OS threads, one per socket, and a UDP
+//! address has one socket per core (`[listen] udp_threads`, sharing the
+//! port with `SO_REUSEPORT`): each blocks in `recvmmsg`, decides the
+//! datagrams it got in order and sends their output in one `sendmmsg`
+//! (`udp` says why). Everything else runs as tasks on the caller's tokio
+//! runtime: the stream transports' loop, the probes, membership, HTTP, and
+//! the sends that may wait (a stream send, a name lookup), which the
+//! readers hand to that runtime. The decision allocates only the output
+//! bytes and the branch. Routers read the cluster view without a lock
+//! ([`balance::Cluster::view`]); the admission table is one mutex, held
+//! for one hash lookup per message from outside.
 //!
 //! # Bad input
 //! Before a message is decided: a source over `[limits] per_source_rps` is
@@ -82,7 +87,7 @@ use tracing::{debug, info, warn};
 
 pub use config::{
     AffinityKey, ContainerConfig, DEFAULT_MEMBERS_INTERVAL, EdgeConfig, HealthConfig, LimitsConfig,
-    Listen, MembersConfig, SourceKey, is_node_id,
+    Listen, MAX_UDP_THREADS, MembersConfig, SourceKey, is_node_id,
 };
 pub use container::{Container, ContainerCounters, Origin};
 pub use forward::{
@@ -111,6 +116,9 @@ pub enum EdgeError {
     /// Two containers with one node id.
     #[error(transparent)]
     Membership(#[from] balance::MembershipError),
+    /// A UDP reader thread could not be started.
+    #[error("cannot start a UDP reader thread: {0}")]
+    Threads(std::io::Error),
 }
 
 type ProbeReply = oneshot::Sender<(u16, Option<u32>)>;
@@ -225,6 +233,8 @@ pub struct Edge {
     http_addr: SocketAddr,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    /// The UDP reader threads (`udp`).
+    readers: Option<udp::Readers>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -290,7 +300,11 @@ impl Edge {
         }
         let mut limits = TransportLimits::default();
         limits.message.max_message_size = config.limits.max_message_size;
-        let udp = udp::UdpSockets::bind(&udp, limits.message)?;
+        let threads = match l.udp_threads {
+            0 => std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
+            n => n,
+        };
+        let udp = udp::UdpSockets::bind(&udp, threads, limits.message)?;
         let transport = TransportConfig {
             udp: Vec::new(),
             tcp: l.tcp.clone(),
@@ -351,14 +365,15 @@ impl Edge {
             incoming,
             stop_rx.clone(),
         )));
-        for (local, socket) in shared.udp.sockets() {
-            tasks.push(tokio::spawn(udp::receive(
-                Arc::clone(&shared),
-                socket,
-                local,
-                stop_rx.clone(),
-            )));
-        }
+        let readers = udp::UdpSockets::start_readers(&shared, &tokio::runtime::Handle::current())
+            .map_err(EdgeError::Threads)?;
+        let stopper = readers.stopper();
+        let mut readers_stop = stop_rx.clone();
+        tasks.push(tokio::spawn(async move {
+            // Dropped when the edge shuts down, or with the runtime.
+            let _stopper = stopper;
+            let _ = readers_stop.changed().await;
+        }));
         tasks.push(tokio::spawn(probe::run(
             Arc::clone(&shared),
             stop_rx.clone(),
@@ -397,6 +412,7 @@ impl Edge {
             http_addr,
             stop,
             tasks,
+            readers: Some(readers),
         })
     }
 
@@ -432,6 +448,9 @@ impl Edge {
         let _ = self.stop.send(true);
         for t in self.tasks {
             let _ = t.await;
+        }
+        if let Some(readers) = self.readers {
+            let _ = tokio::task::spawn_blocking(move || readers.join()).await;
         }
         let transports = self.shared.transports.clone();
         transports.shutdown().await;
@@ -501,7 +520,20 @@ fn admit(shared: &Shared, source: Peer) -> bool {
     }
 }
 
+/// Decides one message from a stream transport and acts on it.
 async fn handle(shared: &Arc<Shared>, incoming: Incoming) {
+    if let Some(out) = dispatch(shared, incoming)
+        && let Err(e) = shared.udp.send(out.from, out.to, &out.bytes).await
+    {
+        send_failed(shared, out.to, &e, out.container.as_deref());
+    }
+}
+
+/// Decides one message and acts on it, except for a datagram to send,
+/// which is returned: a UDP reader sends a round's datagrams together,
+/// the stream loop one by one. Sends that may wait (streams, name
+/// lookups) become tasks on the current runtime.
+fn dispatch(shared: &Arc<Shared>, incoming: Incoming) -> Option<udp::UdpOut> {
     let now = shared.now();
     let view = shared.cluster.view();
     let decision = shared
@@ -519,12 +551,16 @@ async fn handle(shared: &Arc<Shared>, incoming: Incoming) {
             bytes,
             container,
         } => {
-            if to.transport.is_reliable() {
-                let shared = Arc::clone(shared);
-                tokio::spawn(async move { send(&shared, to, bytes, container).await });
-            } else {
-                send(shared, to, bytes, container).await;
+            if to.transport == TransportKind::Udp {
+                return Some(udp::UdpOut {
+                    from: None,
+                    to: to.addr,
+                    bytes,
+                    container,
+                });
             }
+            let shared = Arc::clone(shared);
+            tokio::spawn(async move { send(&shared, to, bytes, container).await });
         }
         Action::Resolve {
             host,
@@ -556,10 +592,22 @@ async fn handle(shared: &Arc<Shared>, incoming: Incoming) {
                 _ => {}
             }
             debug!(status, to = %to, "answered statelessly");
-            if let Err(e) = shared.send_to(Some(incoming.local), to, bytes).await {
-                debug!(error = %e, "stateless reply not sent");
-                metrics::inc(&shared.counters.send_errors);
+            if to.transport == TransportKind::Udp {
+                return Some(udp::UdpOut {
+                    from: Some(incoming.local),
+                    to: to.addr,
+                    bytes,
+                    container: None,
+                });
             }
+            let shared = Arc::clone(shared);
+            let local = incoming.local;
+            tokio::spawn(async move {
+                if let Err(e) = shared.send_to(Some(local), to, bytes).await {
+                    debug!(error = %e, "stateless reply not sent");
+                    metrics::inc(&shared.counters.send_errors);
+                }
+            });
         }
         Action::ProbeResponse {
             branch,
@@ -575,17 +623,29 @@ async fn handle(shared: &Arc<Shared>, incoming: Incoming) {
             shared.counters.count_drop(reason);
         }
     }
+    None
 }
 
 async fn send(shared: &Shared, to: Peer, bytes: Bytes, container: Option<Arc<Container>>) {
     if let Err(e) = shared.send_to(None, to, bytes).await {
-        debug!(to = %to, error = %e, "send failed");
-        metrics::inc(&shared.counters.send_errors);
-        if let Some(c) = container {
-            metrics::inc(&c.counters.transport_errors);
-            shared
-                .cluster
-                .record(&c.config.node, Signal::TransportError, shared.now());
-        }
+        send_failed(shared, to.addr, &e, container.as_deref());
+    }
+}
+
+/// Counts a failed send, and marks the container it was for (passive
+/// health).
+fn send_failed(
+    shared: &Shared,
+    to: SocketAddr,
+    error: &TransportError,
+    container: Option<&Container>,
+) {
+    debug!(to = %to, %error, "send failed");
+    metrics::inc(&shared.counters.send_errors);
+    if let Some(c) = container {
+        metrics::inc(&c.counters.transport_errors);
+        shared
+            .cluster
+            .record(&c.config.node, Signal::TransportError, shared.now());
     }
 }

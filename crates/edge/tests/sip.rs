@@ -411,3 +411,37 @@ async fn a_503_with_retry_after_steers_new_calls_away() {
     assert_eq!(edge.view().get("c3").unwrap().state, balance::State::Up);
     edge.shutdown().await;
 }
+
+#[tokio::test]
+async fn udp_reader_threads_share_the_port_and_stop_at_shutdown() {
+    let c1 = StandIn::start("c1").await;
+    let mut config = common::edge_config(&[&c1], common::quiet_health());
+    config.listen.udp_threads = 3;
+    let edge = Edge::start(config).await.unwrap();
+    let to = edge.sip_addr(TransportKind::Udp).unwrap();
+    // Callers on many ports: the kernel spreads their flows over the three
+    // sockets; every one is served, and answered from the one address.
+    for i in 0..12 {
+        let caller = Caller::new().await;
+        let call_id = format!("threads-{i}@test");
+        caller
+            .send(
+                to,
+                &caller.invite(&call_id, "bob", &format!("z9hG4bKthr{i}"), ""),
+            )
+            .await;
+        let (ok, from) = caller.expect(200).await;
+        assert_eq!(from, to);
+        assert_eq!(ok.call_id(), Some(call_id.as_str()));
+    }
+    assert!(
+        edge.counters()
+            .sip_received
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 24
+    );
+    edge.shutdown().await;
+    // Every reader has ended and closed its socket: the port is free
+    // again for a plain (non-shared) bind.
+    std::net::UdpSocket::bind(to).expect("the UDP port is free after shutdown");
+}

@@ -237,6 +237,7 @@ pub fn edge_config(containers: &[&StandIn], health: HealthConfig) -> EdgeConfig 
         public: PUBLIC.into(),
         listen: Listen {
             udp: vec!["127.0.0.1:0".parse().unwrap()],
+            udp_threads: 0,
             tcp: vec!["127.0.0.1:0".parse().unwrap()],
             tls: vec![],
             ws: vec![],
