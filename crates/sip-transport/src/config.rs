@@ -35,6 +35,11 @@ pub struct TransportConfig {
     /// ([`bind_shard_sockets`](crate::bind_shard_sockets)); with it off, a
     /// port another process holds is refused rather than shared.
     pub reuse_port: bool,
+    /// Bind the `udp` addresses on this in-process network instead of on
+    /// sockets (tests without sockets, on a virtual clock; see
+    /// [`MemoryNetwork`](crate::MemoryNetwork)). Stream listeners are still
+    /// real.
+    pub memory: Option<crate::MemoryNetwork>,
 }
 
 /// Limits on messages and connections. Each limit, when a peer hits it,

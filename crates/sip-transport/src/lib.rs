@@ -124,6 +124,7 @@ mod connection;
 mod error;
 mod io;
 mod listener;
+mod memory;
 mod shard_udp;
 mod tls;
 mod transports;
@@ -132,6 +133,7 @@ mod ws;
 
 pub use config::{TransportConfig, TransportLimits};
 pub use error::TransportError;
+pub use memory::{MemoryNetwork, MemorySender, MemorySocket};
 pub use shard_udp::{BATCH, ShardSocket, ShardSocketBinding, bind_shard_sockets};
 pub use sip_message::{Peer, TransportKind};
 pub use sip_message::{ViaStamp, response_peer, via_stamp};

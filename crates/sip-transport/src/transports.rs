@@ -81,7 +81,13 @@ impl Transports {
             }
         };
         let mut udp_sockets = Vec::new();
-        for addr in &config.udp {
+        let mut memory_sockets = Vec::new();
+        if let Some(net) = &config.memory {
+            for addr in &config.udp {
+                memory_sockets.push(net.bind(*addr)?);
+            }
+        }
+        for addr in config.udp.iter().filter(|_| config.memory.is_none()) {
             let socket =
                 udp::bind(*addr, config.reuse_port).map_err(bind_err(TransportKind::Udp, *addr))?;
             let local = socket
@@ -121,6 +127,10 @@ impl Transports {
                 addr: *addr,
             })
             .collect();
+        local_addrs.extend(memory_sockets.iter().map(|m| Peer {
+            transport: TransportKind::Udp,
+            addr: m.local_addr(),
+        }));
         local_addrs.extend(stream_listeners.iter().map(|(kind, addr, _, _)| Peer {
             transport: *kind,
             addr: *addr,
@@ -129,6 +139,10 @@ impl Transports {
             limits,
             incoming: incoming_tx,
             udp: udp_sockets,
+            memory: memory_sockets
+                .iter()
+                .map(crate::MemorySocket::sender)
+                .collect(),
             local_addrs,
             connections: Mutex::new(HashMap::new()),
             permits: Arc::new(Semaphore::new(
@@ -145,6 +159,13 @@ impl Transports {
                 addr: *local,
             };
             shared.spawn(udp::receive(Arc::clone(&shared), Arc::clone(socket), local));
+        }
+        for socket in memory_sockets {
+            let local = Peer {
+                transport: TransportKind::Udp,
+                addr: socket.local_addr(),
+            };
+            shared.spawn(udp::receive_memory(Arc::clone(&shared), socket, local));
         }
         for (kind, local, listener, tls) in stream_listeners {
             let local = Peer {
@@ -257,6 +278,8 @@ pub(crate) struct Shared {
     pub(crate) limits: TransportLimits,
     incoming: mpsc::Sender<Incoming>,
     udp: Vec<(SocketAddr, Arc<UdpSocket>)>,
+    /// UDP on an in-process network instead of sockets.
+    memory: Vec<crate::MemorySender>,
     local_addrs: Vec<Peer>,
     /// Open stream connections by remote end: how a response or a later
     /// request to the same peer finds the connection (RFC 3261 §18.2.2).
@@ -446,6 +469,24 @@ impl Shared {
                 size: bytes.len(),
                 limit,
             });
+        }
+        if peer.transport == TransportKind::Udp && !self.memory.is_empty() {
+            let found = match local {
+                Some(local) => self.memory.iter().find(|m| m.local_addr() == local.addr),
+                None => self
+                    .memory
+                    .iter()
+                    .find(|m| m.local_addr().is_ipv4() == peer.addr.is_ipv4()),
+            };
+            let Some(sender) = found else {
+                return Err(TransportError::NoSocket {
+                    transport: TransportKind::Udp,
+                    addr: local.map_or(peer.addr, |l| l.addr),
+                });
+            };
+            // A datagram nobody receives is lost, as on a network.
+            let _ = sender.send_to(bytes, peer.addr);
+            return Ok(());
         }
         if peer.transport == TransportKind::Udp {
             let socket = self.udp_socket(local, peer)?;

@@ -93,3 +93,44 @@ pub(crate) async fn receive(shared: Arc<Shared>, socket: Arc<UdpSocket>, local: 
         }
     }
 }
+
+/// Receives datagrams from an in-process socket until shutdown, like
+/// [`receive`] does from a real one.
+pub(crate) async fn receive_memory(
+    shared: Arc<Shared>,
+    mut socket: crate::MemorySocket,
+    local: Peer,
+) {
+    let limits = shared.limits;
+    let max = (limits.message.max_message_size as usize).min(MAX_DATAGRAM);
+    let mut shutdown = shared.shutdown_rx();
+    loop {
+        let received = tokio::select! {
+            () = shutdown_signal(&mut shutdown) => break,
+            received = socket.recv_from() => received,
+        };
+        let Some((data, addr)) = received else { break };
+        let source = Peer {
+            transport: TransportKind::Udp,
+            addr,
+        };
+        if data.len() > max {
+            warn!(%source, limit = max, "max_message_size exceeded: datagram dropped");
+            continue;
+        }
+        match SipMessage::parse_with(data, Transport::Datagram, &limits.message) {
+            Ok(message) => {
+                let incoming = Incoming {
+                    message,
+                    source,
+                    local,
+                };
+                if !shared.deliver(incoming, &mut shutdown).await {
+                    break;
+                }
+            }
+            Err(ParseError::Empty) => trace!(%source, "empty datagram"),
+            Err(error) => debug!(%source, %error, "malformed datagram dropped"),
+        }
+    }
+}
