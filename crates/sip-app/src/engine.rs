@@ -29,7 +29,7 @@ use std::time::Duration;
 use session_store::{SessionStore, Store};
 use sip_message::{ResponseBuilder, SipMessage, TransportKind};
 use sip_proto::IdGenerator;
-use sip_stack::{ServerTransaction, Stack, StackEvent, StackHandle};
+use sip_stack::{ServerTransaction, ShardEvents, Stack, StackEvent, StackHandle};
 use tracing::{debug, warn};
 
 use crate::context::RawContext;
@@ -201,13 +201,25 @@ impl Shared {
     }
 }
 
-/// Milliseconds since the Unix epoch (the async shell reads the clock;
-/// records carry absolute times so they mean the same on another node).
+/// Milliseconds since the Unix epoch: the wall clock read once per
+/// process, carried forward by tokio's monotonic clock. Records carry
+/// absolute times so they mean the same on another node; a step of the
+/// wall clock while the process runs does not move timers that are set;
+/// and under a paused tokio clock (tests) the engine's whole notion of
+/// time, session expiry and application timers included, is virtual.
 #[must_use]
 pub fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    static ANCHOR: std::sync::OnceLock<(u64, std::time::Instant)> = std::sync::OnceLock::new();
+    let (wall, mono) = *ANCHOR.get_or_init(|| {
+        let wall = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        (wall, std::time::Instant::now())
+    });
+    let since = tokio::time::Instant::now()
+        .into_std()
+        .saturating_duration_since(mono);
+    wall.saturating_add(u64::try_from(since.as_millis()).unwrap_or(u64::MAX))
 }
 
 fn store_key(id: &SessionId) -> String {
@@ -278,8 +290,14 @@ impl std::fmt::Debug for Engine {
 
 impl Engine {
     /// Starts the engine on a running stack (on the current tokio runtime).
+    ///
+    /// Each shard's events are handled by a task on that shard's own
+    /// runtime when it has one (`sip_stack::ShardEvents`): a request, its
+    /// handler, the client transactions the handler starts and their
+    /// responses stay on one thread. The timer task, the sweep and HTTP
+    /// run on the current runtime.
     pub fn start(stack: Stack, config: EngineConfig, store: Store, router: AppRouter) -> Engine {
-        let handle = stack.handle();
+        let (handle, shards) = stack.into_shards();
         let shared = Arc::new(Shared {
             ids: Mutex::new(IdGenerator::new(config.seed)),
             local_udp: handle.local_addr(TransportKind::Udp),
@@ -295,7 +313,14 @@ impl Engine {
             local_timers: Mutex::new(std::collections::BTreeSet::new()),
             stats: Stats::default(),
         });
-        tokio::spawn(run(Arc::clone(&shared), stack));
+        for events in shards {
+            let runtime = events.runtime().cloned();
+            let task = run(Arc::clone(&shared), events);
+            match runtime {
+                Some(rt) => drop(rt.spawn(task)),
+                None => drop(tokio::spawn(task)),
+            }
+        }
         tokio::spawn(sweep(Arc::downgrade(&shared)));
         tokio::spawn(crate::timers::run(
             Arc::downgrade(&shared),
@@ -339,7 +364,7 @@ impl Engine {
     }
 }
 
-async fn run(shared: Arc<Shared>, mut stack: Stack) {
+async fn run(shared: Arc<Shared>, mut stack: ShardEvents) {
     while let Some(ev) = stack.next_event().await {
         match ev {
             StackEvent::Request(tx) => {

@@ -64,6 +64,11 @@ pub struct StackConfig {
     pub shards: usize,
     /// Transaction timer values.
     pub timers: Timers,
+    /// How late a transaction timer may fire (default 10 ms): a shard
+    /// wakes for timers on a grid of this step, so the timers due within
+    /// one step cost one wake-up. RFC 3261's timers are hundreds of
+    /// milliseconds and more; zero fires each at its exact millisecond.
+    pub timer_slack: std::time::Duration,
     /// Seed for branches, tags and Call-IDs.
     pub seed: u64,
     /// Run each shard on a thread of its own (the default). `false` runs
@@ -93,6 +98,7 @@ impl Default for StackConfig {
             transport: TransportConfig::default(),
             shards: std::thread::available_parallelism().map_or(1, usize::from),
             timers: Timers::default(),
+            timer_slack: std::time::Duration::from_millis(10),
             seed: seed_from_time(),
             dedicated_threads: true,
         }
@@ -404,7 +410,39 @@ pub(crate) fn shard_index(call_id: &str, shards: usize) -> usize {
 #[derive(Debug)]
 pub struct Stack {
     handle: StackHandle,
+    shards: Vec<ShardEvents>,
+    /// Which shard [`Stack::next_event`] looks at first (round robin).
+    next: usize,
+}
+
+/// The events of one shard, and the runtime of the thread that shard runs
+/// on (with [`StackConfig::dedicated_threads`]).
+///
+/// A transaction user that handles a shard's events on that shard's own
+/// runtime ([`ShardEvents::runtime`]) keeps a call on one thread: the
+/// request, the application's handler, the client transactions it starts
+/// and their responses never wake another thread. Handing an event to a
+/// task on another runtime costs a cross-thread wake-up each way, which on
+/// a proxy is more CPU than the SIP work itself.
+#[derive(Debug)]
+pub struct ShardEvents {
     events: mpsc::UnboundedReceiver<StackEvent>,
+    runtime: Option<tokio::runtime::Handle>,
+}
+
+impl ShardEvents {
+    /// The shard's next event; `None` once the stack has stopped.
+    pub async fn next_event(&mut self) -> Option<StackEvent> {
+        self.events.recv().await
+    }
+
+    /// The runtime of the shard's own thread, to spawn the task that
+    /// handles these events on; `None` when the shard runs on the caller's
+    /// runtime.
+    #[must_use]
+    pub fn runtime(&self) -> Option<&tokio::runtime::Handle> {
+        self.runtime.as_ref()
+    }
 }
 
 impl Stack {
@@ -423,7 +461,8 @@ impl Stack {
     pub async fn start(config: StackConfig) -> Result<Stack, StackError> {
         let shards_n = config.shards.max(1);
         let mut transport = config.transport;
-        let shard_udp = config.dedicated_threads || shards_n == 1;
+        // UDP on an in-process network stays with the transports.
+        let shard_udp = (config.dedicated_threads || shards_n == 1) && transport.memory.is_none();
         let mut udp_bindings: Vec<Vec<ShardSocketBinding>> = Vec::new();
         if shard_udp && !transport.udp.is_empty() {
             udp_bindings =
@@ -437,7 +476,7 @@ impl Stack {
         let limits = transport.limits;
         let (transports, incoming) = Transports::bind(transport).await?;
         let mut incoming = Some(incoming);
-        let (events_tx, events) = mpsc::unbounded_channel();
+        let mut shard_events = Vec::with_capacity(shards_n);
         let mut seeds = IdGenerator::new(config.seed);
         let (senders, receivers): (Vec<_>, Vec<_>) =
             (0..shards_n).map(|_| mpsc::unbounded_channel()).unzip();
@@ -447,12 +486,14 @@ impl Stack {
             .collect();
         let mut udp_bindings = udp_bindings.into_iter();
         for (i, (tx, rx)) in senders.iter().zip(receivers).enumerate() {
+            let (events_tx, events) = mpsc::unbounded_channel();
             let shard = Shard::new(
                 config.timers,
+                config.timer_slack,
                 seeds.next_u64(),
                 transports.clone(),
                 tx.downgrade(),
-                events_tx.clone(),
+                events_tx,
             );
             let udp = udp_bindings.next().unwrap_or_default();
             let register = |udp: Vec<ShardSocketBinding>| {
@@ -476,6 +517,10 @@ impl Stack {
                     register(udp)?
                 };
                 let shard = shard.with_udp(sockets, i, others);
+                shard_events.push(ShardEvents {
+                    events,
+                    runtime: Some(runtime.handle().clone()),
+                });
                 std::thread::Builder::new()
                     .name(format!("sip-shard-{i}"))
                     .spawn(move || runtime.block_on(shard.run(rx, None)))
@@ -485,6 +530,10 @@ impl Stack {
                 // A single shard on the user's runtime reads the transports
                 // itself; several need the steering task below.
                 let direct = (shards_n == 1).then(|| incoming.take()).flatten();
+                shard_events.push(ShardEvents {
+                    events,
+                    runtime: None,
+                });
                 tokio::spawn(shard.run(rx, direct));
             }
         }
@@ -498,8 +547,13 @@ impl Stack {
         // owns its Call-ID. Weak senders: the stack stops (shards end,
         // transports close) once the user has dropped every handle.
         let steer = peers;
+        let stack = Stack {
+            handle,
+            shards: shard_events,
+            next: 0,
+        };
         let Some(mut incoming) = incoming else {
-            return Ok(Stack { handle, events });
+            return Ok(stack);
         };
         tokio::spawn(async move {
             while let Some(m) = incoming.recv().await {
@@ -513,7 +567,7 @@ impl Stack {
                 }
             }
         });
-        Ok(Stack { handle, events })
+        Ok(stack)
     }
 
     /// A handle for sending requests from other tasks.
@@ -522,9 +576,41 @@ impl Stack {
         self.handle.clone()
     }
 
-    /// The next event for the transaction user.
+    /// The next event for the transaction user, from any shard.
     pub async fn next_event(&mut self) -> Option<StackEvent> {
-        self.events.recv().await
+        let n = self.shards.len();
+        let start = self.next;
+        let shards = &mut self.shards;
+        let (i, ev) = std::future::poll_fn(|cx| {
+            let mut open = false;
+            for k in 0..n {
+                let i = (start + k) % n;
+                let Some(s) = shards.get_mut(i) else { continue };
+                match s.events.poll_recv(cx) {
+                    std::task::Poll::Ready(Some(ev)) => {
+                        return std::task::Poll::Ready((i, Some(ev)));
+                    }
+                    std::task::Poll::Ready(None) => {}
+                    std::task::Poll::Pending => open = true,
+                }
+            }
+            if open {
+                std::task::Poll::Pending
+            } else {
+                std::task::Poll::Ready((start, None))
+            }
+        })
+        .await;
+        self.next = (i + 1) % n.max(1);
+        ev
+    }
+
+    /// Splits the stack into its handle and each shard's events, so the
+    /// transaction user can handle every shard's events on that shard's
+    /// own thread (see [`ShardEvents`]).
+    #[must_use]
+    pub fn into_shards(self) -> (StackHandle, Vec<ShardEvents>) {
+        (self.handle, self.shards)
     }
 }
 
@@ -577,6 +663,7 @@ mod tests {
         for (i, (rx, udp)) in receivers.into_iter().zip([a, b]).enumerate() {
             let shard = Shard::new(
                 Timers::default(),
+                std::time::Duration::from_millis(10),
                 i as u64,
                 transports.clone(),
                 senders[i].downgrade(),

@@ -42,6 +42,7 @@ async fn start() -> (Stack, SocketAddr) {
         },
         seed: 11,
         dedicated_threads: true,
+        ..StackConfig::default()
     })
     .await
     .unwrap();
