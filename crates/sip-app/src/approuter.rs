@@ -2,9 +2,10 @@
 //!
 //! Rules are tried in order; the first that matches picks the
 //! application. A rule matches on the method and, optionally, the
-//! Request-URI's user part. This is the JSR 289 application router's
-//! selection step for one application per request; composition (several
-//! applications on one request) is not built yet (see the crate doc).
+//! Request-URI's user part. A DAR file ([`AppRouter::from_dar`]) gives a
+//! method a chain of applications instead (JSR 289 composition): the
+//! request goes through them in the file's order, each one that proxies
+//! handing it to the next.
 
 use sip_message::SipMessage;
 

@@ -49,10 +49,21 @@
 //!   [`SipRouter::timer`]), fired by the session's owner, or by a survivor
 //!   when the owner died (through the store's timer index), exactly once.
 //!
+//! # Testing an application
+//! `sip_testkit::lab` runs the engine and scripted phones on an in-process
+//! network, without a socket, on tokio's paused clock: a handler's timers
+//! and the transaction timers run in virtual time
+//! (`crates/sip-app/tests/in_process.rs` has one test per answering
+//! handle, the proxy's best-response rules, B2BUA relaying, timers and
+//! composition).
+//!
 //! # Not built yet
-//! Digest authentication, the JSR 289
-//! default application router file and composition of several
-//! applications on one request: tracked in issue 4.
+//! Tracked in issue 4: the B2BUA relays re-INVITEs, BYE and CANCEL but not
+//! PRACK (a reliable provisional on leg B reaches leg A unreliably) and
+//! does not list pending messages; REFER with Replaces and the
+//! SUBSCRIBE/NOTIFY subscription state (RFC 6665) are routed to handlers
+//! as plain requests, without their dialog semantics. Digest
+//! authentication is a layer of the `container` crate (`sip-auth`).
 
 mod approuter;
 mod b2bua;

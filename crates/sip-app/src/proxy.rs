@@ -7,7 +7,8 @@
 //! provisionals at once, every 2xx at once (forks and retransmissions,
 //! RFC 6026 §7.3), and, when every branch has its final response and no
 //! 2xx went upstream, the best one (§16.7 step 6). A 2xx cancels the other
-//! branches (§16.7 step 10); a CANCEL from upstream cancels them all
+//! branches (§16.7 step 10), so does a 6xx (step 5: no further branch
+//! starts, and the 6xx goes up once the others ended); a CANCEL from upstream cancels them all
 //! (§16.10). After the context ends, a branch keeps forwarding 2xx
 //! retransmissions until its transaction ends.
 
@@ -249,6 +250,19 @@ pub(crate) async fn run(
                         } else {
                             if let Some(b) = branches.get_mut(i) {
                                 if b.final_status.is_none() { b.final_status = Some(status); } else { continue; }
+                            }
+                            if status >= 600 && !sent_2xx {
+                                // §16.7 step 5: a 6xx ends the search: cancel
+                                // the pending branches, start no more; their
+                                // 487s come back before the 6xx goes up.
+                                queue.clear();
+                                for (j, b) in branches.iter_mut().enumerate() {
+                                    if j != i && b.final_status.is_none() && let Some(c) = b.cancel.take() {
+                                        let _ = c.send(());
+                                    }
+                                }
+                                finals.push(r);
+                                continue;
                             }
                             if (300..400).contains(&status) && options.recurse && !cancelled && !sent_2xx {
                                 let before = queue.len();

@@ -1,0 +1,612 @@
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+//! Applications tested in process (`sip_testkit::lab`): the engine and
+//! scripted phones on an in-process network, no socket, on tokio's paused
+//! clock, so every timer in here (a 30 s application timer, a 32 s PRACK
+//! wait, a branch timeout) runs in virtual time, exactly.
+//!
+//! * each answering handle: accept, reject, respond with a reason,
+//!   provisional then accept, reliable provisional with and without PRACK,
+//!   dropped unanswered (500), methods without a handler (405 / 501);
+//! * the proxy: relaying with Record-Route, and §16.7's best-response
+//!   rules over forked branches (lowest class, 503 -> 500, a 6xx cancels
+//!   the others, a 2xx cancels the others, sequential after a busy);
+//! * the B2BUA: answer, re-INVITE, BYE and CANCEL relayed between legs;
+//! * timers on the virtual clock: one-shot, repeating, cancelled;
+//! * composition: a DAR chain runs its applications in the file's order.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sip_app::{
+    AppError, AppRouter, Context, Dar, IncomingRequest, ProxyOptions, Rule, SipRouter, TimerEvent,
+};
+use sip_testkit::lab::{Dialog, Lab, LabEngine, Phone, Received, header};
+use tokio::time::Instant;
+
+const SERVER: &str = "10.0.0.1:5060";
+
+async fn server(lab: &Lab, router: AppRouter) -> LabEngine {
+    lab.engine(SERVER, router).await.unwrap()
+}
+
+fn target(user: &str) -> String {
+    format!("sip:{user}@{SERVER}")
+}
+
+/// Sends an INVITE to the server and returns it with the final response
+/// (provisionals skipped), ACKing a non-2xx.
+async fn call(
+    phone: &mut Phone,
+    srv: &LabEngine,
+    user: &str,
+) -> (sip_message::SipMessage, Received) {
+    let invite = phone.invite(&target(user)).unwrap();
+    phone.send(&invite, srv.addr());
+    let fin = phone.expect_final().await.unwrap();
+    if fin.status().unwrap() >= 300 {
+        let ack = phone.ack(&invite, &fin).unwrap();
+        phone.send(&ack, srv.addr());
+    }
+    (invite, fin)
+}
+
+// ---------------------------------------------------------------------------
+// Answering handles
+
+async fn answering(_cx: Context<()>, req: IncomingRequest) -> Result<(), AppError> {
+    match req.uri_user().unwrap_or("") {
+        "accept" => req.accept().await,
+        "busy" => req.reject(486).await,
+        "holiday" => {
+            req.respond(480, Some("Temporarily Unavailable (on holiday)"))
+                .await
+        }
+        "ring" => {
+            req.provisional(180)?;
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            req.accept().await
+        }
+        "early" => {
+            req.provisional_reliable(183).await?;
+            req.accept().await
+        }
+        // Returns without answering: the container answers 500.
+        _ => Ok(()),
+    }
+}
+
+async fn bye(_cx: Context<()>, req: IncomingRequest) -> Result<(), AppError> {
+    req.accept().await
+}
+
+fn answering_router() -> AppRouter {
+    let app = SipRouter::new()
+        .invite(answering)
+        .bye(bye)
+        .with_state("answering", ());
+    AppRouter::new().route(Rule::any(), app)
+}
+
+#[tokio::test(start_paused = true)]
+async fn accept_answers_200_and_the_bye_ends_the_session() {
+    let lab = Lab::new();
+    let srv = server(&lab, answering_router()).await;
+    let mut alice = lab.phone("alice", "10.0.0.2:5060").unwrap();
+    let (invite, ok) = call(&mut alice, &srv, "accept").await;
+    assert_eq!(ok.status(), Some(200));
+    assert!(
+        header(&ok, "Contact").is_some(),
+        "a 2xx names the dialog's target"
+    );
+    assert_eq!(srv.engine().live_sessions(), 1);
+    let ack = alice.ack(&invite, &ok).unwrap();
+    alice.send(&ack, srv.addr());
+    let mut dialog = Dialog::as_uac(&invite, &ok);
+    let bye = dialog.request(&mut alice, "BYE", &[], "").unwrap();
+    alice.send(&bye, dialog.next_hop().unwrap());
+    alice.expect_status(200).await.unwrap();
+    // The session is ready (no dialog, no timer) and goes.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(srv.engine().live_sessions(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn reject_and_respond_send_their_status_and_reason() {
+    let lab = Lab::new();
+    let srv = server(&lab, answering_router()).await;
+    let mut alice = lab.phone("alice", "10.0.0.2:5060").unwrap();
+    let (_, busy) = call(&mut alice, &srv, "busy").await;
+    assert_eq!(busy.status(), Some(486));
+    let (_, away) = call(&mut alice, &srv, "holiday").await;
+    assert_eq!(away.status(), Some(480));
+    assert_eq!(away.reason(), Some("Temporarily Unavailable (on holiday)"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_provisional_reaches_the_caller_before_the_answer() {
+    let lab = Lab::new();
+    let srv = server(&lab, answering_router()).await;
+    let mut alice = lab.phone("alice", "10.0.0.2:5060").unwrap();
+    let invite = alice.invite(&target("ring")).unwrap();
+    let start = Instant::now();
+    alice.send(&invite, srv.addr());
+    let ringing = alice.expect_status(180).await.unwrap();
+    assert!(ringing.to_tag().is_some(), "a 180 opens an early dialog");
+    let ok = alice.expect_status(200).await.unwrap();
+    assert_eq!(ok.to_tag(), ringing.to_tag(), "one dialog");
+    let waited = start.elapsed();
+    assert!(
+        waited >= Duration::from_secs(5) && waited < Duration::from_millis(5100),
+        "the handler's 5 s of ringing, in virtual time: {waited:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_reliable_provisional_waits_for_its_prack() {
+    let lab = Lab::new();
+    let srv = server(&lab, answering_router()).await;
+    let mut alice = lab.phone("alice", "10.0.0.2:5060").unwrap();
+    let sdp = alice.sdp();
+    let invite = alice
+        .request("INVITE", &target("early"), &["Supported: 100rel"], &sdp)
+        .unwrap();
+    alice.send(&invite, srv.addr());
+    let early = alice.expect_status(183).await.unwrap();
+    assert_eq!(header(&early, "Require").as_deref(), Some("100rel"));
+    let rseq = header(&early, "RSeq").unwrap();
+    // Not acknowledged yet: the 183 is retransmitted (T1, 2*T1, ...).
+    let again = alice.expect_status(183).await.unwrap();
+    assert_eq!(header(&again, "RSeq").unwrap(), rseq);
+    let mut dialog = Dialog::as_uac(&invite, &early);
+    let rack = format!("RAck: {rseq} 1 INVITE");
+    let prack = dialog.request(&mut alice, "PRACK", &[&rack], "").unwrap();
+    alice.send(&prack, dialog.next_hop().unwrap());
+    let mut statuses = Vec::new();
+    while statuses.len() < 2 {
+        let r = alice.recv().await.unwrap();
+        match r.status() {
+            Some(183) => {} // a retransmission already on its way
+            Some(s) => statuses.push((s, r.cseq().unwrap().1.as_str().to_owned())),
+            None => panic!("unexpected request"),
+        }
+    }
+    statuses.sort();
+    assert_eq!(
+        statuses,
+        [(200, "INVITE".to_owned()), (200, "PRACK".to_owned())],
+        "the PRACK is answered and the handler goes on to accept"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_reliable_provisional_never_pracked_ends_in_500_after_64_t1() {
+    let lab = Lab::new();
+    let srv = server(&lab, answering_router()).await;
+    let mut alice = lab.phone("alice", "10.0.0.2:5060").unwrap();
+    let sdp = alice.sdp();
+    let invite = alice
+        .request("INVITE", &target("early"), &["Supported: 100rel"], &sdp)
+        .unwrap();
+    let start = Instant::now();
+    alice.send(&invite, srv.addr());
+    let fin = alice.expect_final().await.unwrap();
+    assert_eq!(fin.status(), Some(500), "{:?}", fin.reason());
+    assert!(
+        fin.reason().unwrap().contains("no PRACK"),
+        "{:?}",
+        fin.reason()
+    );
+    let waited = start.elapsed();
+    assert!(
+        waited >= Duration::from_secs(32) && waited < Duration::from_secs(33),
+        "64*T1 in virtual time: {waited:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_request_the_handler_leaves_unanswered_gets_500() {
+    let lab = Lab::new();
+    let srv = server(&lab, answering_router()).await;
+    let mut alice = lab.phone("alice", "10.0.0.2:5060").unwrap();
+    let (_, fin) = call(&mut alice, &srv, "forgetful").await;
+    assert_eq!(fin.status(), Some(500));
+}
+
+#[tokio::test(start_paused = true)]
+async fn methods_without_a_handler_get_405_with_allow_or_501() {
+    let lab = Lab::new();
+    let srv = server(&lab, answering_router()).await;
+    let mut alice = lab.phone("alice", "10.0.0.2:5060").unwrap();
+    let message = alice
+        .request("MESSAGE", &target("accept"), &[], "hello")
+        .unwrap();
+    alice.send(&message, srv.addr());
+    let r = alice.expect_final().await.unwrap();
+    assert_eq!(r.status(), Some(405));
+    let allow = header(&r, "Allow").unwrap();
+    assert!(allow.contains("INVITE") && allow.contains("BYE"), "{allow}");
+    let odd = alice.request("FROB", &target("accept"), &[], "").unwrap();
+    alice.send(&odd, srv.addr());
+    assert_eq!(alice.expect_final().await.unwrap().status(), Some(501));
+}
+
+// ---------------------------------------------------------------------------
+// Proxy
+
+struct Fork {
+    targets: Vec<String>,
+    parallel: bool,
+}
+
+async fn fork(cx: Context<Fork>, req: IncomingRequest) -> Result<(), AppError> {
+    let mut options = ProxyOptions::to(cx.state().targets.clone());
+    options.parallel = cx.state().parallel;
+    req.proxy(options).await?;
+    Ok(())
+}
+
+async fn proxy_lab(n: usize, parallel: bool) -> (Lab, LabEngine, Phone, Vec<Phone>) {
+    let lab = Lab::new();
+    let phones: Vec<Phone> = (0..n)
+        .map(|i| {
+            lab.phone(&format!("b{i}"), &format!("10.0.1.{}:5060", i + 1))
+                .unwrap()
+        })
+        .collect();
+    let app = SipRouter::new().invite(fork).with_state(
+        "fork",
+        Fork {
+            targets: phones.iter().map(Phone::uri).collect(),
+            parallel,
+        },
+    );
+    let srv = server(&lab, AppRouter::new().route(Rule::any(), app)).await;
+    let alice = lab.phone("alice", "10.0.0.2:5060").unwrap();
+    (lab, srv, alice, phones)
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_proxy_relays_a_call_and_stays_on_its_path() {
+    let (_lab, srv, mut alice, mut bobs) = proxy_lab(1, true).await;
+    let bob = &mut bobs[0];
+    let invite = alice.invite(&target("bob")).unwrap();
+    alice.send(&invite, srv.addr());
+    let got = bob.expect_request("INVITE").await.unwrap();
+    assert_eq!(got.call_id(), invite.call_id(), "a proxy keeps the Call-ID");
+    assert_eq!(got.request_uri_str(), Some(bob.uri().as_str()));
+    assert!(
+        header(&got, "Record-Route").unwrap().contains(SERVER),
+        "record-routed"
+    );
+    assert_eq!(header(&got, "Max-Forwards").as_deref(), Some("69"));
+    bob.reply(&got, 180, Some("bob")).unwrap();
+    let ok = bob.reply(&got, 200, Some("bob")).unwrap();
+    alice.expect_status(180).await.unwrap();
+    let ok_up = alice.expect_status(200).await.unwrap();
+    assert_eq!(ok_up.to_tag(), Some("bob"));
+    // ACK and BYE follow the Record-Route through the proxy to bob.
+    let ack = alice.ack(&invite, &ok_up).unwrap();
+    let mut dialog = Dialog::as_uac(&invite, &ok_up);
+    assert_eq!(dialog.next_hop(), Some(srv.addr()));
+    alice.send(&ack, srv.addr());
+    bob.expect_request("ACK").await.unwrap();
+    let bye = dialog.request(&mut alice, "BYE", &[], "").unwrap();
+    alice.send(&bye, srv.addr());
+    let bye_in = bob.expect_request("BYE").await.unwrap();
+    bob.reply(&bye_in, 200, None).unwrap();
+    alice.expect_status(200).await.unwrap();
+    drop(ok);
+}
+
+/// Forks to every phone, lets each answer with its status (0: rings and
+/// stays silent), and returns what alice got and which phones were
+/// cancelled.
+async fn fork_outcome(statuses: &[u16]) -> (u16, Vec<bool>) {
+    let (_lab, srv, mut alice, mut bobs) = proxy_lab(statuses.len(), true).await;
+    let invite = alice.invite(&target("group")).unwrap();
+    alice.send(&invite, srv.addr());
+    let mut invites = Vec::new();
+    for b in &mut bobs {
+        invites.push(b.expect_request("INVITE").await.unwrap());
+    }
+    for (i, (b, inv)) in bobs.iter().zip(&invites).enumerate() {
+        let tag = format!("b{i}");
+        b.reply(inv, 180, Some(&tag)).unwrap();
+        if statuses[i] != 0 {
+            b.reply(inv, statuses[i], Some(&tag)).unwrap();
+        }
+    }
+    let fin = alice.expect_final().await.unwrap();
+    let mut cancelled = Vec::new();
+    for (i, (b, inv)) in bobs.iter_mut().zip(&invites).enumerate() {
+        if statuses[i] != 0 {
+            cancelled.push(false);
+            continue;
+        }
+        let got = b
+            .recv_within(Duration::from_secs(1), "a CANCEL")
+            .await
+            .ok()
+            .filter(|m| m.method().is_some_and(|m| m.as_str() == "CANCEL"));
+        if let Some(c) = &got {
+            b.reply(c, 200, None).unwrap();
+            b.reply(inv, 487, Some(&format!("b{i}"))).unwrap();
+        }
+        cancelled.push(got.is_some());
+    }
+    (fin.status().unwrap(), cancelled)
+}
+
+#[tokio::test(start_paused = true)]
+async fn best_response_is_the_lowest_class_and_a_lone_503_becomes_500() {
+    // §16.7 step 6: 4xx beats 5xx whatever the order of arrival.
+    assert_eq!(fork_outcome(&[503, 486]).await.0, 486);
+    assert_eq!(fork_outcome(&[486, 404]).await.0, 486, "first of a class");
+    // A 503 would make the caller think the proxy is overloaded.
+    assert_eq!(fork_outcome(&[503]).await.0, 500);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_6xx_cancels_the_ringing_branches_and_wins() {
+    let (status, cancelled) = fork_outcome(&[0, 603]).await;
+    assert_eq!(status, 603);
+    assert_eq!(cancelled, [true, false], "the ringing branch was cancelled");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_2xx_cancels_the_ringing_branches() {
+    let (status, cancelled) = fork_outcome(&[0, 200, 0]).await;
+    assert_eq!(status, 200);
+    assert_eq!(cancelled, [true, false, true]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn sequential_forking_tries_the_next_target_after_a_busy() {
+    let (_lab, srv, mut alice, mut bobs) = proxy_lab(2, false).await;
+    let invite = alice.invite(&target("hunt")).unwrap();
+    alice.send(&invite, srv.addr());
+    let first = bobs[0].expect_request("INVITE").await.unwrap();
+    bobs[0].reply(&first, 180, Some("b0")).unwrap();
+    bobs[1]
+        .silent_for(Duration::from_secs(1))
+        .await
+        .expect("the second target waits for the first's answer");
+    bobs[0].reply(&first, 486, Some("b0")).unwrap();
+    bobs[0].expect_request("ACK").await.unwrap();
+    let second = bobs[1].expect_request("INVITE").await.unwrap();
+    bobs[1].reply(&second, 200, Some("b1")).unwrap();
+    let ok = alice.expect_final().await.unwrap();
+    assert_eq!((ok.status(), ok.to_tag()), (Some(200), Some("b1")));
+}
+
+// ---------------------------------------------------------------------------
+// B2BUA
+
+struct Bridge {
+    callee: String,
+}
+
+async fn bridge(cx: Context<Bridge>, req: IncomingRequest) -> Result<(), AppError> {
+    let callee = cx.state().callee.clone();
+    req.b2bua_to(&callee).await?;
+    Ok(())
+}
+
+async fn b2bua_lab() -> (Lab, LabEngine, Phone, Phone) {
+    let lab = Lab::new();
+    let bob = lab.phone("bob", "10.0.1.1:5060").unwrap();
+    let app = SipRouter::new()
+        .invite(bridge)
+        .with_state("bridge", Bridge { callee: bob.uri() });
+    let srv = server(&lab, AppRouter::new().route(Rule::any(), app)).await;
+    let alice = lab.phone("alice", "10.0.0.2:5060").unwrap();
+    (lab, srv, alice, bob)
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_b2bua_relays_answer_reinvite_and_bye_between_its_legs() {
+    let (_lab, srv, mut alice, mut bob) = b2bua_lab().await;
+    let invite = alice.invite(&target("bob")).unwrap();
+    alice.send(&invite, srv.addr());
+    let leg_b = bob.expect_request("INVITE").await.unwrap();
+    assert_ne!(
+        leg_b.call_id(),
+        invite.call_id(),
+        "leg B is a dialog of its own"
+    );
+    assert_ne!(leg_b.from_tag(), invite.from_tag());
+    assert!(!leg_b.body().is_empty(), "the offer goes on to leg B");
+    bob.reply(&leg_b, 180, Some("bob")).unwrap();
+    alice.expect_status(180).await.unwrap();
+    let ok_b = bob.reply(&leg_b, 200, Some("bob")).unwrap();
+    let ok_a = alice.expect_status(200).await.unwrap();
+    assert_ne!(ok_a.to_tag(), Some("bob"), "leg A has the B2BUA's tag");
+    let ack = alice.ack(&invite, &ok_a).unwrap();
+    alice.send(&ack, srv.addr());
+    bob.expect_request("ACK").await.unwrap();
+
+    // A re-INVITE on leg A becomes one on leg B; B's answer comes back.
+    let mut dialog_a = Dialog::as_uac(&invite, &ok_a);
+    let sdp = alice.sdp().replace("4000", "4002");
+    let reinvite = dialog_a.request(&mut alice, "INVITE", &[], &sdp).unwrap();
+    alice.send(&reinvite, dialog_a.next_hop().unwrap());
+    let re_b = bob.expect_request("INVITE").await.unwrap();
+    assert_eq!(re_b.call_id(), leg_b.call_id());
+    assert!(String::from_utf8_lossy(re_b.body()).contains("4002"));
+    bob.reply(&re_b, 200, None).unwrap();
+    let re_ok = alice.expect_final().await.unwrap();
+    assert_eq!(re_ok.status(), Some(200));
+    let ack2 = alice.ack(&reinvite, &re_ok).unwrap();
+    alice.send(&ack2, dialog_a.next_hop().unwrap());
+    bob.expect_request("ACK").await.unwrap();
+
+    // BYE from A: B gets a BYE, its 200 ends the call on both legs.
+    let bye = dialog_a.request(&mut alice, "BYE", &[], "").unwrap();
+    alice.send(&bye, dialog_a.next_hop().unwrap());
+    let bye_b = bob.expect_request("BYE").await.unwrap();
+    assert_eq!(bye_b.call_id(), leg_b.call_id());
+    bob.reply(&bye_b, 200, None).unwrap();
+    alice.expect_status(200).await.unwrap();
+    drop(ok_b);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cancel_on_leg_a_cancels_leg_b() {
+    let (_lab, srv, mut alice, mut bob) = b2bua_lab().await;
+    let invite = alice.invite(&target("bob")).unwrap();
+    alice.send(&invite, srv.addr());
+    let leg_b = bob.expect_request("INVITE").await.unwrap();
+    bob.reply(&leg_b, 180, Some("bob")).unwrap();
+    alice.expect_status(180).await.unwrap();
+    let cancel = format!(
+        "CANCEL {ruri} SIP/2.0\r\nVia: {via}\r\nMax-Forwards: 70\r\nFrom: {from}\r\n\
+         To: {to}\r\nCall-ID: {cid}\r\nCSeq: 1 CANCEL\r\nContent-Length: 0\r\n\r\n",
+        ruri = invite.request_uri_str().unwrap(),
+        via = header(&invite, "Via").unwrap(),
+        from = header(&invite, "From").unwrap(),
+        to = header(&invite, "To").unwrap(),
+        cid = invite.call_id().unwrap(),
+    );
+    alice.send_raw(cancel.as_bytes(), srv.addr());
+    alice.expect_status(200).await.unwrap();
+    let cancel_b = bob.expect_request("CANCEL").await.unwrap();
+    bob.reply(&cancel_b, 200, None).unwrap();
+    bob.reply(&leg_b, 487, Some("bob")).unwrap();
+    let fin = alice.expect_final().await.unwrap();
+    assert_eq!(fin.status(), Some(487));
+}
+
+// ---------------------------------------------------------------------------
+// Timers on the virtual clock
+
+struct Alarm {
+    fired: Arc<Mutex<Vec<(String, Duration)>>>,
+    start: Instant,
+}
+
+async fn alarm_invite(cx: Context<Alarm>, req: IncomingRequest) -> Result<(), AppError> {
+    cx.set_timer("once", Duration::from_secs(30), None, serde_json::json!(1));
+    cx.set_timer(
+        "every",
+        Duration::from_secs(10),
+        Some(Duration::from_secs(10)),
+        serde_json::json!(2),
+    );
+    cx.set_timer("never", Duration::from_secs(20), None, serde_json::json!(3));
+    req.accept().await
+}
+
+async fn alarm_info(cx: Context<Alarm>, req: IncomingRequest) -> Result<(), AppError> {
+    cx.cancel_timer("never");
+    req.accept().await
+}
+
+async fn alarm_fired(cx: Context<Alarm>, t: TimerEvent) -> Result<(), AppError> {
+    let at = cx.state().start.elapsed();
+    cx.state().fired.lock().unwrap().push((t.id.clone(), at));
+    if t.id == "every" && at >= Duration::from_secs(40) {
+        cx.cancel_timer("every");
+    }
+    Ok(())
+}
+
+#[tokio::test(start_paused = true)]
+async fn timers_fire_on_time_repeat_and_stay_cancelled() {
+    let lab = Lab::new();
+    let fired = Arc::new(Mutex::new(Vec::new()));
+    let start = Instant::now();
+    let app = SipRouter::new()
+        .invite(alarm_invite)
+        .on("INFO", alarm_info)
+        .timer(alarm_fired)
+        .with_state(
+            "alarm",
+            Alarm {
+                fired: Arc::clone(&fired),
+                start,
+            },
+        );
+    let srv = server(&lab, AppRouter::new().route(Rule::any(), app)).await;
+    let mut alice = lab.phone("alice", "10.0.0.2:5060").unwrap();
+    let (invite, ok) = call(&mut alice, &srv, "alarm").await;
+    let ack = alice.ack(&invite, &ok).unwrap();
+    alice.send(&ack, srv.addr());
+    let mut dialog = Dialog::as_uac(&invite, &ok);
+    let info = dialog.request(&mut alice, "INFO", &[], "").unwrap();
+    alice.send(&info, dialog.next_hop().unwrap());
+    alice.expect_status(200).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(120)).await;
+    let mut fired = fired.lock().unwrap().clone();
+    fired.sort_by(|a, b| (a.1, &a.0).cmp(&(b.1, &b.0)));
+    let ids: Vec<&str> = fired.iter().map(|(id, _)| id.as_str()).collect();
+    assert_eq!(
+        ids,
+        ["every", "every", "every", "once", "every"],
+        "10, 20, 30, 30, 40 s; the cancelled one never: {fired:?}"
+    );
+    for ((_, at), want) in fired.iter().zip([10, 20, 30, 30, 40]) {
+        let want = Duration::from_secs(want);
+        assert!(
+            *at >= want && *at < want + Duration::from_millis(50),
+            "due at {want:?}, fired at {at:?}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Composition
+
+struct Step {
+    name: &'static str,
+    trail: Arc<Mutex<Vec<&'static str>>>,
+    last: bool,
+}
+
+async fn step(cx: Context<Step>, req: IncomingRequest) -> Result<(), AppError> {
+    cx.state().trail.lock().unwrap().push(cx.state().name);
+    if cx.state().last {
+        return req.accept().await;
+    }
+    let uri = req.request().request_uri_str().unwrap_or("").to_owned();
+    req.proxy_to(&uri).await?;
+    Ok(())
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dar_chain_runs_its_applications_in_the_files_order() {
+    let trail = Arc::new(Mutex::new(Vec::new()));
+    let app = |name: &'static str, last: bool| {
+        SipRouter::new().invite(step).with_state(
+            name,
+            Step {
+                name,
+                trail: Arc::clone(&trail),
+                last,
+            },
+        )
+    };
+    // Listed out of order: the order field (last) decides.
+    let dar = Dar::parse(
+        "INVITE: (\"answer\", \"DAR:To\", \"TERMINATING\", \"\", \"NO_ROUTE\", \"2\"), \
+         (\"screen\", \"DAR:From\", \"ORIGINATING\", \"\", \"NO_ROUTE\", \"0\"), \
+         (\"record\", \"DAR:From\", \"NEUTRAL\", \"\", \"NO_ROUTE\", \"1\")\n",
+    )
+    .unwrap();
+    let apps = [
+        app("answer", true),
+        app("screen", false),
+        app("record", false),
+    ];
+    let router = AppRouter::from_dar(&dar, &apps).unwrap();
+    let lab = Lab::new();
+    let srv = server(&lab, router).await;
+    let mut alice = lab.phone("alice", "10.0.0.2:5060").unwrap();
+    let (_, ok) = call(&mut alice, &srv, "someone").await;
+    assert_eq!(ok.status(), Some(200));
+    assert_eq!(*trail.lock().unwrap(), ["screen", "record", "answer"]);
+}
