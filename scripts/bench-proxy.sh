@@ -13,7 +13,7 @@
 # Environment: SB (the switchboard binary, default /tmp/sb-bench/switchboard,
 # built once with CARGO_TARGET_DIR=/work/target-bench cargo build --release
 # -p switchboard and copied there), RATE, DURATION, REPS, STEP_DURATION,
-# SHARDS_LIST ("1 2"), OUTDIR. Before every run the script waits (20 s
+# SHARDS_LIST ("1 2"), OUTDIR, SKIP_KAM=1 (fixed: ours only, for A/B runs of two builds). Before every run the script waits (20 s
 # polls, at most 15 min) until no sipp or kamailio it did not start is
 # running and the 1-minute load average is below 1.0.
 #
@@ -95,8 +95,8 @@ maxcps() {
 fixed() {
   local r s
   for r in $(seq 1 "$REPS"); do
-    gate; kam env OUTDIR="$OUT/fixed-kamailio-$r" "$BENCH/run-cps.sh" "$TARGET_KAM" "$RATE" "$DURATION" \
-      | grep -E '^RESULT' | tee -a "$OUT/summary.txt"
+    [ "${SKIP_KAM:-0}" = 1 ] || { gate; kam env OUTDIR="$OUT/fixed-kamailio-$r" "$BENCH/run-cps.sh" "$TARGET_KAM" "$RATE" "$DURATION" \
+      | grep -E '^RESULT' | tee -a "$OUT/summary.txt"; }
     for s in $SHARDS_LIST; do
       gate; ours "$s" env OUTDIR="$OUT/fixed-proxy-s$s-$r" "$BENCH/run-cps.sh" "$TARGET_OURS" "$RATE" "$DURATION" \
         | grep -E '^RESULT' | tee -a "$OUT/summary.txt"
