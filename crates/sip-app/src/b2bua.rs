@@ -18,10 +18,17 @@
 //!   written before each request or 2xx leaves, so any container that
 //!   loads the session (after its owner died) continues the call: a BYE
 //!   from either side reaches the other.
+//! * Reliable provisionals (RFC 3262): leg B's INVITE says `Supported:
+//!   100rel` when A's did; B's reliable provisional goes to A reliably,
+//!   with our own RSeq, and A's PRACK (answered by the engine) releases
+//!   our PRACK to B (`RAck` with B's RSeq, in B's early dialog). When A
+//!   cannot PRACK, the B2BUA PRACKs B itself and A hears the provisional
+//!   unreliably. PRACK bodies (offer/answer in PRACK) are not relayed.
 //!
-//! Not relayed: reliable provisionals (PRACK, RFC 3262) and an INVITE
-//! without an offer (the offer in the 2xx and the answer in the ACK): the
-//! ACK towards B is sent as soon as B's 2xx arrives.
+//!
+//! Not relayed: an INVITE without an offer (the offer in the 2xx and the
+//! answer in the ACK): the ACK towards B is sent as soon as B's 2xx
+//! arrives.
 
 use std::sync::{Arc, PoisonError};
 use std::time::Duration;
@@ -248,6 +255,78 @@ fn leg(cell: &SessionCell, call_id: &str) -> Option<DialogRecord> {
     })
 }
 
+/// Whether a message names 100rel in Supported or Require (RFC 3262).
+fn has_100rel(msg: &SipMessage, require_only: bool) -> bool {
+    let is = |t: &str| t.eq_ignore_ascii_case("100rel");
+    msg.typed_all::<sip_message::headers::Require<'_>>()
+        .filter_map(Result::ok)
+        .any(|r| is(r.0))
+        || (!require_only
+            && msg
+                .typed_all::<sip_message::headers::Supported<'_>>()
+                .filter_map(Result::ok)
+                .any(|s| is(s.0)))
+}
+
+/// The RSeq of a reliable provisional (`Require: 100rel` and an RSeq).
+fn reliable_rseq(msg: &SipMessage) -> Option<u32> {
+    if !has_100rel(msg, true) {
+        return None;
+    }
+    msg.headers_named("RSeq")
+        .next()?
+        .value()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Leg B's early dialog as its reliable provisional set it: the PRACK
+/// goes to its Contact along its Record-Route (§12.1.2).
+fn early_leg(b_leg: &DialogRecord, b_ua: &UaLeg, r: &SipMessage) -> (DialogRecord, UaLeg) {
+    let mut d = b_leg.clone();
+    d.to_tag = r.to_tag().unwrap_or("").to_owned();
+    let mut ua = b_ua.clone();
+    if let Some(t) = contact_uri(r) {
+        ua.remote_target = t;
+    }
+    let mut routes = record_routes(r);
+    routes.reverse();
+    ua.route_set = routes;
+    (d, ua)
+}
+
+/// Sends a PRACK for leg B's reliable provisional `rseq` (of the INVITE
+/// with CSeq `invite_cseq`) with CSeq `cseq`, and lets it finish in the
+/// background.
+async fn prack_leg_b(
+    shared: &Arc<Shared>,
+    d: &DialogRecord,
+    ua: &UaLeg,
+    rseq: u32,
+    invite_cseq: u32,
+    cseq: u32,
+) {
+    let Ok(peer) = hop(shared, &d.call_id, ua).await else {
+        return;
+    };
+    let Ok(prack) = leg_request(shared, d, ua, "PRACK", cseq, peer, None, None, 70) else {
+        return;
+    };
+    let mut e = prack.edit();
+    let rack = format!("{rseq} {invite_cseq} INVITE");
+    if e.add("RAck", &rack).is_err() {
+        return;
+    }
+    let Ok(prack) = SipMessage::parse(e.to_bytes()) else {
+        return;
+    };
+    if let Ok(mut ct) = shared.stack.send_request(prack, peer).await {
+        tokio::spawn(async move { while ct.next().await.is_some() {} });
+    }
+}
+
 /// Runs a B2BUA call setup for an INVITE on leg A to its end.
 #[allow(clippy::too_many_lines)]
 pub(crate) async fn setup(
@@ -332,7 +411,7 @@ pub(crate) async fn setup(
     };
     let our_contact_b = routing::contact_uri(&shared, &cell.id, None, peer);
     let body = body_of(&a_req);
-    let invite = leg_request(
+    let mut invite = leg_request(
         &shared,
         &b_leg,
         &b_ua,
@@ -343,6 +422,13 @@ pub(crate) async fn setup(
         body.as_ref().map(|(ct, b)| (ct.as_str(), b.clone())),
         u32::from(max_forwards),
     )?;
+    // RFC 3262 across the legs: B may answer reliably when A can PRACK.
+    let a_100rel = has_100rel(&a_req, false);
+    if a_100rel {
+        let mut e = invite.edit();
+        e.add("Supported", "100rel").map_err(build_err)?;
+        invite = SipMessage::parse(e.to_bytes()).map_err(build_err)?;
+    }
     cell.with(|d| {
         d.record.upsert_dialog(a_leg);
         d.record.upsert_dialog(b_leg);
@@ -371,6 +457,14 @@ pub(crate) async fn setup(
     let mut timed_out = false;
     let mut cseq: u32 = 1;
     let mut answered_challenge = false;
+    // Reliable provisionals (RFC 3262): leg B's last RSeq seen, the CSeq
+    // of our last PRACK on leg B, our RSeq on leg A, and A's PRACKs (each
+    // releases the PRACK of one of B's provisionals).
+    let mut last_rseq_b: Option<u32> = None;
+    let mut prack_cseq: u32 = 1;
+    let mut rseq_a: u32 = 0;
+    let (prack_tx, mut prack_rx) =
+        tokio::sync::mpsc::unbounded_channel::<(DialogRecord, UaLeg, u32)>();
     loop {
         let sleep = async {
             match deadline {
@@ -397,9 +491,61 @@ pub(crate) async fn setup(
                     continue;
                 }
                 if status < 200 {
-                    if !cancelled && let Ok(p) = relayed(&a_req, &r, Some(&a_tag), Some(&our_contact_a)) {
-                        tx.respond(p);
+                    let rseq_b = reliable_rseq(&r);
+                    if let Some(n) = rseq_b {
+                        // A retransmission (B has not heard our PRACK yet):
+                        // relayed once only.
+                        if last_rseq_b.is_some_and(|l| n <= l) {
+                            continue;
+                        }
+                        last_rseq_b = Some(n);
                     }
+                    if cancelled {
+                        continue;
+                    }
+                    let Ok(p) = relayed(&a_req, &r, Some(&a_tag), Some(&our_contact_a)) else {
+                        continue;
+                    };
+                    let Some(rseq_b) = rseq_b else {
+                        tx.respond(p);
+                        continue;
+                    };
+                    let (d, ua) = early_leg(&b_leg_now(&cell, &b_call), &b_ua, &r);
+                    if !a_100rel {
+                        // A cannot PRACK: we acknowledge B ourselves and A
+                        // hears the provisional unreliably.
+                        tx.respond(p);
+                        prack_cseq = prack_cseq.max(cseq) + 1;
+                        cseq_b_used(&cell, &b_call, prack_cseq);
+                        prack_leg_b(&shared, &d, &ua, rseq_b, cseq, prack_cseq).await;
+                        continue;
+                    }
+                    // Relayed reliably with our own RSeq; A's PRACK (the
+                    // engine answers it) releases our PRACK to B.
+                    rseq_a = if rseq_a == 0 {
+                        u32::from_str_radix(shared.stack.tag().get(..6).unwrap_or("1"), 16).unwrap_or(1).max(1)
+                    } else {
+                        rseq_a + 1
+                    };
+                    let mut e = p.edit();
+                    let rel = e.replace("Require", "100rel").is_ok() && e.add("RSeq", &rseq_a.to_string()).is_ok();
+                    let Some(p) = rel.then(|| SipMessage::parse(e.to_bytes()).ok()).flatten() else {
+                        continue;
+                    };
+                    let (wake, woken) = tokio::sync::oneshot::channel();
+                    shared
+                        .pracks
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .insert((a_call.clone(), rseq_a), (Arc::new(crate::request::TxSlot::default()), wake));
+                    tx.respond_reliable(p);
+                    let wait = shared.config.prack_timeout;
+                    let to_loop = prack_tx.clone();
+                    tokio::spawn(async move {
+                        if let Ok(Ok(())) = tokio::time::timeout(wait, woken).await {
+                            let _ = to_loop.send((d, ua, rseq_b));
+                        }
+                    });
                     continue;
                 }
                 if status < 300 {
@@ -484,6 +630,14 @@ pub(crate) async fn setup(
                 tx.respond(fin);
                 return Ok(B2buaOutcome { status, b_call_id: b_call });
             }
+            Some((d, ua, rseq_b)) = prack_rx.recv() => {
+                // A acknowledged our reliable provisional: stop sending it
+                // and acknowledge B's.
+                tx.prack_received();
+                prack_cseq = prack_cseq.max(cseq) + 1;
+                cseq_b_used(&cell, &b_call, prack_cseq);
+                prack_leg_b(&shared, &d, &ua, rseq_b, cseq, prack_cseq).await;
+            }
             () = tx.cancelled(), if !cancelled => {
                 cancelled = true;
                 ct.cancel();
@@ -494,6 +648,27 @@ pub(crate) async fn setup(
             }
         }
     }
+}
+
+/// Leg B's record as it is now (its UA state as set up).
+fn b_leg_now(cell: &SessionCell, b_call: &str) -> DialogRecord {
+    leg(cell, b_call).unwrap_or_else(|| DialogRecord {
+        call_id: b_call.to_owned(),
+        from_tag: String::new(),
+        to_tag: String::new(),
+        role: DialogRole::Uac,
+        state: DialogState::Early,
+        ua: None,
+    })
+}
+
+/// Leg B has used CSeq `n` (a PRACK): its later requests go above it.
+fn cseq_b_used(cell: &SessionCell, b_call: &str, n: u32) {
+    set_leg(cell, b_call, |d| {
+        if let Some(u) = d.ua.as_mut() {
+            u.local_cseq = u.local_cseq.max(n);
+        }
+    });
 }
 
 /// Leg B's INVITE again, with CSeq `cseq` and credentials answering the

@@ -58,9 +58,9 @@
 //! composition).
 //!
 //! # Not built yet
-//! Tracked in issue 4: the B2BUA relays re-INVITEs, BYE and CANCEL but not
-//! PRACK (a reliable provisional on leg B reaches leg A unreliably) and
-//! does not list pending messages; REFER with Replaces and the
+//! Tracked in issue 4: the B2BUA relays re-INVITEs, BYE, CANCEL and
+//! reliable provisionals with their PRACK (not PRACK bodies), and does not
+//! list pending messages; REFER with Replaces and the
 //! SUBSCRIBE/NOTIFY subscription state (RFC 6665) are routed to handlers
 //! as plain requests, without their dialog semantics. Digest
 //! authentication is a layer of the `container` crate (`sip-auth`).

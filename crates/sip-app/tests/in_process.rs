@@ -15,7 +15,9 @@
 //! * the proxy: relaying with Record-Route, and §16.7's best-response
 //!   rules over forked branches (lowest class, 503 -> 500, a 6xx cancels
 //!   the others, a 2xx cancels the others, sequential after a busy);
-//! * the B2BUA: answer, re-INVITE, BYE and CANCEL relayed between legs;
+//! * the B2BUA: answer, re-INVITE, BYE and CANCEL relayed between legs,
+//!   a reliable provisional and its PRACK relayed (or PRACKed by the
+//!   B2BUA when leg A cannot);
 //! * timers on the virtual clock: one-shot, repeating, cancelled;
 //! * composition: a DAR chain runs its applications in the file's order.
 
@@ -453,6 +455,76 @@ async fn the_b2bua_relays_answer_reinvite_and_bye_between_its_legs() {
     bob.reply(&bye_b, 200, None).unwrap();
     alice.expect_status(200).await.unwrap();
     drop(ok_b);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_b2bua_relays_a_reliable_provisional_and_its_prack() {
+    let (_lab, srv, mut alice, mut bob) = b2bua_lab().await;
+    let sdp = alice.sdp();
+    let invite = alice
+        .request("INVITE", &target("bob"), &["Supported: 100rel"], &sdp)
+        .unwrap();
+    alice.send(&invite, srv.addr());
+    let leg_b = bob.expect_request("INVITE").await.unwrap();
+    assert_eq!(
+        header(&leg_b, "Supported").as_deref(),
+        Some("100rel"),
+        "B may answer reliably since A can PRACK"
+    );
+    bob.reply_with(&leg_b, 183, Some("bob"), &["Require: 100rel", "RSeq: 7"])
+        .unwrap();
+    let early = alice.expect_status(183).await.unwrap();
+    assert_eq!(header(&early, "Require").as_deref(), Some("100rel"));
+    let rseq_a = header(&early, "RSeq").unwrap();
+    // B hears no PRACK before A sends one.
+    bob.silent_for(Duration::from_millis(100)).await.unwrap();
+    let mut dialog_a = Dialog::as_uac(&invite, &early);
+    let rack = format!("RAck: {rseq_a} 1 INVITE");
+    let prack = dialog_a.request(&mut alice, "PRACK", &[&rack], "").unwrap();
+    alice.send(&prack, dialog_a.next_hop().unwrap());
+    alice.expect_status(200).await.unwrap();
+    let prack_b = bob.expect_request("PRACK").await.unwrap();
+    assert_eq!(header(&prack_b, "RAck").as_deref(), Some("7 1 INVITE"));
+    assert_eq!(prack_b.call_id(), leg_b.call_id());
+    assert_eq!(prack_b.to_tag(), Some("bob"), "in B's early dialog");
+    let prack_cseq = prack_b.cseq().unwrap().0;
+    assert!(prack_cseq > 1, "above the INVITE's CSeq");
+    bob.reply(&prack_b, 200, None).unwrap();
+    // A's 183 is no longer retransmitted: only the answer comes now.
+    bob.reply(&leg_b, 200, Some("bob")).unwrap();
+    let ok = alice.expect_final().await.unwrap();
+    assert_eq!(ok.status(), Some(200));
+    let ack = alice.ack(&invite, &ok).unwrap();
+    alice.send(&ack, srv.addr());
+    bob.expect_request("ACK").await.unwrap();
+    let mut dialog_a = Dialog::as_uac(&invite, &ok);
+    dialog_a.cseq = 2;
+    let bye = dialog_a.request(&mut alice, "BYE", &[], "").unwrap();
+    alice.send(&bye, dialog_a.next_hop().unwrap());
+    let bye_b = bob.expect_request("BYE").await.unwrap();
+    assert!(
+        bye_b.cseq().unwrap().0 > prack_cseq,
+        "leg B's CSeq moves on"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_b2bua_pracks_leg_b_itself_when_leg_a_cannot() {
+    let (_lab, srv, mut alice, mut bob) = b2bua_lab().await;
+    let invite = alice.invite(&target("bob")).unwrap();
+    alice.send(&invite, srv.addr());
+    let leg_b = bob.expect_request("INVITE").await.unwrap();
+    assert!(header(&leg_b, "Supported").is_none());
+    // B insists (Require) anyway: the B2BUA acknowledges it.
+    bob.reply_with(&leg_b, 180, Some("bob"), &["Require: 100rel", "RSeq: 1"])
+        .unwrap();
+    let ringing = alice.expect_status(180).await.unwrap();
+    assert!(header(&ringing, "RSeq").is_none(), "unreliable towards A");
+    let prack_b = bob.expect_request("PRACK").await.unwrap();
+    assert_eq!(header(&prack_b, "RAck").as_deref(), Some("1 1 INVITE"));
+    bob.reply(&prack_b, 200, None).unwrap();
+    bob.reply(&leg_b, 200, Some("bob")).unwrap();
+    assert_eq!(alice.expect_final().await.unwrap().status(), Some(200));
 }
 
 #[tokio::test(start_paused = true)]

@@ -420,8 +420,25 @@ impl Phone {
         status: u16,
         to_tag: Option<&str>,
     ) -> Result<SipMessage, LabError> {
+        self.response_with(request, status, to_tag, &[])
+    }
+
+    /// [`Phone::response`] with extra header lines (`"Name: value"`).
+    pub fn response_with(
+        &self,
+        request: &SipMessage,
+        status: u16,
+        to_tag: Option<&str>,
+        extra: &[&str],
+    ) -> Result<SipMessage, LabError> {
         let mut b = sip_message::ResponseBuilder::for_request(request, status, to_tag)
             .map_err(|e| LabError::Build(e.to_string()))?;
+        for line in extra {
+            let (name, value) = line
+                .split_once(':')
+                .ok_or_else(|| LabError::Build(format!("not a header line: {line}")))?;
+            b = b.header(name.trim(), value.trim());
+        }
         let invite = request.method().is_some_and(|m| m.as_str() == "INVITE");
         if status > 100 {
             b = b.header("Contact", &format!("<{}>", self.uri()));
@@ -450,6 +467,19 @@ impl Phone {
         to_tag: Option<&str>,
     ) -> Result<SipMessage, LabError> {
         let r = self.response(request, status, to_tag)?;
+        self.send(&r, request.from);
+        Ok(r)
+    }
+
+    /// [`Phone::reply`] with extra header lines.
+    pub fn reply_with(
+        &self,
+        request: &Received,
+        status: u16,
+        to_tag: Option<&str>,
+        extra: &[&str],
+    ) -> Result<SipMessage, LabError> {
+        let r = self.response_with(request, status, to_tag, extra)?;
         self.send(&r, request.from);
         Ok(r)
     }
