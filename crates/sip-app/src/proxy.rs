@@ -101,6 +101,8 @@ const MAX_BRANCHES: usize = 16;
 
 // A response is the common event; boxing it would allocate per response.
 #[allow(clippy::large_enum_variant)]
+/// Sent boxed: the channel of a request context lives for one request,
+/// and its first block holds 32 items.
 enum BranchEvent {
     Event(ClientEvent),
     /// The branch timed out (it was cancelled).
@@ -166,7 +168,7 @@ pub(crate) async fn run(
     // the call exists (docs/CLUSTER.md).
     crate::engine::commit(&shared, &cell).await?;
 
-    let (ev_tx, mut ev_rx) = mpsc::unbounded_channel::<(usize, BranchEvent)>();
+    let (ev_tx, mut ev_rx) = mpsc::unbounded_channel::<(usize, Box<BranchEvent>)>();
     let mut branches: Vec<Branch> = Vec::new();
     let mut queue: std::collections::VecDeque<String> = options.targets.iter().cloned().collect();
     let mut finals: Vec<SipMessage> = Vec::new();
@@ -225,7 +227,7 @@ pub(crate) async fn run(
         tokio::select! {
             ev = ev_rx.recv() => {
                 let Some((i, ev)) = ev else { break };
-                match ev {
+                match *ev {
                     BranchEvent::Event(ClientEvent::Response(r)) => {
                         let status = r.status().unwrap_or(500);
                         if status < 200 {
@@ -492,7 +494,7 @@ fn spawn_branch(
     i: usize,
     mut ct: sip_stack::ClientTransaction,
     mut cancel: oneshot::Receiver<()>,
-    events: mpsc::UnboundedSender<(usize, BranchEvent)>,
+    events: mpsc::UnboundedSender<(usize, Box<BranchEvent>)>,
     timeout: Option<Duration>,
     no_response: Option<Duration>,
 ) {
@@ -519,14 +521,14 @@ fn spawn_branch(
                 () = silence => {
                     // Nothing from this hop: stop waiting for it (no CANCEL
                     // before a provisional, §9.1).
-                    let _ = events.send((i, BranchEvent::TimedOut));
-                    let _ = events.send((i, BranchEvent::Ended));
+                    let _ = events.send((i, Box::new(BranchEvent::TimedOut)));
+                    let _ = events.send((i, Box::new(BranchEvent::Ended)));
                     break;
                 }
                 ev = ct.next() => match ev {
                     Some(e) => {
                         heard |= matches!(e, ClientEvent::Response(_));
-                        if events.send((i, BranchEvent::Event(e.clone()))).is_err() {
+                        if events.send((i, Box::new(BranchEvent::Event(e.clone())))).is_err() {
                             // The context ended: keep forwarding 2xx
                             // retransmissions upstream (RFC 6026 §7.3).
                             if let ClientEvent::Response(r) = e
@@ -537,7 +539,7 @@ fn spawn_branch(
                         }
                     }
                     None => {
-                        let _ = events.send((i, BranchEvent::Ended));
+                        let _ = events.send((i, Box::new(BranchEvent::Ended)));
                         break;
                     }
                 },
@@ -548,7 +550,7 @@ fn spawn_branch(
                 () = sleep => {
                     timed_out = true;
                     ct.cancel();
-                    let _ = events.send((i, BranchEvent::TimedOut));
+                    let _ = events.send((i, Box::new(BranchEvent::TimedOut)));
                 }
             }
         }

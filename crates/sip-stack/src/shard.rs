@@ -25,7 +25,7 @@ pub(crate) enum Command {
     SendRequest {
         request: SipMessage,
         peer: Peer,
-        events: mpsc::UnboundedSender<ClientEvent>,
+        events: mpsc::UnboundedSender<Box<ClientEvent>>,
         reply: oneshot::Sender<Result<TxId, ProtoError>>,
     },
     /// Answer a server transaction.
@@ -63,7 +63,7 @@ pub(crate) struct Shard {
     /// Weak, so the shard ends when the last handle to the stack is gone.
     me: mpsc::WeakUnboundedSender<Command>,
     events: mpsc::UnboundedSender<StackEvent>,
-    clients: TxMap<mpsc::UnboundedSender<ClientEvent>>,
+    clients: TxMap<mpsc::UnboundedSender<Box<ClientEvent>>>,
     cancels: TxMap<oneshot::Sender<()>>,
     /// INVITE requests of server transactions, for AckTimeout reports.
     invites: TxMap<bytes::Bytes>,
@@ -490,7 +490,7 @@ impl Shard {
             }
             Event::Response { tx, response } => {
                 if let Some(c) = self.clients.get(&tx) {
-                    let _ = c.send(ClientEvent::Response(response));
+                    let _ = c.send(Box::new(ClientEvent::Response(response)));
                 }
             }
             Event::StrayResponse { response, source } => {
@@ -500,7 +500,7 @@ impl Shard {
             }
             Event::Timeout { tx, timer } => {
                 if let Some(c) = self.clients.get(&tx) {
-                    let _ = c.send(ClientEvent::Timeout);
+                    let _ = c.send(Box::new(ClientEvent::Timeout));
                 } else if timer == TimerName::L
                     && let Some(request) = self
                         .invites
@@ -512,7 +512,7 @@ impl Shard {
             }
             Event::TransportError { tx } => {
                 if let Some(c) = self.clients.get(&tx) {
-                    let _ = c.send(ClientEvent::TransportError);
+                    let _ = c.send(Box::new(ClientEvent::TransportError));
                 }
             }
             Event::Rejected { status, source } => {
