@@ -15,6 +15,11 @@
 #   scripts/bench-edge.sh fixed     # RATE (1000) cps for DURATION (15) s, REPS (3) times, interleaved
 #   scripts/bench-edge.sh max       # highest clean CPS of each
 #   scripts/bench-edge.sh all
+#   scripts/bench-edge.sh floor     # the floor: examples/floor_relay (no SIP work) at RATE, REPS times
+#
+# SB: the switchboard binary (default /tmp/sb-bench/switchboard); UDP_THREADS:
+# the edge's [listen] udp_threads (default: unset, one per core); FLOOR: the
+# floor_relay binary (default $CARGO_TARGET_DIR or target/release/examples).
 #
 # The edge's containers are node a and b, sip = the BACKENDS, no http (so
 # the probes are SIP OPTIONS, which the harness UAS answers with -aa).
@@ -26,8 +31,16 @@ SB="${SB:-/tmp/sb-bench/switchboard}"; export SB
 RATE="${RATE:-1000}"; DURATION="${DURATION:-15}"; REPS="${REPS:-3}"
 STEP_DURATION="${STEP_DURATION:-10}"
 export PAUSE_MS="${PAUSE_MS:-500}"
-TARGET_KAM=127.0.0.1:5060
-TARGET_OURS=127.0.0.1:5070
+# Ports of their own (not the harness defaults 5060/5070/5071/5072/5090):
+# another benchmark on the shared machine that starts between two steps of
+# a search then makes the step wait (run-cps.sh's quiet wait, QUIET_WAIT_S)
+# instead of failing on a port in use.
+PORT_BASE="${PORT_BASE:-5160}"
+TARGET_KAM="127.0.0.1:$PORT_BASE"
+TARGET_OURS="127.0.0.1:$((PORT_BASE + 10))"
+export BACKENDS="${BACKENDS:-127.0.0.1:$((PORT_BASE + 11)) 127.0.0.1:$((PORT_BASE + 12))}"
+export UAC_PORT="${UAC_PORT:-$((PORT_BASE + 30))}"
+export QUIET_WAIT_S="${QUIET_WAIT_S:-300}"
 
 log() { echo "[$(date -u +%H:%M:%S)] $*" >&2; }
 
@@ -57,6 +70,7 @@ serve() {
     echo
     echo "[listen]"
     echo "udp = [\"$BENCH_TARGET\"]"
+    [ -z "${UDP_THREADS:-}" ] || echo "udp_threads = $UDP_THREADS"
     echo "http = \"127.0.0.1:0\""
     echo
     echo "# One SIPp socket sends every call: no per-source admission limit."
@@ -76,6 +90,8 @@ serve() {
 
 ours() { PROXY=custom LABEL=switchboard-edge PROXY_START="$HERE/bench-edge.sh serve" "$@"; }
 kam() { PROXY=kamailio-stateless LABEL=kamailio-stateless "$@"; }
+FLOOR="${FLOOR:-${CARGO_TARGET_DIR:-$HERE/../target}/release/examples/floor_relay}"
+flr() { PROXY=custom LABEL=floor-relay PROXY_START="$FLOOR \$BENCH_TARGET \$BACKENDS" "$@"; }
 
 # One fixed-rate run after the gate; again (at most twice) when it did not
 # start or another job's CPU contaminated it.
@@ -98,6 +114,14 @@ fixed() {
   done
 }
 
+floor() {  # the relay that does no SIP work, interleaved with our edge
+  local r
+  for r in $(seq 1 "$REPS"); do
+    run_fixed flr "$OUT/floor-$r" "$TARGET_OURS"
+    run_fixed ours "$OUT/floor-edge-$r" "$TARGET_OURS"
+  done
+}
+
 maxcps() {  # MAX_TARGETS="kamailio edge" (default both)
   local t
   for t in ${MAX_TARGETS:-kamailio edge}; do
@@ -114,10 +138,12 @@ maxcps() {  # MAX_TARGETS="kamailio edge" (default both)
 MODE="${1:-all}"
 case "$MODE" in
   serve) serve ;;
-  max|fixed|all)
+  max|fixed|all|floor)
     [ -x "$SB" ] || { echo "no switchboard binary at $SB" >&2; exit 2; }
+    [ "$MODE" != floor ] || [ -x "$FLOOR" ] || {
+      echo "no floor_relay at $FLOOR (cargo build --release -p edge --example floor_relay)" >&2; exit 2; }
     OUT="${OUTDIR:-/tmp/sipbench/edge-$(date -u +%Y%m%d-%H%M%S)}"; mkdir -p "$OUT"
-    case "$MODE" in max) maxcps ;; fixed) fixed ;; all) fixed; maxcps ;; esac
+    case "$MODE" in max) maxcps ;; fixed) fixed ;; floor) floor ;; all) fixed; maxcps ;; esac
     echo "results in $OUT" ;;
-  *) sed -n '2,21p' "$0"; exit 2 ;;
+  *) sed -n '2,30p' "$0"; exit 2 ;;
 esac

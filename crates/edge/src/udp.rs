@@ -347,8 +347,10 @@ fn is_keepalive(data: &[u8]) -> bool {
 }
 
 /// The buffers of one round's sends, kept from round to round.
-#[derive(Default)]
 struct Round {
+    /// `sendmmsg`'s headers and destinations.
+    headers: MultiHeaders<SockaddrStorage>,
+    addrs: Vec<Option<SockaddrStorage>>,
     /// What the round's datagrams produced, in order.
     out: Vec<UdpOut>,
     /// The same with the index of the address each leaves from.
@@ -383,11 +385,20 @@ impl Reader {
         // one that fits.
         let mut bufs = vec![vec![0u8; max + 1]; BATCH];
         let mut meta: Vec<(usize, usize, Option<SocketAddr>)> = Vec::with_capacity(BATCH);
-        let mut round = Round::default();
+        let mut recv_headers = MultiHeaders::<SockaddrStorage>::preallocate(BATCH, None);
+        let mut round = Round {
+            headers: MultiHeaders::preallocate(BATCH, None),
+            addrs: Vec::with_capacity(BATCH),
+            out: Vec::with_capacity(BATCH),
+            pending: Vec::with_capacity(BATCH),
+            groups: Vec::new(),
+            chunk: Vec::with_capacity(BATCH),
+            index: Vec::with_capacity(BATCH),
+        };
         let _rt = self.rt.enter();
         while !self.stop.load(Ordering::Relaxed) {
             meta.clear();
-            match recv_batch(&self.socket, &mut bufs, &mut meta) {
+            match recv_batch(&self.socket, &mut recv_headers, &mut bufs, &mut meta) {
                 Ok(()) => {}
                 Err(e)
                     if matches!(
@@ -467,6 +478,8 @@ impl Reader {
     fn send_round(&self, round: &mut Round) {
         let udp = &self.shared.udp;
         let Round {
+            headers,
+            addrs,
             out,
             pending,
             groups,
@@ -513,7 +526,7 @@ impl Reader {
                     index.push(j);
                 }
             }
-            for (i, source) in send_all(socket, chunk) {
+            for (i, source) in send_all(socket, headers, addrs, chunk) {
                 if let Some((_, o)) = index.get(i).and_then(|&j| pending.get(j)) {
                     let e = TransportError::Send {
                         peer: Peer {
@@ -532,23 +545,29 @@ impl Reader {
     }
 }
 
-/// Reads up to `bufs.len()` datagrams: blocks for the first (up to the
-/// socket's receive timeout), then takes what is queued.
+/// Reads up to [`BATCH`] datagrams: blocks for the first (up to the
+/// socket's receive timeout), then takes what is queued. `headers` are
+/// reused from call to call (the kernel rewrites each entry's address
+/// length, which stays right: a socket has one address family).
 fn recv_batch(
     socket: &UdpSocket,
+    headers: &mut MultiHeaders<SockaddrStorage>,
     bufs: &mut [Vec<u8>],
     meta: &mut Vec<(usize, usize, Option<SocketAddr>)>,
 ) -> io::Result<()> {
     use std::io::IoSliceMut;
 
-    let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(bufs.len(), None);
-    let mut iovs: Vec<[IoSliceMut<'_>; 1]> = bufs
-        .iter_mut()
-        .map(|b| [IoSliceMut::new(b.as_mut_slice())])
-        .collect();
+    // On the stack: no allocation per read.
+    let mut rest = bufs.iter_mut();
+    let mut iovs: [[IoSliceMut<'_>; 1]; BATCH] = std::array::from_fn(|_| {
+        [IoSliceMut::new(
+            rest.next()
+                .map_or_else(<&mut [u8]>::default, Vec::as_mut_slice),
+        )]
+    });
     let results = recvmmsg(
         socket.as_raw_fd(),
-        &mut headers,
+        headers,
         iovs.iter_mut(),
         MsgFlags::MSG_WAITFORONE,
         None,
@@ -567,17 +586,34 @@ fn to_std(a: &SockaddrStorage) -> Option<SocketAddr> {
     a.as_sockaddr_in6().map(|v6| SocketAddr::V6((*v6).into()))
 }
 
-/// Sends every datagram of `chunk`, [`BATCH`] per `sendmmsg`, blocking
-/// while the send buffer is full. Returns the datagrams the system refused
-/// (index in `chunk`, error); the others are sent.
-fn send_all(socket: &UdpSocket, chunk: &[(SocketAddr, Bytes)]) -> Vec<(usize, io::Error)> {
+/// Sends every datagram of `chunk`, blocking while the send buffer is
+/// full: one `sendto` for a lone datagram (the usual case at low rates),
+/// else one `sendmmsg` per [`BATCH`]. Returns the datagrams the system
+/// refused (index in `chunk`, error); the others are sent.
+fn send_all(
+    socket: &UdpSocket,
+    headers: &mut MultiHeaders<SockaddrStorage>,
+    addrs: &mut Vec<Option<SockaddrStorage>>,
+    chunk: &[(SocketAddr, Bytes)],
+) -> Vec<(usize, io::Error)> {
     let mut failed = Vec::new();
     let mut start = 0;
     while start < chunk.len() {
         let end = chunk.len().min(start + BATCH);
         let part = chunk.get(start..end).unwrap_or_default();
-        match send_many(socket, part) {
-            Ok(sent) => start += sent.max(1),
+        let sent = match part {
+            [(to, bytes)] => sendto(
+                socket.as_raw_fd(),
+                bytes,
+                &SockaddrStorage::from(*to),
+                MsgFlags::empty(),
+            )
+            .map(|_| 1)
+            .map_err(io::Error::from),
+            _ => send_many(socket, headers, addrs, part),
+        };
+        match sent {
+            Ok(n) => start += n.max(1),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => {
                 // The system refused the first datagram of the part.
@@ -589,23 +625,32 @@ fn send_all(socket: &UdpSocket, chunk: &[(SocketAddr, Bytes)]) -> Vec<(usize, io
     failed
 }
 
-fn send_many(socket: &UdpSocket, chunk: &[(SocketAddr, Bytes)]) -> io::Result<usize> {
+fn send_many(
+    socket: &UdpSocket,
+    headers: &mut MultiHeaders<SockaddrStorage>,
+    addrs: &mut Vec<Option<SockaddrStorage>>,
+    chunk: &[(SocketAddr, Bytes)],
+) -> io::Result<usize> {
     use std::io::IoSlice;
 
     use nix::sys::socket::ControlMessage;
 
-    let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(chunk.len(), None);
-    let iovs: Vec<[IoSlice<'_>; 1]> = chunk.iter().map(|(_, b)| [IoSlice::new(b)]).collect();
-    let addrs: Vec<Option<SockaddrStorage>> = chunk
-        .iter()
-        .map(|(a, _)| Some(SockaddrStorage::from(*a)))
-        .collect();
+    addrs.clear();
+    addrs.extend(chunk.iter().map(|(a, _)| Some(SockaddrStorage::from(*a))));
+    // On the stack: no allocation per send. Entries past the chunk are
+    // empty and not sent (the call takes as many as there are addresses).
+    let mut rest = chunk.iter();
+    let iovs: [[IoSlice<'_>; 1]; BATCH] = std::array::from_fn(|_| {
+        [IoSlice::new(
+            rest.next().map_or(&[][..], |(_, b)| b.as_ref()),
+        )]
+    });
     let none: [ControlMessage<'_>; 0] = [];
     let sent = sendmmsg(
         socket.as_raw_fd(),
-        &mut headers,
+        headers,
         &iovs,
-        &addrs,
+        &addrs[..],
         none,
         MsgFlags::empty(),
     )
