@@ -172,7 +172,7 @@ fn body_of(msg: &SipMessage) -> Option<(String, Bytes)> {
 }
 
 /// The Contact URI of a message (the remote target it sets).
-fn contact_uri(msg: &SipMessage) -> Option<String> {
+pub(crate) fn contact_uri(msg: &SipMessage) -> Option<String> {
     msg.typed_all::<Contact<'_>>()
         .filter_map(Result::ok)
         .find_map(|c| match c {
@@ -182,7 +182,7 @@ fn contact_uri(msg: &SipMessage) -> Option<String> {
 }
 
 /// Record-Route URIs of a message, in order.
-fn record_routes(msg: &SipMessage) -> Vec<String> {
+pub(crate) fn record_routes(msg: &SipMessage) -> Vec<String> {
     msg.typed_all::<RecordRoute<'_>>()
         .filter_map(Result::ok)
         .map(|r| r.uri().as_str().to_owned())
@@ -933,4 +933,85 @@ pub(crate) async fn relay(
             Some(_) => {}
         }
     }
+}
+
+/// Sends a request inside a dialog of the session in which this container
+/// is a user agent (an answered call, either leg of a B2BUA call): CSeq
+/// one above the last, to the remote target along the route set, with
+/// `extra` header lines and a body; the session is written first. Returns
+/// the final status (408 when nothing answered). A BYE ends the dialog
+/// whatever the answer.
+pub(crate) async fn send_in_dialog(
+    shared: &Arc<Shared>,
+    cell: &Arc<SessionCell>,
+    call_id: &str,
+    method: &str,
+    extra: &[(&str, &str)],
+    body: Option<(&str, Bytes)>,
+) -> Result<u16, AppError> {
+    let found = cell.with(|d| {
+        d.record
+            .dialogs
+            .iter()
+            .find(|x| x.call_id == call_id && x.state != DialogState::Terminated && x.ua.is_some())
+            .cloned()
+    });
+    let Some(mut d) = found else {
+        return Err(AppError::Build(format!(
+            "no dialog {call_id:?} in this session to send {method} in"
+        )));
+    };
+    let Some(mut ua) = d.ua.take() else {
+        return Err(AppError::Build(format!(
+            "dialog {call_id:?} has no user agent state"
+        )));
+    };
+    let cseq = ua.local_cseq.saturating_add(1);
+    ua.local_cseq = cseq;
+    set_leg(cell, call_id, |x| {
+        if let Some(u) = x.ua.as_mut() {
+            u.local_cseq = cseq;
+        }
+    });
+    // Written before the request reveals the new CSeq.
+    commit(shared, cell).await?;
+    let peer = hop(shared, call_id, &ua).await?;
+    let contact = routing::contact_uri(shared, &cell.id, None, peer);
+    let mut request = leg_request(
+        shared,
+        &d,
+        &ua,
+        method,
+        cseq,
+        peer,
+        Some(&contact),
+        body,
+        70,
+    )?;
+    if !extra.is_empty() {
+        let mut e = request.edit();
+        for (name, value) in extra {
+            e.add(name, value).map_err(build_err)?;
+        }
+        request = SipMessage::parse(e.to_bytes()).map_err(build_err)?;
+    }
+    let mut ct = shared
+        .stack
+        .send_request(request, peer)
+        .await
+        .map_err(|_| AppError::Stopped)?;
+    let status = loop {
+        match ct.next().await {
+            Some(ClientEvent::Response(r)) => match r.status() {
+                Some(s) if s >= 200 => break s,
+                _ => {}
+            },
+            Some(ClientEvent::TransportError) => break 503,
+            Some(_) | None => break 408,
+        }
+    };
+    if method == "BYE" {
+        set_leg(cell, call_id, |x| x.state = DialogState::Terminated);
+    }
+    Ok(status)
 }

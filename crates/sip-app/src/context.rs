@@ -130,6 +130,32 @@ impl<S> Context<S> {
         self.send_request_as(method, target, body, None).await
     }
 
+    /// Sends a request inside a dialog of this session in which the
+    /// container is a user agent (a call the application answered, either
+    /// leg of a B2BUA call; JSR 289 `SipSession.createRequest`): a NOTIFY
+    /// for a REFER's progress, an INFO, a BYE that ends a call from the
+    /// application's side. `extra` header lines (name, value) and `body`
+    /// go in as given; CSeq, tags, the remote target and the route set
+    /// come from the dialog. Returns the final status (408 when nothing
+    /// answered); a BYE ends the dialog whatever the answer.
+    pub async fn send_in_dialog(
+        &self,
+        call_id: &str,
+        method: &str,
+        extra: &[(&str, &str)],
+        body: Option<(&str, bytes::Bytes)>,
+    ) -> Result<u16, AppError> {
+        crate::b2bua::send_in_dialog(
+            &self.raw.shared,
+            &self.raw.cell,
+            call_id,
+            method,
+            extra,
+            body,
+        )
+        .await
+    }
+
     /// [`Context::send_request`], answering a 401 or 407 once with digest
     /// credentials (`user`, `password`; `sip-auth`): the request is sent
     /// again with CSeq 2 and an `Authorization` / `Proxy-Authorization`

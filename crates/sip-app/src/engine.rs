@@ -480,6 +480,25 @@ async fn initial(shared: Arc<Shared>, tx: ServerTransaction, request: SipMessage
         let to_tag = shared.stack.tag();
         return run_handler(&shared, &cell, &app, tx, request, to_tag, false, Vec::new()).await;
     }
+    // RFC 3891 (JSR 289 §15.7): an INVITE with Replaces joins the session
+    // of the dialog it replaces, whose application decides.
+    if method == "INVITE"
+        && let Some(replaces) = crate::request::replaces_of(&request)
+    {
+        let Some(cell) = replaced_session(&shared, &replaces).await else {
+            shared.stats.default_answers.fetch_add(1, Ordering::Relaxed);
+            return respond(
+                &tx,
+                481,
+                "Call/Transaction Does Not Exist (no dialog to replace)",
+                &[],
+            );
+        };
+        if let Some(app) = shared.router.by_name(&cell.with(|d| d.record.app.clone())) {
+            let to_tag = shared.stack.tag();
+            return run_handler(&shared, &cell, &app, tx, request, to_tag, false, Vec::new()).await;
+        }
+    }
     let mut chain = shared.router.select_chain(&request);
     let rest = chain.split_off(chain.len().min(1));
     let Some(app) = chain.pop() else {
@@ -516,6 +535,27 @@ async fn initial(shared: Arc<Shared>, tx: ServerTransaction, request: SipMessage
 /// A new application session of `app` in this container (started by a
 /// session key when `key` is given; ended by expiry only when
 /// `until_expiry`, as an HTTP session is).
+/// The session holding the live dialog a Replaces header names (a dialog
+/// this container is a user agent in).
+async fn replaced_session(
+    shared: &Arc<Shared>,
+    replaces: &crate::request::Replaces,
+) -> Option<Arc<SessionCell>> {
+    let id = shared
+        .ua_dialogs
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(&replaces.call_id)
+        .cloned()?;
+    let cell = find_or_load(shared, &id).await?;
+    let live = cell.with(|d| {
+        d.record
+            .dialog(&replaces.call_id, &replaces.to_tag, &replaces.from_tag)
+            .is_some_and(|dl| dl.state != DialogState::Terminated)
+    });
+    live.then_some(cell)
+}
+
 pub(crate) fn new_session(
     shared: &Shared,
     app: &Application,

@@ -60,9 +60,13 @@
 //! # Not built yet
 //! Tracked in issue 4: the B2BUA relays re-INVITEs, BYE, CANCEL and
 //! reliable provisionals with their PRACK (not PRACK bodies), and does not
-//! list pending messages; REFER with Replaces and the
-//! SUBSCRIBE/NOTIFY subscription state (RFC 6665) are routed to handlers
-//! as plain requests, without their dialog semantics. Digest
+//! list pending messages. REFER reaches the application's handler, which
+//! answers it and reports progress with NOTIFYs through
+//! [`Context::send_in_dialog`]; an INVITE with Replaces joins the session
+//! of the dialog it replaces ([`IncomingRequest::replaces`]; 481 when
+//! there is none). The SUBSCRIBE/NOTIFY subscription state of RFC 6665
+//! (expiry, refresh, termination) is the application's to keep: the
+//! container records the dialog and routes the requests. Digest
 //! authentication is a layer of the `container` crate (`sip-auth`).
 
 mod approuter;
@@ -87,7 +91,7 @@ pub use dar::{Dar, DarEntry, DarError, Region, RouteModifier};
 pub use engine::{Engine, EngineConfig, Stats, unix_ms};
 pub use error::AppError;
 pub use proxy::{ProxyOptions, ProxyOutcome, Supervisor};
-pub use request::IncomingRequest;
+pub use request::{IncomingRequest, Replaces};
 pub use router::{
     Application, BoxFuture, Handler, HttpHandler, HttpRequest, HttpResponse, SessionKey, SipRouter,
     TimerEvent, TimerHandler,

@@ -16,7 +16,7 @@ use crate::AppError;
 use crate::b2bua::{B2buaOptions, B2buaOutcome};
 use crate::engine::Shared;
 use crate::proxy::{ProxyOptions, ProxyOutcome};
-use crate::session::{DialogRecord, DialogRole, DialogState, SessionCell};
+use crate::session::{DialogRecord, DialogRole, DialogState, SessionCell, UaLeg};
 
 /// The server transaction, shared with the container so it can answer
 /// what the handler left unanswered.
@@ -50,6 +50,46 @@ impl TxSlot {
     }
 }
 
+/// What a Replaces header (RFC 3891) names: a dialog by Call-ID and tags.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replaces {
+    /// The dialog's Call-ID.
+    pub call_id: String,
+    /// The `to-tag` parameter.
+    pub to_tag: String,
+    /// The `from-tag` parameter.
+    pub from_tag: String,
+    /// `early-only`: replace the dialog only while it is early.
+    pub early_only: bool,
+}
+
+/// Parses a request's Replaces header; `None` when absent or without both
+/// tags.
+pub(crate) fn replaces_of(request: &SipMessage) -> Option<Replaces> {
+    let value = request.headers_named("Replaces").next()?.value().ok()?;
+    let mut parts = value.split(';').map(str::trim);
+    let call_id = parts.next().filter(|c| !c.is_empty())?.to_owned();
+    let (mut to_tag, mut from_tag, mut early_only) = (None, None, false);
+    for p in parts {
+        match p.split_once('=') {
+            Some((k, v)) if k.trim().eq_ignore_ascii_case("to-tag") => {
+                to_tag = Some(v.trim().to_owned());
+            }
+            Some((k, v)) if k.trim().eq_ignore_ascii_case("from-tag") => {
+                from_tag = Some(v.trim().to_owned());
+            }
+            None if p.eq_ignore_ascii_case("early-only") => early_only = true,
+            _ => {}
+        }
+    }
+    Some(Replaces {
+        call_id,
+        to_tag: to_tag?,
+        from_tag: from_tag?,
+        early_only,
+    })
+}
+
 /// A request to answer.
 pub struct IncomingRequest {
     pub(crate) request: SipMessage,
@@ -77,6 +117,16 @@ impl std::fmt::Debug for IncomingRequest {
 }
 
 impl IncomingRequest {
+    /// The dialog an INVITE with a Replaces header (RFC 3891) replaces.
+    /// The engine delivers such an INVITE in the session of that dialog
+    /// (and answers 481 itself when there is none), so the application
+    /// finds the old call in [`Context::b2bua_legs`](crate::Context::b2bua_legs)
+    /// or ends it with [`Context::send_in_dialog`](crate::Context::send_in_dialog).
+    #[must_use]
+    pub fn replaces(&self) -> Option<Replaces> {
+        replaces_of(&self.request)
+    }
+
     /// The request.
     #[must_use]
     pub fn request(&self) -> &SipMessage {
@@ -471,6 +521,26 @@ impl IncomingRequest {
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
                     .insert(call_id.to_owned(), self.cell.id.clone());
+                // Enough to send requests in the dialog later (a BYE, a
+                // NOTIFY): Context::send_in_dialog.
+                let to = self
+                    .request
+                    .typed::<sip_message::headers::To<'_>>()
+                    .and_then(Result::ok)
+                    .map(|t| t.uri().as_str().to_owned());
+                let from = self
+                    .request
+                    .typed::<sip_message::headers::From<'_>>()
+                    .and_then(Result::ok)
+                    .map(|f| f.uri().as_str().to_owned());
+                let ua = UaLeg {
+                    local_uri: to.unwrap_or_default(),
+                    remote_uri: from.unwrap_or_default(),
+                    remote_target: crate::b2bua::contact_uri(&self.request).unwrap_or_default(),
+                    route_set: crate::b2bua::record_routes(&self.request),
+                    local_cseq: 0,
+                    link: None,
+                };
                 self.cell.with(|d| {
                     d.record.upsert_dialog(DialogRecord {
                         call_id: call_id.to_owned(),
@@ -478,7 +548,7 @@ impl IncomingRequest {
                         to_tag: to_tag.to_owned(),
                         role: DialogRole::Uas,
                         state: DialogState::Confirmed,
-                        ua: None,
+                        ua: Some(ua),
                     });
                     let at =
                         crate::engine::unix_ms().saturating_add(crate::session::millis(lifetime));

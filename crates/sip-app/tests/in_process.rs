@@ -682,3 +682,176 @@ async fn a_dar_chain_runs_its_applications_in_the_files_order() {
     assert_eq!(ok.status(), Some(200));
     assert_eq!(*trail.lock().unwrap(), ["screen", "record", "answer"]);
 }
+
+// ---------------------------------------------------------------------------
+// REFER and Replaces (RFC 3515, RFC 3891): requests the application sends
+// inside its dialogs
+
+struct Pbx {
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+async fn pbx_invite(cx: Context<Pbx>, req: IncomingRequest) -> Result<(), AppError> {
+    let replaces = req.replaces();
+    req.accept().await?;
+    if let Some(old) = replaces {
+        let status = cx.send_in_dialog(&old.call_id, "BYE", &[], None).await?;
+        cx.state()
+            .log
+            .lock()
+            .unwrap()
+            .push(format!("replaced {status}"));
+    }
+    Ok(())
+}
+
+async fn pbx_refer(cx: Context<Pbx>, req: IncomingRequest) -> Result<(), AppError> {
+    let call_id = req.request().call_id().unwrap_or("").to_owned();
+    req.respond(202, None).await?;
+    let frag = |s: &'static str| Some(("message/sipfrag", bytes::Bytes::from_static(s.as_bytes())));
+    let first = cx
+        .send_in_dialog(
+            &call_id,
+            "NOTIFY",
+            &[
+                ("Event", "refer"),
+                ("Subscription-State", "active;expires=60"),
+            ],
+            frag("SIP/2.0 100 Trying"),
+        )
+        .await?;
+    let last = cx
+        .send_in_dialog(
+            &call_id,
+            "NOTIFY",
+            &[
+                ("Event", "refer"),
+                ("Subscription-State", "terminated;reason=noresource"),
+            ],
+            frag("SIP/2.0 200 OK"),
+        )
+        .await?;
+    cx.state()
+        .log
+        .lock()
+        .unwrap()
+        .push(format!("notified {first} {last}"));
+    Ok(())
+}
+
+fn pbx(log: &Arc<Mutex<Vec<String>>>) -> AppRouter {
+    let app = SipRouter::new()
+        .invite(pbx_invite)
+        .on("REFER", pbx_refer)
+        .bye(|_cx: Context<Pbx>, req: IncomingRequest| req.accept())
+        .with_state(
+            "pbx",
+            Pbx {
+                log: Arc::clone(log),
+            },
+        );
+    AppRouter::new().route(Rule::any(), app)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refer_is_accepted_and_its_progress_notified_in_the_dialog() {
+    let lab = Lab::new();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let srv = server(&lab, pbx(&log)).await;
+    let mut alice = lab.phone("alice", "10.0.0.2:5060").unwrap();
+    let (invite, ok) = call(&mut alice, &srv, "desk").await;
+    let ack = alice.ack(&invite, &ok).unwrap();
+    alice.send(&ack, srv.addr());
+    let mut dialog = Dialog::as_uac(&invite, &ok);
+    let refer = dialog
+        .request(&mut alice, "REFER", &["Refer-To: <sip:carol@10.0.0.9>"], "")
+        .unwrap();
+    alice.send(&refer, dialog.next_hop().unwrap());
+    alice.expect_status(202).await.unwrap();
+    let mut cseqs = Vec::new();
+    for (state, frag) in [("active", "100 Trying"), ("terminated", "200 OK")] {
+        let notify = alice.expect_request("NOTIFY").await.unwrap();
+        assert_eq!(
+            notify.request_uri_str(),
+            Some(alice.uri().as_str()),
+            "to our Contact"
+        );
+        assert_eq!(notify.call_id(), invite.call_id());
+        assert_eq!(notify.from_tag(), ok.to_tag(), "the container's tag");
+        assert_eq!(notify.to_tag(), invite.from_tag());
+        assert_eq!(header(&notify, "Event").as_deref(), Some("refer"));
+        assert!(
+            header(&notify, "Subscription-State")
+                .unwrap()
+                .starts_with(state)
+        );
+        assert!(String::from_utf8_lossy(notify.body()).contains(frag));
+        cseqs.push(notify.cseq().unwrap().0);
+        alice.reply(&notify, 200, None).unwrap();
+    }
+    assert!(cseqs[1] > cseqs[0], "CSeq grows: {cseqs:?}");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(*log.lock().unwrap(), ["notified 200 200"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_invite_with_replaces_joins_the_replaced_calls_session() {
+    let lab = Lab::new();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let srv = server(&lab, pbx(&log)).await;
+    let mut alice = lab.phone("alice", "10.0.0.2:5060").unwrap();
+    let (invite, ok) = call(&mut alice, &srv, "desk").await;
+    let ack = alice.ack(&invite, &ok).unwrap();
+    alice.send(&ack, srv.addr());
+    assert_eq!(srv.engine().live_sessions(), 1);
+    // Bob takes over alice's call (an attended transfer's last step).
+    let mut bob = lab.phone("bob", "10.0.0.3:5060").unwrap();
+    let replaces = format!(
+        "Replaces: {};to-tag={};from-tag={}",
+        invite.call_id().unwrap(),
+        ok.to_tag().unwrap(),
+        invite.from_tag().unwrap()
+    );
+    let sdp = bob.sdp();
+    let take_over = bob
+        .request("INVITE", &target("desk"), &[&replaces], &sdp)
+        .unwrap();
+    bob.send(&take_over, srv.addr());
+    let bob_ok = bob.expect_final().await.unwrap();
+    assert_eq!(bob_ok.status(), Some(200));
+    let bye = alice.expect_request("BYE").await.unwrap();
+    assert_eq!(bye.call_id(), invite.call_id(), "the replaced call ends");
+    alice.reply(&bye, 200, None).unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(*log.lock().unwrap(), ["replaced 200"]);
+    assert_eq!(
+        srv.engine().live_sessions(),
+        1,
+        "one session for both calls"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn replaces_naming_no_dialog_gets_481() {
+    let lab = Lab::new();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let srv = server(&lab, pbx(&log)).await;
+    let mut bob = lab.phone("bob", "10.0.0.3:5060").unwrap();
+    let sdp = bob.sdp();
+    let invite = bob
+        .request(
+            "INVITE",
+            &target("desk"),
+            &["Replaces: nosuchcall;to-tag=a;from-tag=b"],
+            &sdp,
+        )
+        .unwrap();
+    bob.send(&invite, srv.addr());
+    let r = bob.expect_final().await.unwrap();
+    assert_eq!(r.status(), Some(481));
+    assert_eq!(
+        r.reason(),
+        Some("Call/Transaction Does Not Exist (no dialog to replace)")
+    );
+    assert_eq!(srv.engine().live_sessions(), 0);
+}
