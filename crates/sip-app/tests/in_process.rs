@@ -19,7 +19,10 @@
 //!   a reliable provisional and its PRACK relayed (or PRACKed by the
 //!   B2BUA when leg A cannot);
 //! * timers on the virtual clock: one-shot, repeating, cancelled;
-//! * composition: a DAR chain runs its applications in the file's order.
+//! * composition: a DAR chain runs its applications in the file's order;
+//! * requests the application sends in its dialogs: NOTIFYs for a REFER,
+//!   a subscription's NOTIFYs until its expiry timer ends it, the BYE of a
+//!   call an INVITE with Replaces took over.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -854,4 +857,119 @@ async fn replaces_naming_no_dialog_gets_481() {
         Some("Call/Transaction Does Not Exist (no dialog to replace)")
     );
     assert_eq!(srv.engine().live_sessions(), 0);
+}
+
+// ---------------------------------------------------------------------------
+// A subscription (RFC 6665) kept by the application: SUBSCRIBE answered
+// with its expiry, NOTIFYs in the subscription's dialog, and a timer that
+// ends it with a final NOTIFY when it expires.
+
+struct Presence {
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+async fn presence_subscribe(cx: Context<Presence>, req: IncomingRequest) -> Result<(), AppError> {
+    let call_id = req.request().call_id().unwrap_or("").to_owned();
+    let expires: u64 = sip_testkit::lab::header(req.request(), "Expires")
+        .and_then(|e| e.trim().parse().ok())
+        .unwrap_or(3600)
+        .min(60);
+    let ok = req
+        .response(200, None)?
+        .header("Expires", &expires.to_string());
+    req.send(ok, 200).await?;
+    cx.session().set("subscription", &call_id)?;
+    cx.set_timer(
+        "expiry",
+        Duration::from_secs(expires),
+        None,
+        serde_json::json!(call_id),
+    );
+    let state = format!("active;expires={expires}");
+    let open = Some((
+        "application/pidf+xml",
+        bytes::Bytes::from_static(b"<open/>"),
+    ));
+    let s = cx
+        .send_in_dialog(
+            &call_id,
+            "NOTIFY",
+            &[("Event", "presence"), ("Subscription-State", &state)],
+            open,
+        )
+        .await?;
+    cx.state().log.lock().unwrap().push(format!("notify {s}"));
+    Ok(())
+}
+
+async fn presence_expired(cx: Context<Presence>, t: TimerEvent) -> Result<(), AppError> {
+    let call_id = t.payload.as_str().unwrap_or("").to_owned();
+    let s = cx
+        .send_in_dialog(
+            &call_id,
+            "NOTIFY",
+            &[
+                ("Event", "presence"),
+                ("Subscription-State", "terminated;reason=timeout"),
+            ],
+            None,
+        )
+        .await?;
+    cx.state().log.lock().unwrap().push(format!("expired {s}"));
+    Ok(())
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_subscription_is_notified_and_ends_when_it_expires() {
+    let lab = Lab::new();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let app = SipRouter::new()
+        .on("SUBSCRIBE", presence_subscribe)
+        .timer(presence_expired)
+        .with_state(
+            "presence",
+            Presence {
+                log: Arc::clone(&log),
+            },
+        );
+    let srv = server(&lab, AppRouter::new().route(Rule::any(), app)).await;
+    let mut watcher = lab.phone("watcher", "10.0.0.2:5060").unwrap();
+    let sub = watcher
+        .request(
+            "SUBSCRIBE",
+            &target("alice"),
+            &["Event: presence", "Expires: 30"],
+            "",
+        )
+        .unwrap();
+    let start = Instant::now();
+    watcher.send(&sub, srv.addr());
+    let ok = watcher.expect_status(200).await.unwrap();
+    assert_eq!(header(&ok, "Expires").as_deref(), Some("30"));
+    let first = watcher.expect_request("NOTIFY").await.unwrap();
+    assert_eq!(
+        first.call_id(),
+        sub.call_id(),
+        "in the subscription's dialog"
+    );
+    assert_eq!(first.from_tag(), ok.to_tag());
+    assert_eq!(
+        header(&first, "Subscription-State").as_deref(),
+        Some("active;expires=30")
+    );
+    watcher.reply(&first, 200, None).unwrap();
+    let last = watcher.expect_request("NOTIFY").await.unwrap();
+    watcher.reply(&last, 200, None).unwrap();
+    let at = start.elapsed();
+    assert!(
+        at >= Duration::from_secs(30) && at < Duration::from_millis(30_100),
+        "the subscription ends at its expiry, virtual time: {at:?}"
+    );
+    assert_eq!(
+        header(&last, "Subscription-State").as_deref(),
+        Some("terminated;reason=timeout")
+    );
+    assert!(last.cseq().unwrap().0 > first.cseq().unwrap().0);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(*log.lock().unwrap(), ["notify 200", "expired 200"]);
 }
