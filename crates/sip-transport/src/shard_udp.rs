@@ -165,6 +165,11 @@ impl ShardSocket {
         meta.clear();
         match socket.try_io(Interest::READABLE, || recv_many(socket, bufs, meta)) {
             Ok(()) => {}
+            // A short batch drained the socket: `recv_many` says so with
+            // WouldBlock, which clears the readiness, so the next round
+            // waits for new datagrams instead of asking the kernel again
+            // only to hear EAGAIN (one system call per wake-up saved).
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock && !meta.is_empty() => {}
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(0),
             Err(e) => return Err(e),
         }
@@ -300,7 +305,10 @@ fn recv_many(
     for (i, r) in results.enumerate() {
         meta.push((i, r.bytes, r.address.and_then(|a| to_std(&a))));
     }
-    if meta.is_empty() {
+    // Fewer than asked for: the queue is empty now (MSG_DONTWAIT returns
+    // what there is). WouldBlock with `meta` filled tells the caller to
+    // take them and tokio to clear the socket's readiness.
+    if meta.len() < bufs.len() {
         return Err(io::ErrorKind::WouldBlock.into());
     }
     Ok(())
