@@ -41,6 +41,11 @@ TARGET_OURS="127.0.0.1:$((PORT_BASE + 10))"
 export BACKENDS="${BACKENDS:-127.0.0.1:$((PORT_BASE + 11)) 127.0.0.1:$((PORT_BASE + 12))}"
 export UAC_PORT="${UAC_PORT:-$((PORT_BASE + 30))}"
 export QUIET_WAIT_S="${QUIET_WAIT_S:-300}"
+# The harness gives SIPp fixed media ports (UAS 16010/16020, UAC 16100)
+# whatever the SIP ports; a UAC on a port another run's UAC holds fails
+# every call. The last -mp wins: ours is PORT_BASE + 11000. (The two UAS
+# cannot be told apart through EXTRA_UAS_ARGS, so theirs stay.)
+export EXTRA_UAC_ARGS="${EXTRA_UAC_ARGS:--mp $((PORT_BASE + 11000))}"
 
 log() { echo "[$(date -u +%H:%M:%S)] $*" >&2; }
 
