@@ -241,7 +241,10 @@ pub(crate) async fn commit(shared: &Shared, cell: &SessionCell) -> Result<(), Ap
         if transient {
             return None;
         }
-        let bytes = serde_json::to_vec(&d.record).ok()?;
+        let mut bytes = serde_json::to_vec(&d.record).ok()?;
+        // The memory store keeps this buffer for the session's life: no
+        // spare capacity from the serializer's doubling growth.
+        bytes.shrink_to_fit();
         d.dirty = false;
         let ttl = Duration::from_millis(d.record.expires_unix_ms.saturating_sub(now).max(1000));
         Some((bytes, d.version, ttl))

@@ -223,6 +223,10 @@ impl SessionRecord {
         }) {
             *existing = d;
         } else {
+            // Exact capacity: a session lives as long as its calls, and
+            // the doubling growth of a Vec of these records left a held
+            // B2BUA call with room for four.
+            self.dialogs.reserve_exact(1);
             self.dialogs.push(d);
         }
     }
