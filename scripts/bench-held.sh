@@ -17,6 +17,8 @@
 # every call is still up (the first BYE leaves at HOLD_MS) and no INVITE
 # transaction is left. Everything started is stopped by pid; every process
 # runs under `timeout`. Same quiet gate as the other bench scripts.
+# MEDIA_BASE (16000) and UAC_PORT (5090) move the SIPp media and UAC ports
+# (to run beside another benchmark on the default ones).
 # SIP_T1_MS=50 runs the container with that T1 (transactions then linger
 # 3.2 s), to tell the held calls' memory from their transactions'.
 set -uo pipefail
@@ -25,6 +27,7 @@ BENCH="${BENCH:-$(cd "$HERE/../../shared/bench" && pwd)}"
 SB="${SB:-/tmp/sb-bench/switchboard}"; export SB
 CALLS="${CALLS:-10000}"; RATE="${RATE:-500}"; HOLD_MS="${HOLD_MS:-90000}"
 SAMPLE_S="${SAMPLE_S:-5}"; SHARDS="${SHARDS:-1}"; export SHARDS
+MEDIA_BASE="${MEDIA_BASE:-16000}"; UAC_PORT="${UAC_PORT:-5090}"
 BACKENDS="${BACKENDS:-127.0.0.1:5071 127.0.0.1:5072}"; export BACKENDS
 TARGET=127.0.0.1:5080
 PIDS=()
@@ -74,7 +77,7 @@ run() {  # proxy|b2bua
   for hp in $BACKENDS; do
     i=$((i + 1))
     timeout -k 5 400 sipp -sf "$BENCH/scenarios/bench-uas.xml" -i "${hp%:*}" -p "${hp##*:}" \
-      -mi "${hp%:*}" -mp $((16000 + 10 * i)) -aa -nostdin -buff_size 4194304 \
+      -mi "${hp%:*}" -mp $((MEDIA_BASE + 10 * i)) -aa -nostdin -buff_size 4194304 \
       -trace_stat -stf "$out/uas$i.csv" -fd 5 < /dev/null > "$out/uas$i.out" 2>&1 &
     PIDS+=("$!")
   done
@@ -91,7 +94,7 @@ run() {  # proxy|b2bua
   start_rss="$(rss_kib "$cpid")"
   log "$kind: container pid $cpid, http $http, RSS before calls $start_rss KiB"
   uac=(timeout -k 5 $((CALLS / RATE + HOLD_MS / 1000 + 90)) sipp "$TARGET" -sf "$BENCH/scenarios/bench-uac.xml"
-       -i 127.0.0.1 -p 5090 -mi 127.0.0.1 -mp 16100 -r "$RATE" -rp 1000 -m "$CALLS" -l $((CALLS + 1000))
+       -i 127.0.0.1 -p "$UAC_PORT" -mi 127.0.0.1 -mp $((MEDIA_BASE + 100)) -r "$RATE" -rp 1000 -m "$CALLS" -l $((CALLS + 1000))
        -d "$HOLD_MS" -recv_timeout 10000 -timeout $((CALLS / RATE + HOLD_MS / 1000 + 60))s -nostdin
        -buff_size 4194304 -trace_stat -stf "$out/uac.csv" -fd 5)
   [ "$kind" = b2bua ] && uac+=(-s b2bua-bob)
