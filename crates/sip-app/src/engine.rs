@@ -488,14 +488,12 @@ async fn initial(shared: Arc<Shared>, tx: ServerTransaction, request: SipMessage
     if method == "INVITE"
         && let Some(replaces) = crate::request::replaces_of(&request)
     {
-        let Some(cell) = replaced_session(&shared, &replaces).await else {
-            shared.stats.default_answers.fetch_add(1, Ordering::Relaxed);
-            return respond(
-                &tx,
-                481,
-                "Call/Transaction Does Not Exist (no dialog to replace)",
-                &[],
-            );
+        let cell = match replaced_session(&shared, &replaces).await {
+            Ok(cell) => cell,
+            Err((status, reason)) => {
+                shared.stats.default_answers.fetch_add(1, Ordering::Relaxed);
+                return respond(&tx, status, reason, &[]);
+            }
         };
         if let Some(app) = shared.router.by_name(&cell.with(|d| d.record.app.clone())) {
             let to_tag = shared.stack.tag();
@@ -539,24 +537,37 @@ async fn initial(shared: Arc<Shared>, tx: ServerTransaction, request: SipMessage
 /// session key when `key` is given; ended by expiry only when
 /// `until_expiry`, as an HTTP session is).
 /// The session holding the live dialog a Replaces header names (a dialog
-/// this container is a user agent in).
+/// this container is a user agent in); otherwise the answer RFC 3891 §3
+/// gives: 481 when there is no such dialog, 486 when `early-only` names a
+/// dialog that is already confirmed.
 async fn replaced_session(
     shared: &Arc<Shared>,
     replaces: &crate::request::Replaces,
-) -> Option<Arc<SessionCell>> {
+) -> Result<Arc<SessionCell>, (u16, &'static str)> {
+    const NONE: (u16, &str) = (
+        481,
+        "Call/Transaction Does Not Exist (no dialog to replace)",
+    );
     let id = shared
         .ua_dialogs
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .get(&replaces.call_id)
-        .cloned()?;
-    let cell = find_or_load(shared, &id).await?;
-    let live = cell.with(|d| {
+        .cloned()
+        .ok_or(NONE)?;
+    let cell = find_or_load(shared, &id).await.ok_or(NONE)?;
+    let state = cell.with(|d| {
         d.record
             .dialog(&replaces.call_id, &replaces.to_tag, &replaces.from_tag)
-            .is_some_and(|dl| dl.state != DialogState::Terminated)
+            .map(|dl| dl.state)
     });
-    live.then_some(cell)
+    match state {
+        None | Some(DialogState::Terminated) => Err(NONE),
+        Some(DialogState::Confirmed) if replaces.early_only => {
+            Err((486, "Busy Here (the dialog to replace is no longer early)"))
+        }
+        Some(_) => Ok(cell),
+    }
 }
 
 pub(crate) fn new_session(

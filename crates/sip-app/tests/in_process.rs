@@ -835,6 +835,35 @@ async fn an_invite_with_replaces_joins_the_replaced_calls_session() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn early_only_replaces_of_a_confirmed_call_gets_486() {
+    let lab = Lab::new();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let srv = server(&lab, pbx(&log)).await;
+    let mut alice = lab.phone("alice", "10.0.0.2:5060").unwrap();
+    let (invite, ok) = call(&mut alice, &srv, "desk").await;
+    let ack = alice.ack(&invite, &ok).unwrap();
+    alice.send(&ack, srv.addr());
+    let mut bob = lab.phone("bob", "10.0.0.3:5060").unwrap();
+    let replaces = format!(
+        "Replaces: {};to-tag={};from-tag={};early-only",
+        invite.call_id().unwrap(),
+        ok.to_tag().unwrap(),
+        invite.from_tag().unwrap()
+    );
+    let sdp = bob.sdp();
+    let take_over = bob
+        .request("INVITE", &target("desk"), &[&replaces], &sdp)
+        .unwrap();
+    bob.send(&take_over, srv.addr());
+    let r = bob.expect_final().await.unwrap();
+    assert_eq!(r.status(), Some(486), "{:?}", r.reason());
+    alice
+        .silent_for(Duration::from_secs(1))
+        .await
+        .expect("alice's call goes on");
+}
+
+#[tokio::test(start_paused = true)]
 async fn replaces_naming_no_dialog_gets_481() {
     let lab = Lab::new();
     let log = Arc::new(Mutex::new(Vec::new()));
