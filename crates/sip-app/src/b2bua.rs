@@ -20,10 +20,11 @@
 //!   from either side reaches the other.
 //! * Reliable provisionals (RFC 3262): leg B's INVITE says `Supported:
 //!   100rel` when A's did; B's reliable provisional goes to A reliably,
-//!   with our own RSeq, and A's PRACK (answered by the engine) releases
-//!   our PRACK to B (`RAck` with B's RSeq, in B's early dialog). When A
-//!   cannot PRACK, the B2BUA PRACKs B itself and A hears the provisional
-//!   unreliably. PRACK bodies (offer/answer in PRACK) are not relayed.
+//!   with our own RSeq, and A's PRACK is relayed: the PRACK the B2BUA sends
+//!   to B (`RAck` with B's RSeq, in B's early dialog) carries A's PRACK
+//!   body, and B's answer (status and body) answers A's PRACK: offer and
+//!   answer in PRACK cross the B2BUA. When A cannot PRACK, the B2BUA
+//!   PRACKs B itself and A hears the provisional unreliably.
 //!
 //!
 //! Not relayed: an INVITE without an offer (the offer in the 2xx and the
@@ -255,6 +256,9 @@ fn leg(cell: &SessionCell, call_id: &str) -> Option<DialogRecord> {
     })
 }
 
+/// A's PRACK, handed over by the engine, and its transaction.
+type RelayedPrack = (ServerTransaction, SipMessage);
+
 /// Whether a message names 100rel in Supported or Require (RFC 3262).
 fn has_100rel(msg: &SipMessage, require_only: bool) -> bool {
     let is = |t: &str| t.eq_ignore_ascii_case("100rel");
@@ -299,7 +303,8 @@ fn early_leg(b_leg: &DialogRecord, b_ua: &UaLeg, r: &SipMessage) -> (DialogRecor
 
 /// Sends a PRACK for leg B's reliable provisional `rseq` (of the INVITE
 /// with CSeq `invite_cseq`) with CSeq `cseq`, and lets it finish in the
-/// background.
+/// background. With `from_a` (A's PRACK and its transaction) the PRACK
+/// carries A's body and B's final answer, with its body, answers A's.
 async fn prack_leg_b(
     shared: &Arc<Shared>,
     d: &DialogRecord,
@@ -307,12 +312,29 @@ async fn prack_leg_b(
     rseq: u32,
     invite_cseq: u32,
     cseq: u32,
+    from_a: Option<RelayedPrack>,
 ) {
-    let Ok(peer) = hop(shared, &d.call_id, ua).await else {
-        return;
+    let fail_a = |from_a: Option<RelayedPrack>, status: u16, reason: &str| {
+        if let Some((t, r)) = from_a {
+            answer(&t, &r, status, reason, None);
+        }
     };
-    let Ok(prack) = leg_request(shared, d, ua, "PRACK", cseq, peer, None, None, 70) else {
-        return;
+    let Ok(peer) = hop(shared, &d.call_id, ua).await else {
+        return fail_a(from_a, 503, "Service Unavailable (leg B unreachable)");
+    };
+    let body = from_a.as_ref().and_then(|(_, r)| body_of(r));
+    let Ok(prack) = leg_request(
+        shared,
+        d,
+        ua,
+        "PRACK",
+        cseq,
+        peer,
+        None,
+        body.as_ref().map(|(ct, b)| (ct.as_str(), b.clone())),
+        70,
+    ) else {
+        return fail_a(from_a, 500, "Server Internal Error (PRACK not built)");
     };
     let mut e = prack.edit();
     let rack = format!("{rseq} {invite_cseq} INVITE");
@@ -320,11 +342,34 @@ async fn prack_leg_b(
         return;
     }
     let Ok(prack) = SipMessage::parse(e.to_bytes()) else {
-        return;
+        return fail_a(from_a, 500, "Server Internal Error (PRACK not built)");
     };
-    if let Ok(mut ct) = shared.stack.send_request(prack, peer).await {
-        tokio::spawn(async move { while ct.next().await.is_some() {} });
-    }
+    let Ok(mut ct) = shared.stack.send_request(prack, peer).await else {
+        return fail_a(from_a, 503, "Service Unavailable (leg B unreachable)");
+    };
+    tokio::spawn(async move {
+        let mut from_a = from_a;
+        while let Some(ev) = ct.next().await {
+            let fin = match ev {
+                ClientEvent::Response(r) if r.status().is_some_and(|s| s >= 200) => r,
+                ClientEvent::Response(_) => continue,
+                ClientEvent::Timeout => {
+                    fail_a(from_a.take(), 408, "Request Timeout (PRACK on leg B)");
+                    continue;
+                }
+                _ => {
+                    fail_a(from_a.take(), 503, "Service Unavailable (PRACK on leg B)");
+                    continue;
+                }
+            };
+            if let Some((t, r)) = from_a.take()
+                && let Ok(resp) = relayed(&r, &fin, r.to_tag(), None)
+            {
+                t.respond(resp);
+            }
+        }
+        fail_a(from_a, 408, "Request Timeout (PRACK on leg B)");
+    });
 }
 
 /// Runs a B2BUA call setup for an INVITE on leg A to its end.
@@ -464,7 +509,7 @@ pub(crate) async fn setup(
     let mut prack_cseq: u32 = 1;
     let mut rseq_a: u32 = 0;
     let (prack_tx, mut prack_rx) =
-        tokio::sync::mpsc::unbounded_channel::<(DialogRecord, UaLeg, u32)>();
+        tokio::sync::mpsc::unbounded_channel::<(DialogRecord, UaLeg, u32, Option<RelayedPrack>)>();
     loop {
         let sleep = async {
             match deadline {
@@ -517,11 +562,11 @@ pub(crate) async fn setup(
                         tx.respond(p);
                         prack_cseq = prack_cseq.max(cseq) + 1;
                         cseq_b_used(&cell, &b_call, prack_cseq);
-                        prack_leg_b(&shared, &d, &ua, rseq_b, cseq, prack_cseq).await;
+                        prack_leg_b(&shared, &d, &ua, rseq_b, cseq, prack_cseq, None).await;
                         continue;
                     }
-                    // Relayed reliably with our own RSeq; A's PRACK (the
-                    // engine answers it) releases our PRACK to B.
+                    // Relayed reliably with our own RSeq; A's PRACK, handed
+                    // over by the engine, goes on to B.
                     rseq_a = if rseq_a == 0 {
                         u32::from_str_radix(shared.stack.tag().get(..6).unwrap_or("1"), 16).unwrap_or(1).max(1)
                     } else {
@@ -537,13 +582,13 @@ pub(crate) async fn setup(
                         .pracks
                         .lock()
                         .unwrap_or_else(PoisonError::into_inner)
-                        .insert((a_call.clone(), rseq_a), (Arc::new(crate::request::TxSlot::default()), wake));
+                        .insert((a_call.clone(), rseq_a), crate::engine::PrackWait::Relay(wake));
                     tx.respond_reliable(p);
                     let wait = shared.config.prack_timeout;
                     let to_loop = prack_tx.clone();
                     tokio::spawn(async move {
-                        if let Ok(Ok(())) = tokio::time::timeout(wait, woken).await {
-                            let _ = to_loop.send((d, ua, rseq_b));
+                        if let Ok(Ok(prack_a)) = tokio::time::timeout(wait, woken).await {
+                            let _ = to_loop.send((d, ua, rseq_b, Some(prack_a)));
                         }
                     });
                     continue;
@@ -630,13 +675,14 @@ pub(crate) async fn setup(
                 tx.respond(fin);
                 return Ok(B2buaOutcome { status, b_call_id: b_call });
             }
-            Some((d, ua, rseq_b)) = prack_rx.recv() => {
+            Some((d, ua, rseq_b, prack_a)) = prack_rx.recv() => {
                 // A acknowledged our reliable provisional: stop sending it
-                // and acknowledge B's.
+                // and relay A's PRACK (its body too) to B; B's answer
+                // answers A's PRACK.
                 tx.prack_received();
                 prack_cseq = prack_cseq.max(cseq) + 1;
                 cseq_b_used(&cell, &b_call, prack_cseq);
-                prack_leg_b(&shared, &d, &ua, rseq_b, cseq, prack_cseq).await;
+                prack_leg_b(&shared, &d, &ua, rseq_b, cseq, prack_cseq, prack_a).await;
             }
             () = tx.cancelled(), if !cancelled => {
                 cancelled = true;

@@ -80,7 +80,15 @@ impl EngineConfig {
 
 /// A reliable provisional waiting for its PRACK: the INVITE's transaction
 /// slot and the sender that wakes its handler.
-pub(crate) type PrackWait = (Arc<TxSlot>, tokio::sync::oneshot::Sender<()>);
+pub(crate) enum PrackWait {
+    /// A handler's reliable provisional: the engine answers the PRACK 200,
+    /// stops the retransmissions and wakes the handler.
+    Local(Arc<TxSlot>, tokio::sync::oneshot::Sender<()>),
+    /// A provisional the B2BUA relayed from leg B: the PRACK itself goes
+    /// to the B2BUA, which relays it (with its body) to leg B and answers
+    /// it with B's answer.
+    Relay(tokio::sync::oneshot::Sender<(ServerTransaction, SipMessage)>),
+}
 
 /// Counters the container exports on /metrics.
 #[derive(Debug, Default)]
@@ -678,7 +686,7 @@ async fn in_dialog(shared: Arc<Shared>, tx: ServerTransaction, request: SipMessa
         .map(|m| m.as_str().to_owned())
         .unwrap_or_default();
     if method == "PRACK" {
-        return prack(&shared, &tx, &request);
+        return prack(&shared, tx, request);
     }
     let (request, route_token) = match routing::own_route(&shared, &request) {
         Some(token) => {
@@ -759,12 +767,12 @@ async fn in_dialog(shared: Arc<Shared>, tx: ServerTransaction, request: SipMessa
 /// A PRACK (RFC 3262 §3): stops the retransmissions of the reliable
 /// provisional its RAck names, wakes the handler waiting for it, 200; 481
 /// when it names none.
-fn prack(shared: &Shared, tx: &ServerTransaction, request: &SipMessage) {
+fn prack(shared: &Shared, tx: ServerTransaction, request: SipMessage) {
     let rack = request
         .typed::<sip_message::headers::RAck<'_>>()
         .and_then(Result::ok);
     let Some(rack) = rack else {
-        return respond(tx, 400, "Bad Request (PRACK without a readable RAck)", &[]);
+        return respond(&tx, 400, "Bad Request (PRACK without a readable RAck)", &[]);
     };
     let key = (request.call_id().unwrap_or("").to_owned(), rack.rseq);
     let waiting = shared
@@ -773,17 +781,27 @@ fn prack(shared: &Shared, tx: &ServerTransaction, request: &SipMessage) {
         .unwrap_or_else(PoisonError::into_inner)
         .remove(&key);
     match waiting {
-        Some((slot, wake)) => {
+        Some(PrackWait::Local(slot, wake)) => {
             slot.with(|t| {
                 if let Some(t) = t {
                     t.prack_received();
                 }
             });
             let _ = wake.send(());
-            respond(tx, 200, "OK", &[]);
+            respond(&tx, 200, "OK", &[]);
+        }
+        Some(PrackWait::Relay(to)) => {
+            if let Err((tx, _)) = to.send((tx, request)) {
+                respond(
+                    &tx,
+                    481,
+                    "Call/Transaction Does Not Exist (the call setup ended)",
+                    &[],
+                );
+            }
         }
         None => respond(
-            tx,
+            &tx,
             481,
             "Call/Transaction Does Not Exist (no reliable provisional with this RSeq)",
             &[],

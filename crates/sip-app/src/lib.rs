@@ -59,7 +59,7 @@
 //!
 //! # Not built yet
 //! Tracked in issue 4: the B2BUA relays re-INVITEs, BYE, CANCEL and
-//! reliable provisionals with their PRACK (not PRACK bodies), and does not
+//! reliable provisionals with their PRACK (bodies included), and does not
 //! list pending messages. REFER reaches the application's handler, which
 //! answers it and reports progress with NOTIFYs through
 //! [`Context::send_in_dialog`]; an INVITE with Replaces joins the session

@@ -244,7 +244,10 @@ impl IncomingRequest {
             .pracks
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert(key.clone(), (Arc::clone(&self.slot), wake));
+            .insert(
+                key.clone(),
+                crate::engine::PrackWait::Local(Arc::clone(&self.slot), wake),
+            );
         let sent = self.slot.with(|tx| match tx {
             Some(tx) => {
                 tx.respond_reliable(r);

@@ -483,16 +483,36 @@ async fn the_b2bua_relays_a_reliable_provisional_and_its_prack() {
     bob.silent_for(Duration::from_millis(100)).await.unwrap();
     let mut dialog_a = Dialog::as_uac(&invite, &early);
     let rack = format!("RAck: {rseq_a} 1 INVITE");
-    let prack = dialog_a.request(&mut alice, "PRACK", &[&rack], "").unwrap();
+    // An offer in the PRACK (RFC 3262 section 5): it crosses to B, and B's
+    // answer comes back in the 200 for A's PRACK.
+    let offer = alice.sdp().replace("4000", "4010");
+    let prack = dialog_a
+        .request(&mut alice, "PRACK", &[&rack], &offer)
+        .unwrap();
     alice.send(&prack, dialog_a.next_hop().unwrap());
-    alice.expect_status(200).await.unwrap();
     let prack_b = bob.expect_request("PRACK").await.unwrap();
     assert_eq!(header(&prack_b, "RAck").as_deref(), Some("7 1 INVITE"));
     assert_eq!(prack_b.call_id(), leg_b.call_id());
     assert_eq!(prack_b.to_tag(), Some("bob"), "in B's early dialog");
+    assert!(
+        String::from_utf8_lossy(prack_b.body()).contains("4010"),
+        "A's offer"
+    );
     let prack_cseq = prack_b.cseq().unwrap().0;
     assert!(prack_cseq > 1, "above the INVITE's CSeq");
-    bob.reply(&prack_b, 200, None).unwrap();
+    let answer = bob.sdp().replace("4000", "4020");
+    let ok_prack = bob.response(&prack_b, 200, None).unwrap();
+    let mut e = ok_prack.edit();
+    e.set_body(Some("application/sdp"), bytes::Bytes::from(answer))
+        .unwrap();
+    let ok_prack = sip_message::SipMessage::parse(e.to_bytes()).unwrap();
+    bob.send(&ok_prack, prack_b.from);
+    let ok_a = alice.expect_status(200).await.unwrap();
+    assert_eq!(ok_a.cseq().unwrap().1.as_str(), "PRACK");
+    assert!(
+        String::from_utf8_lossy(ok_a.body()).contains("4020"),
+        "B's answer"
+    );
     // A's 183 is no longer retransmitted: only the answer comes now.
     bob.reply(&leg_b, 200, Some("bob")).unwrap();
     let ok = alice.expect_final().await.unwrap();
