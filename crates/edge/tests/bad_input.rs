@@ -83,6 +83,10 @@ async fn garbage_oversized_and_unanswerable_datagrams_are_counted_and_not_forwar
     let all = [&c1, &c2, &c3];
     let mut config = edge_config(&all, quiet_health());
     config.limits.max_message_size = 4096;
+    // One UDP reader: the edge then decides datagrams in the order they
+    // arrive, which the checks below rely on (with a socket per core, two
+    // clients' datagrams may be read by different threads).
+    config.listen.udp_threads = 1;
     let edge = Edge::start(config).await.unwrap();
     let to = edge.sip_addr(TransportKind::Udp).unwrap();
     let bad = Caller::new().await;
@@ -211,6 +215,10 @@ async fn a_flood_from_one_source_is_throttled_while_others_are_served() {
         per_source_burst: 200,
         ..LimitsConfig::default()
     };
+    // One UDP reader: the edge then decides datagrams in the order they
+    // arrive, which the checks below rely on (with a socket per core, two
+    // clients' datagrams may be read by different threads).
+    config.listen.udp_threads = 1;
     let edge = Edge::start(config).await.unwrap();
     let to = edge.sip_addr(TransportKind::Udp).unwrap();
     let good = Caller::new().await;
@@ -316,6 +324,10 @@ async fn the_containers_are_never_throttled() {
         per_source_burst: 3,
         ..LimitsConfig::default()
     };
+    // One UDP reader: the edge then decides datagrams in the order they
+    // arrive, which the checks below rely on (with a socket per core, two
+    // clients' datagrams may be read by different threads).
+    config.listen.udp_threads = 1;
     let edge = Edge::start(config).await.unwrap();
     let to = edge.sip_addr(TransportKind::Udp).unwrap();
     for i in 0..10 {
