@@ -476,7 +476,7 @@ pub(crate) async fn setup(
     }
     cell.with(|d| {
         d.record.upsert_dialog(a_leg);
-        d.record.upsert_dialog(b_leg);
+        d.record.upsert_dialog(b_leg.clone());
         d.dirty = true;
     });
     {
@@ -555,7 +555,7 @@ pub(crate) async fn setup(
                         tx.respond(p);
                         continue;
                     };
-                    let (d, ua) = early_leg(&b_leg_now(&cell, &b_call), &b_ua, &r);
+                    let (d, ua) = early_leg(&b_leg, &b_ua, &r);
                     if !a_100rel {
                         // A cannot PRACK: we acknowledge B ourselves and A
                         // hears the provisional unreliably.
@@ -694,18 +694,6 @@ pub(crate) async fn setup(
             }
         }
     }
-}
-
-/// Leg B's record as it is now (its UA state as set up).
-fn b_leg_now(cell: &SessionCell, b_call: &str) -> DialogRecord {
-    leg(cell, b_call).unwrap_or_else(|| DialogRecord {
-        call_id: b_call.to_owned(),
-        from_tag: String::new(),
-        to_tag: String::new(),
-        role: DialogRole::Uac,
-        state: DialogState::Early,
-        ua: None,
-    })
 }
 
 /// Leg B has used CSeq `n` (a PRACK): its later requests go above it.

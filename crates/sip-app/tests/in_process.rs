@@ -44,7 +44,7 @@ fn target(user: &str) -> String {
 }
 
 /// Sends an INVITE to the server and returns it with the final response
-/// (provisionals skipped), ACKing a non-2xx.
+/// (provisionals skipped), which it ACKs.
 async fn call(
     phone: &mut Phone,
     srv: &LabEngine,
@@ -53,10 +53,13 @@ async fn call(
     let invite = phone.invite(&target(user)).unwrap();
     phone.send(&invite, srv.addr());
     let fin = phone.expect_final().await.unwrap();
-    if fin.status().unwrap() >= 300 {
-        let ack = phone.ack(&invite, &fin).unwrap();
-        phone.send(&ack, srv.addr());
-    }
+    let ack = phone.ack(&invite, &fin).unwrap();
+    let hop = if fin.status().unwrap() < 300 {
+        Dialog::as_uac(&invite, &fin).next_hop().unwrap()
+    } else {
+        srv.addr()
+    };
+    phone.send(&ack, hop);
     (invite, fin)
 }
 
@@ -109,8 +112,6 @@ async fn accept_answers_200_and_the_bye_ends_the_session() {
         "a 2xx names the dialog's target"
     );
     assert_eq!(srv.engine().live_sessions(), 1);
-    let ack = alice.ack(&invite, &ok).unwrap();
-    alice.send(&ack, srv.addr());
     let mut dialog = Dialog::as_uac(&invite, &ok);
     let bye = dialog.request(&mut alice, "BYE", &[], "").unwrap();
     alice.send(&bye, dialog.next_hop().unwrap());
@@ -629,8 +630,6 @@ async fn timers_fire_on_time_repeat_and_stay_cancelled() {
     let srv = server(&lab, AppRouter::new().route(Rule::any(), app)).await;
     let mut alice = lab.phone("alice", "10.0.0.2:5060").unwrap();
     let (invite, ok) = call(&mut alice, &srv, "alarm").await;
-    let ack = alice.ack(&invite, &ok).unwrap();
-    alice.send(&ack, srv.addr());
     let mut dialog = Dialog::as_uac(&invite, &ok);
     let info = dialog.request(&mut alice, "INFO", &[], "").unwrap();
     alice.send(&info, dialog.next_hop().unwrap());
@@ -783,8 +782,6 @@ async fn a_refer_is_accepted_and_its_progress_notified_in_the_dialog() {
     let srv = server(&lab, pbx(&log)).await;
     let mut alice = lab.phone("alice", "10.0.0.2:5060").unwrap();
     let (invite, ok) = call(&mut alice, &srv, "desk").await;
-    let ack = alice.ack(&invite, &ok).unwrap();
-    alice.send(&ack, srv.addr());
     let mut dialog = Dialog::as_uac(&invite, &ok);
     let refer = dialog
         .request(&mut alice, "REFER", &["Refer-To: <sip:carol@10.0.0.9>"], "")
@@ -824,8 +821,6 @@ async fn an_invite_with_replaces_joins_the_replaced_calls_session() {
     let srv = server(&lab, pbx(&log)).await;
     let mut alice = lab.phone("alice", "10.0.0.2:5060").unwrap();
     let (invite, ok) = call(&mut alice, &srv, "desk").await;
-    let ack = alice.ack(&invite, &ok).unwrap();
-    alice.send(&ack, srv.addr());
     assert_eq!(srv.engine().live_sessions(), 1);
     // Bob takes over alice's call (an attended transfer's last step).
     let mut bob = lab.phone("bob", "10.0.0.3:5060").unwrap();
@@ -861,8 +856,6 @@ async fn early_only_replaces_of_a_confirmed_call_gets_486() {
     let srv = server(&lab, pbx(&log)).await;
     let mut alice = lab.phone("alice", "10.0.0.2:5060").unwrap();
     let (invite, ok) = call(&mut alice, &srv, "desk").await;
-    let ack = alice.ack(&invite, &ok).unwrap();
-    alice.send(&ack, srv.addr());
     let mut bob = lab.phone("bob", "10.0.0.3:5060").unwrap();
     let replaces = format!(
         "Replaces: {};to-tag={};from-tag={};early-only",

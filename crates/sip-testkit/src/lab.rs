@@ -227,6 +227,37 @@ fn summary(msg: &SipMessage) -> String {
     text.split("\r\n\r\n").next().unwrap_or("").to_owned()
 }
 
+/// Ends a request's text: `extra` header lines, a Content-Type for a body
+/// (SDP when it starts with `v=`, else text), Content-Length, the body.
+fn finish(mut text: String, extra: &[&str], body: &str) -> Result<SipMessage, LabError> {
+    for line in extra {
+        text.push_str(line);
+        text.push_str("\r\n");
+    }
+    if !body.is_empty() {
+        let ct = if body.starts_with("v=") {
+            "application/sdp"
+        } else {
+            "text/plain"
+        };
+        text.push_str(&format!("Content-Type: {ct}\r\n"));
+    }
+    text.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+    parse(&text)
+}
+
+/// Every Record-Route value of a message, one per route, in order.
+fn record_routes(msg: &SipMessage) -> Vec<String> {
+    headers(msg, "Record-Route")
+        .iter()
+        .flat_map(|v| {
+            v.split(',')
+                .map(|s| s.trim().to_owned())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
 fn parse(text: &str) -> Result<SipMessage, LabError> {
     SipMessage::parse(Bytes::from(text.to_owned())).map_err(|e| LabError::Build(e.to_string()))
 }
@@ -290,26 +321,13 @@ impl Phone {
         let branch = self.branch();
         let tag = self.fresh("tag-");
         let me = self.addr();
-        let mut text = format!(
+        let text = format!(
             "{method} {target} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch={branch};rport\r\n\
              Max-Forwards: 70\r\nFrom: <{uri}>;tag={tag}\r\nTo: <{target}>\r\n\
              Call-ID: {call_id}\r\nCSeq: 1 {method}\r\nContact: <{uri}>\r\n",
             uri = self.uri()
         );
-        for line in extra {
-            text.push_str(line);
-            text.push_str("\r\n");
-        }
-        if !body.is_empty() {
-            let ct = if body.starts_with("v=") {
-                "application/sdp"
-            } else {
-                "text/plain"
-            };
-            text.push_str(&format!("Content-Type: {ct}\r\n"));
-        }
-        text.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
-        parse(&text)
+        finish(text, extra, body)
     }
 
     /// An INVITE with an SDP offer.
@@ -466,9 +484,7 @@ impl Phone {
         status: u16,
         to_tag: Option<&str>,
     ) -> Result<SipMessage, LabError> {
-        let r = self.response(request, status, to_tag)?;
-        self.send(&r, request.from);
-        Ok(r)
+        self.reply_with(request, status, to_tag, &[])
     }
 
     /// [`Phone::reply`] with extra header lines.
@@ -532,14 +548,7 @@ impl Dialog {
     /// The caller's side, from the INVITE it sent and the 2xx it got.
     #[must_use]
     pub fn as_uac(invite: &SipMessage, ok: &SipMessage) -> Dialog {
-        let mut routes = headers(ok, "Record-Route")
-            .iter()
-            .flat_map(|v| {
-                v.split(',')
-                    .map(|s| s.trim().to_owned())
-                    .collect::<Vec<_>>()
-            })
-            .collect::<Vec<_>>();
+        let mut routes = record_routes(ok);
         routes.reverse();
         Dialog {
             call_id: invite.call_id().unwrap_or("").to_owned(),
@@ -554,14 +563,7 @@ impl Dialog {
     /// The callee's side, from the INVITE it received and the 2xx it sent.
     #[must_use]
     pub fn as_uas(invite: &SipMessage, ok: &SipMessage) -> Dialog {
-        let routes = headers(invite, "Record-Route")
-            .iter()
-            .flat_map(|v| {
-                v.split(',')
-                    .map(|s| s.trim().to_owned())
-                    .collect::<Vec<_>>()
-            })
-            .collect::<Vec<_>>();
+        let routes = record_routes(invite);
         Dialog {
             call_id: invite.call_id().unwrap_or("").to_owned(),
             local: header(ok, "To").unwrap_or_default(),
@@ -599,15 +601,7 @@ impl Dialog {
         for r in &self.routes {
             text.push_str(&format!("Route: {r}\r\n"));
         }
-        for line in extra {
-            text.push_str(line);
-            text.push_str("\r\n");
-        }
-        if !body.is_empty() {
-            text.push_str("Content-Type: application/sdp\r\n");
-        }
-        text.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
-        parse(&text)
+        finish(text, extra, body)
     }
 
     /// Where the next request goes first: the first Route's address, else

@@ -76,20 +76,38 @@ pub(crate) async fn receive(shared: Arc<Shared>, socket: Arc<UdpSocket>, local: 
             continue;
         }
         let data = Bytes::copy_from_slice(buf.get(..len).unwrap_or_default());
-        match SipMessage::parse_with(data, Transport::Datagram, &limits.message) {
-            Ok(message) => {
-                let incoming = Incoming {
-                    message,
-                    source,
-                    local,
-                };
-                if !shared.deliver(incoming, &mut shutdown).await {
-                    break;
-                }
-            }
-            // A CRLF keepalive datagram, or nothing.
-            Err(ParseError::Empty) => trace!(%source, "empty datagram"),
-            Err(error) => debug!(%source, %error, "malformed datagram dropped"),
+        if !hand_on(&shared, data, source, local, &mut shutdown).await {
+            break;
+        }
+    }
+}
+
+/// Parses one datagram and hands the message to the consumer; what does
+/// not parse is logged and dropped. `false`: shutdown began.
+async fn hand_on(
+    shared: &Shared,
+    data: Bytes,
+    source: Peer,
+    local: Peer,
+    shutdown: &mut tokio::sync::watch::Receiver<bool>,
+) -> bool {
+    match SipMessage::parse_with(data, Transport::Datagram, &shared.limits.message) {
+        Ok(message) => {
+            let incoming = Incoming {
+                message,
+                source,
+                local,
+            };
+            shared.deliver(incoming, shutdown).await
+        }
+        // A CRLF keepalive datagram, or nothing.
+        Err(ParseError::Empty) => {
+            trace!(%source, "empty datagram");
+            true
+        }
+        Err(error) => {
+            debug!(%source, %error, "malformed datagram dropped");
+            true
         }
     }
 }
@@ -118,19 +136,8 @@ pub(crate) async fn receive_memory(
             warn!(%source, limit = max, "max_message_size exceeded: datagram dropped");
             continue;
         }
-        match SipMessage::parse_with(data, Transport::Datagram, &limits.message) {
-            Ok(message) => {
-                let incoming = Incoming {
-                    message,
-                    source,
-                    local,
-                };
-                if !shared.deliver(incoming, &mut shutdown).await {
-                    break;
-                }
-            }
-            Err(ParseError::Empty) => trace!(%source, "empty datagram"),
-            Err(error) => debug!(%source, %error, "malformed datagram dropped"),
+        if !hand_on(&shared, data, source, local, &mut shutdown).await {
+            break;
         }
     }
 }
