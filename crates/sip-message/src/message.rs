@@ -630,11 +630,14 @@ impl SipMessage {
     fn ids(&self) -> Option<&Ids> {
         self.ids
             .get_or_init(|| {
-                use crate::headers::{CSeq, CallId, From, To, Via};
+                use crate::headers::{CSeq, CallId, Via};
                 let call_id: CallId<'_> = self.typed()?.ok()?;
                 let cseq: CSeq<'_> = self.typed()?.ok()?;
-                let from: From<'_> = self.typed()?.ok()?;
-                let to: To<'_> = self.typed()?.ok()?;
+                // The tags only: their URIs are not read here (the UAS
+                // role of `validate` and the typed headers check them).
+                let tag = |name| crate::addr::tag_of(self.header(name)?.value().ok()?).ok();
+                let from_tag = tag(HeaderName::From)?;
+                let to_tag = tag(HeaderName::To)?;
                 let top = self.typed::<Via<'_>>().and_then(Result::ok);
                 let branch = top.and_then(|v| v.branch()).and_then(|b| self.span_of(b));
                 let via = top.and_then(|v| {
@@ -652,8 +655,8 @@ impl SipMessage {
                     call_id: self.span_of(call_id.0)?,
                     cseq: cseq.seq,
                     cseq_method: self.span_of(cseq_value.get(at..at + method.len())?)?,
-                    from_tag: from.tag().and_then(|t| self.span_of(t)),
-                    to_tag: to.tag().and_then(|t| self.span_of(t)),
+                    from_tag: from_tag.and_then(|t| self.span_of(t)),
+                    to_tag: to_tag.and_then(|t| self.span_of(t)),
                     branch,
                     via,
                 })

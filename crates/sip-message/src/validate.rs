@@ -3,9 +3,10 @@
 //! §16.3) and a reason phrase that names it.
 //!
 //! Two depths:
-//! * [`Role::Forward`] checks what forwarding needs (Via, From, To, Call-ID,
-//!   CSeq, Max-Forwards, Route), so a message with a malformed unrelated
-//!   header stays forwardable.
+//! * [`Role::Forward`] checks what forwarding needs (Via, Call-ID, CSeq,
+//!   Max-Forwards, Route, and of From and To their framing and tags, not
+//!   their URIs), so a message with a malformed unrelated header or URI
+//!   stays forwardable (RFC 3261 §16.3 step 1).
 //! * [`Role::Uas`] also checks the Request-URI scheme (416) and every known
 //!   header a UAS may interpret.
 
@@ -117,7 +118,15 @@ pub fn validate(msg: &SipMessage, role: Role) -> Result<(), ValidationError> {
             return Err(ValidationError::Repeated(name));
         }
     }
-    for v in msg.typed_all::<h::Via<'_>>() {
+    // A forwarder reads the top Via only (the ones below go on as they
+    // came, §16.3 step 1); a UAS echoes them all in its responses.
+    let vias = msg.typed_all::<h::Via<'_>>();
+    let vias = if role == Role::Forward {
+        vias.take(1)
+    } else {
+        vias.take(usize::MAX)
+    };
+    for v in vias {
         v.map_err(bad)?;
     }
     // The identifiers are parsed once and cached on the message; only when
@@ -144,8 +153,12 @@ pub fn validate(msg: &SipMessage, role: Role) -> Result<(), ValidationError> {
         return Err(ValidationError::CSeqMethod);
     }
     if role == Role::Forward {
+        // §16.3 step 1: what forwarding reads must be well formed (of From
+        // and To, the framing and the tag), the rest is passed on as it came.
         return Ok(());
     }
+    required::<h::From<'_>>(msg)?;
+    required::<h::To<'_>>(msg)?;
     if let Some(uri) = msg.request_uri() {
         match uri {
             Uri::Sip(u) if u.headers().is_some() => return Err(ValidationError::RequestUriHeaders),
