@@ -290,7 +290,7 @@ impl SessionStore for Store {
     async fn get(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
         match self {
             Store::Memory(s) => s.get(key).await,
-            Store::Redis(s) => s.get(key).await,
+            Store::Redis(s) => Box::pin(s.get(key)).await,
         }
     }
 
@@ -303,14 +303,14 @@ impl SessionStore for Store {
     ) -> Result<u64, StoreError> {
         match self {
             Store::Memory(s) => s.put(key, value, expected, ttl).await,
-            Store::Redis(s) => s.put(key, value, expected, ttl).await,
+            Store::Redis(s) => Box::pin(s.put(key, value, expected, ttl)).await,
         }
     }
 
     async fn delete(&self, key: &str, expected: u64) -> Result<(), StoreError> {
         match self {
             Store::Memory(s) => s.delete(key, expected).await,
-            Store::Redis(s) => s.delete(key, expected).await,
+            Store::Redis(s) => Box::pin(s.delete(key, expected)).await,
         }
     }
 
@@ -320,21 +320,21 @@ impl SessionStore for Store {
     ) -> Result<Vec<Result<u64, StoreError>>, StoreError> {
         match self {
             Store::Memory(s) => s.put_many(writes).await,
-            Store::Redis(s) => s.put_many(writes).await,
+            Store::Redis(s) => Box::pin(s.put_many(writes)).await,
         }
     }
 
     async fn put_timer(&self, timer: StoredTimer) -> Result<(), StoreError> {
         match self {
             Store::Memory(s) => s.put_timer(timer).await,
-            Store::Redis(s) => s.put_timer(timer).await,
+            Store::Redis(s) => Box::pin(s.put_timer(timer)).await,
         }
     }
 
     async fn remove_timer(&self, session: &str, id: &str) -> Result<(), StoreError> {
         match self {
             Store::Memory(s) => s.remove_timer(session, id).await,
-            Store::Redis(s) => s.remove_timer(session, id).await,
+            Store::Redis(s) => Box::pin(s.remove_timer(session, id)).await,
         }
     }
 
@@ -345,28 +345,28 @@ impl SessionStore for Store {
     ) -> Result<Vec<StoredTimer>, StoreError> {
         match self {
             Store::Memory(s) => s.take_due_timers(now_unix_ms, limit).await,
-            Store::Redis(s) => s.take_due_timers(now_unix_ms, limit).await,
+            Store::Redis(s) => Box::pin(s.take_due_timers(now_unix_ms, limit)).await,
         }
     }
 
     async fn announce(&self, member: &Member, ttl: Duration) -> Result<(), StoreError> {
         match self {
             Store::Memory(s) => s.announce(member, ttl).await,
-            Store::Redis(s) => s.announce(member, ttl).await,
+            Store::Redis(s) => Box::pin(s.announce(member, ttl)).await,
         }
     }
 
     async fn members(&self) -> Result<Vec<Member>, StoreError> {
         match self {
             Store::Memory(s) => s.members().await,
-            Store::Redis(s) => s.members().await,
+            Store::Redis(s) => Box::pin(s.members()).await,
         }
     }
 
     async fn record_count(&self) -> Result<usize, StoreError> {
         match self {
             Store::Memory(s) => s.record_count().await,
-            Store::Redis(s) => s.record_count().await,
+            Store::Redis(s) => Box::pin(s.record_count()).await,
         }
     }
 }

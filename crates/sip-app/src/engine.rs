@@ -375,22 +375,36 @@ impl Engine {
     }
 }
 
+/// Spawns a task for one request, response or timer, its future boxed
+/// first. The futures of the engine's request handling are several KiB
+/// (every state of the handler, proxy and B2BUA they may await); tokio
+/// keeps a future of up to 16 KiB inline in its task and moves it by value
+/// on the way in and when it finishes, which cost more than the parsing
+/// of the message (callgrind, `benches/proxy_call.rs`). Boxed, the task
+/// holds a pointer and the future is written once.
+pub(crate) fn spawn<F>(future: F)
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    drop(tokio::spawn(Box::pin(future)));
+}
+
 async fn run(shared: Arc<Shared>, mut stack: ShardEvents) {
     while let Some(ev) = stack.next_event().await {
         match ev {
             StackEvent::Request(tx) => {
                 shared.stats.requests.fetch_add(1, Ordering::Relaxed);
-                tokio::spawn(on_request(Arc::clone(&shared), tx));
+                spawn(on_request(Arc::clone(&shared), tx));
             }
             StackEvent::Ack { request, .. } => {
                 let shared = Arc::clone(&shared);
-                tokio::spawn(async move { on_ack(&shared, request).await });
+                spawn(async move { on_ack(&shared, request).await });
             }
             StackEvent::StrayResponse { response, .. }
                 if routing::top_via_is_ours(&shared, &response) =>
             {
                 let shared = Arc::clone(&shared);
-                tokio::spawn(async move {
+                spawn(async move {
                     crate::proxy::forward_stateless(&shared, &response).await;
                 });
             }

@@ -498,7 +498,7 @@ fn spawn_branch(
     timeout: Option<Duration>,
     no_response: Option<Duration>,
 ) {
-    tokio::spawn(async move {
+    crate::engine::spawn(async move {
         let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
         let silent_deadline = no_response.map(|t| tokio::time::Instant::now() + t);
         let mut cancelled = false;
@@ -647,7 +647,7 @@ pub(crate) async fn forward_subsequent(
                         if (200..300).contains(&status) && is_invite {
                             // Keep relaying 2xx retransmissions.
                             let shared = Arc::clone(&shared);
-                            tokio::spawn(async move {
+                            crate::engine::spawn(async move {
                                 while let Some(ev) = ct.next().await {
                                     if let ClientEvent::Response(r) = ev {
                                         forward_stateless(&shared, &r).await;
