@@ -36,13 +36,63 @@ impl<'a> NameAddr<'a> {
     /// Parses one address value (already split from a list) with its
     /// header parameters.
     pub(crate) fn parse(s: &'a str, form: AddrForm) -> Result<NameAddr<'a>, HeaderErrorKind> {
-        let p = Parts::split(s, form)?;
+        let mut c = Cursor::new(s);
+        c.skip_ws();
+        if c.is_empty() {
+            return Err(HeaderErrorKind::Empty);
+        }
+        let mut display_name = None;
+        let mut display_quoted = false;
+        let bracketed;
+        let uri_text;
+        if c.peek() == Some(b'"') {
+            let q = c.quoted()?;
+            display_name = Some(q);
+            display_quoted = true;
+            c.skip_ws();
+            uri_text = angle(&mut c)?;
+            bracketed = true;
+        } else if c.peek() == Some(b'<') {
+            uri_text = angle(&mut c)?;
+            bracketed = true;
+        } else if let Some(lt) = find_angle(c.rest()) {
+            // display-name = *(token LWS): tokens separated by whitespace.
+            let start = c.pos();
+            let dn = c.slice(start, start + lt);
+            let trimmed = crate::scan::trim(dn);
+            if trimmed.is_empty() || !trimmed.bytes().all(|b| is_token(b) || is_lws(b)) {
+                return Err(HeaderErrorKind::Token);
+            }
+            display_name = Some(trimmed);
+            for _ in 0..lt {
+                c.bump();
+            }
+            uri_text = angle(&mut c)?;
+            bracketed = true;
+        } else {
+            if form == AddrForm::NameAddrOnly {
+                return Err(HeaderErrorKind::NeedsAngleBrackets);
+            }
+            // addr-spec: the URI runs to the first ';' or whitespace.
+            uri_text = c.take_while(|b| b != b';' && !is_lws(b));
+            if uri_text.contains([',', '?']) {
+                return Err(HeaderErrorKind::NeedsAngleBrackets);
+            }
+            bracketed = false;
+        }
+        let uri = Uri::parse(uri_text)?;
+        let params = if c.eat_sep(b';') {
+            Params::parse_header(&mut c).map_err(|_| HeaderErrorKind::Param)?
+        } else {
+            Params::empty()
+        };
+        c.end()?;
         Ok(NameAddr {
-            display_name: p.display_name,
-            display_quoted: p.display_quoted,
-            uri: Uri::parse(p.uri_text)?,
-            bracketed: p.bracketed,
-            params: p.params,
+            display_name,
+            display_quoted,
+            uri,
+            bracketed,
+            params,
         })
     }
 
@@ -100,94 +150,6 @@ impl fmt::Display for NameAddr<'_> {
             write!(f, ";{}", self.params.as_str())?;
         }
         Ok(())
-    }
-}
-
-/// An address value cut into its parts, the URI left as text.
-struct Parts<'a> {
-    display_name: Option<&'a str>,
-    display_quoted: bool,
-    uri_text: &'a str,
-    bracketed: bool,
-    params: Params<'a>,
-}
-
-impl<'a> Parts<'a> {
-    fn split(s: &'a str, form: AddrForm) -> Result<Parts<'a>, HeaderErrorKind> {
-        let mut c = Cursor::new(s);
-        c.skip_ws();
-        if c.is_empty() {
-            return Err(HeaderErrorKind::Empty);
-        }
-        let mut display_name = None;
-        let mut display_quoted = false;
-        let bracketed;
-        let uri_text;
-        if c.peek() == Some(b'"') {
-            let q = c.quoted()?;
-            display_name = Some(q);
-            display_quoted = true;
-            c.skip_ws();
-            uri_text = angle(&mut c)?;
-            bracketed = true;
-        } else if c.peek() == Some(b'<') {
-            uri_text = angle(&mut c)?;
-            bracketed = true;
-        } else if let Some(lt) = find_angle(c.rest()) {
-            // display-name = *(token LWS): tokens separated by whitespace.
-            let start = c.pos();
-            let dn = c.slice(start, start + lt);
-            let trimmed = crate::scan::trim(dn);
-            if trimmed.is_empty() || !trimmed.bytes().all(|b| is_token(b) || is_lws(b)) {
-                return Err(HeaderErrorKind::Token);
-            }
-            display_name = Some(trimmed);
-            for _ in 0..lt {
-                c.bump();
-            }
-            uri_text = angle(&mut c)?;
-            bracketed = true;
-        } else {
-            if form == AddrForm::NameAddrOnly {
-                return Err(HeaderErrorKind::NeedsAngleBrackets);
-            }
-            // addr-spec: the URI runs to the first ';' or whitespace.
-            uri_text = c.take_while(|b| b != b';' && !is_lws(b));
-            if uri_text.contains([',', '?']) {
-                return Err(HeaderErrorKind::NeedsAngleBrackets);
-            }
-            bracketed = false;
-        }
-        let params = if c.eat_sep(b';') {
-            Params::parse_header(&mut c).map_err(|_| HeaderErrorKind::Param)?
-        } else {
-            Params::empty()
-        };
-        c.end()?;
-        Ok(Parts {
-            display_name,
-            display_quoted,
-            uri_text,
-            bracketed,
-            params,
-        })
-    }
-}
-
-/// The `tag` of a From or To value, reading only the address's framing
-/// (quotes, angle brackets, header parameters) and not its URI: what a
-/// proxy needs to match dialogs and transactions (§16.3: components the
-/// proxy does not use are not checked). `Ok(None)`: no tag. The full
-/// parse ([`crate::headers::From`]) checks the URI as well.
-pub(crate) fn tag_of(value: &str) -> Result<Option<&str>, HeaderErrorKind> {
-    let p = Parts::split(value, AddrForm::Either)?;
-    if !p.uri_text.contains(':') {
-        return Err(HeaderErrorKind::Uri(crate::error::UriError::Scheme));
-    }
-    match p.params.get("tag") {
-        Some(Some(t)) if crate::scan::is_token_str(t) => Ok(Some(t)),
-        Some(_) => Err(HeaderErrorKind::Param),
-        None => Ok(None),
     }
 }
 

@@ -68,6 +68,7 @@ mod edit;
 mod error;
 mod framer;
 pub mod headers;
+mod light;
 mod message;
 mod method;
 mod name;

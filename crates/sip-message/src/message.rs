@@ -630,22 +630,26 @@ impl SipMessage {
     fn ids(&self) -> Option<&Ids> {
         self.ids
             .get_or_init(|| {
-                use crate::headers::{CSeq, CallId, Via};
+                use crate::headers::{CSeq, CallId};
                 let call_id: CallId<'_> = self.typed()?.ok()?;
                 let cseq: CSeq<'_> = self.typed()?.ok()?;
-                // The tags only: their URIs are not read here (the UAS
-                // role of `validate` and the typed headers check them).
-                let tag = |name| crate::addr::tag_of(self.header(name)?.value().ok()?).ok();
+                // The pieces only (`crate::light`): the URIs of From and
+                // To and the whole grammar of the Via are left to
+                // `validate` and the typed headers.
+                let tag = |name| crate::light::tag(self.header(name)?.value().ok()?).ok();
                 let from_tag = tag(HeaderName::From)?;
                 let to_tag = tag(HeaderName::To)?;
-                let top = self.typed::<Via<'_>>().and_then(Result::ok);
-                let branch = top.and_then(|v| v.branch()).and_then(|b| self.span_of(b));
+                let top = self
+                    .header(HeaderName::Via)
+                    .and_then(|h| h.value().ok())
+                    .and_then(crate::light::top_via);
+                let branch = top.and_then(|v| v.branch).and_then(|b| self.span_of(b));
                 let via = top.and_then(|v| {
                     Some(ViaIds {
-                        transport: self.span_of(v.transport())?,
-                        host: self.span_of(v.host_str())?,
-                        port: v.port(),
-                        rport: v.rport(),
+                        transport: self.span_of(v.transport)?,
+                        host: self.span_of(v.host)?,
+                        port: v.port,
+                        rport: v.rport,
                     })
                 });
                 let cseq_value = self.header(HeaderName::CSeq)?.value().ok()?;

@@ -1,0 +1,305 @@
+//! Light readers of the identifiers every message is matched by: the top
+//! Via's transport, sent-by, `rport` and `branch`, and the `tag` of From
+//! and To.
+//!
+//! Written by hand next to the typed parsers ([`crate::headers`]) because
+//! they run on every message a proxy receives and on every message it
+//! builds by editing another, while the typed parsers check the whole
+//! grammar (host syntax, every parameter's value, display names, URIs).
+//! These readers only find the pieces: a value the typed parser accepts
+//! gives the same pieces here. Messages from the network are checked by
+//! [`crate::validate`] (the top Via in full in either role, From and To
+//! in full for a UAS), so leniency here never lets a malformed message
+//! through the validation.
+
+use crate::scan::{is_lws, is_token, is_token_str};
+
+/// The pieces of a Via value the transport and transaction layers read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ViaPieces<'a> {
+    pub(crate) transport: &'a str,
+    /// As written: an IPv6 reference keeps its brackets.
+    pub(crate) host: &'a str,
+    pub(crate) port: Option<u16>,
+    /// `None`: no rport; `Some(None)`: bare; `Some(Some(p))`: filled.
+    pub(crate) rport: Option<Option<u16>>,
+    pub(crate) branch: Option<&'a str>,
+}
+
+/// A byte cursor over one header value.
+struct At<'a> {
+    s: &'a str,
+    i: usize,
+}
+
+impl<'a> At<'a> {
+    fn peek(&self) -> Option<u8> {
+        self.s.as_bytes().get(self.i).copied()
+    }
+
+    fn ws(&mut self) -> bool {
+        let start = self.i;
+        while self.peek().is_some_and(is_lws) {
+            self.i += 1;
+        }
+        self.i > start
+    }
+
+    fn eat(&mut self, c: u8) -> bool {
+        self.ws();
+        if self.peek() == Some(c) {
+            self.i += 1;
+            self.ws();
+            true
+        } else {
+            false
+        }
+    }
+
+    fn run(&mut self, mut keep: impl FnMut(u8) -> bool) -> &'a str {
+        let start = self.i;
+        while self.peek().is_some_and(&mut keep) {
+            self.i += 1;
+        }
+        self.s.get(start..self.i).unwrap_or_default()
+    }
+
+    fn token(&mut self) -> Option<&'a str> {
+        let t = self.run(is_token);
+        (!t.is_empty()).then_some(t)
+    }
+
+    /// A quoted string, returned without its quotes (escapes left as
+    /// written).
+    fn quoted(&mut self) -> Option<&'a str> {
+        if self.peek() != Some(b'"') {
+            return None;
+        }
+        self.i += 1;
+        let start = self.i;
+        loop {
+            match self.peek()? {
+                b'\\' => self.i += 2,
+                b'"' => {
+                    let inner = self.s.get(start..self.i)?;
+                    self.i += 1;
+                    return Some(inner);
+                }
+                _ => self.i += 1,
+            }
+        }
+    }
+
+    /// `name [= value]` after a `;`; the value a token, a host (IPv6
+    /// references) or a quoted string.
+    fn param(&mut self) -> Option<(&'a str, Option<&'a str>)> {
+        self.ws();
+        let name = self.token()?;
+        if !self.eat(b'=') {
+            return Some((name, None));
+        }
+        let value = if self.peek() == Some(b'"') {
+            self.quoted()?
+        } else {
+            let v = self.run(|b| is_token(b) || matches!(b, b'[' | b']' | b':'));
+            if v.is_empty() {
+                return None;
+            }
+            v
+        };
+        self.ws();
+        Some((name, Some(value)))
+    }
+}
+
+fn port_number(digits: &str) -> Option<u16> {
+    if digits.is_empty() || digits.len() > 5 {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// The first Via of a Via header value; `None` when it is malformed.
+pub(crate) fn top_via(value: &str) -> Option<ViaPieces<'_>> {
+    let mut c = At { s: value, i: 0 };
+    c.ws();
+    // sent-protocol = name SLASH version SLASH transport (SWS around).
+    c.token()?;
+    if !c.eat(b'/') {
+        return None;
+    }
+    c.token()?;
+    if !c.eat(b'/') {
+        return None;
+    }
+    let transport = c.token()?;
+    if !c.ws() {
+        return None;
+    }
+    let host = if c.peek() == Some(b'[') {
+        let start = c.i;
+        c.run(|b| b != b']');
+        if c.peek() != Some(b']') {
+            return None;
+        }
+        c.i += 1;
+        value.get(start..c.i)?
+    } else {
+        c.run(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
+    };
+    if host.is_empty() {
+        return None;
+    }
+    let port = if c.eat(b':') {
+        Some(port_number(c.run(|b| b.is_ascii_digit()))?)
+    } else {
+        None
+    };
+    let mut rport = None;
+    let mut branch = None;
+    while c.eat(b';') {
+        let (name, v) = c.param()?;
+        if name.eq_ignore_ascii_case("branch") {
+            branch = Some(v.filter(|b| is_token_str(b))?);
+        } else if name.eq_ignore_ascii_case("rport") {
+            rport = Some(match v {
+                None => None,
+                Some(p) => Some(port_number(p)?),
+            });
+        }
+    }
+    c.ws();
+    // The next Via of a list, or the end.
+    matches!(c.peek(), None | Some(b',')).then_some(ViaPieces {
+        transport,
+        host,
+        port,
+        rport,
+        branch,
+    })
+}
+
+/// The `tag` of a From or To value: `Ok(None)` without one, `Err` when
+/// the value's framing (quotes, angle brackets, header parameters) is
+/// broken or the tag is not a token. The URI is not read: in the
+/// addr-spec form the first `;` outside quotes and brackets starts the
+/// header parameters (§20.10).
+pub(crate) fn tag(value: &str) -> Result<Option<&str>, ()> {
+    let b = value.as_bytes();
+    let mut i = 0;
+    let mut quoted = false;
+    let mut angle = false;
+    while let Some(&ch) = b.get(i) {
+        if quoted {
+            match ch {
+                b'\\' => i += 1,
+                b'"' => quoted = false,
+                _ => {}
+            }
+        } else if angle {
+            // No whitespace inside `<>` (§25.1 LAQUOT/RAQUOT; RFC 4475
+            // §3.1.2.14), as the typed parser says.
+            if is_lws(ch) {
+                return Err(());
+            }
+            angle = ch != b'>';
+        } else {
+            match ch {
+                b'"' => quoted = true,
+                b'<' => angle = true,
+                b';' => break,
+                _ => {}
+            }
+        }
+        i += 1;
+    }
+    if quoted || angle {
+        return Err(());
+    }
+    let mut c = At { s: value, i };
+    let mut found = None;
+    while c.eat(b';') {
+        let (name, v) = c.param().ok_or(())?;
+        if name.eq_ignore_ascii_case("tag") && found.is_none() {
+            found = Some(v.filter(|t| is_token_str(t)).ok_or(())?);
+        }
+    }
+    c.ws();
+    if c.peek().is_some() {
+        return Err(());
+    }
+    Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::headers::{From, TypedHeader, Via};
+
+    #[test]
+    fn via_pieces_agree_with_the_typed_parser() {
+        for v in [
+            "SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK776asdhds;rport",
+            "SIP/2.0/TCP client.example.com;branch=z9hG4bK1;rport=5062;received=192.0.2.9",
+            "SIP / 2.0 / UDP [2001:db8::9]:5070 ; branch = z9hG4bKx",
+            "SIP/2.0/UDP 10.0.0.1;branch=z9hG4bKa, SIP/2.0/UDP 10.0.0.2;branch=z9hG4bKb",
+            "SIP/2.0/WS df7jal23ls0d.invalid;branch=z9hG4bK;ttl=1;maddr=239.1.1.1",
+        ] {
+            let light = top_via(v).unwrap();
+            let first = crate::scan::ListSplit::new(v).next().unwrap();
+            let full = Via::parse(first).unwrap();
+            assert_eq!(light.transport, full.transport(), "{v}");
+            assert_eq!(light.host, full.host_str(), "{v}");
+            assert_eq!(light.port, full.port(), "{v}");
+            assert_eq!(light.rport, full.rport(), "{v}");
+            assert_eq!(light.branch, full.branch(), "{v}");
+        }
+    }
+
+    #[test]
+    fn broken_vias_are_refused() {
+        for v in [
+            "",
+            "SIP/2.0/UDP",
+            "SIP/2.0/UDP ;branch=1",
+            "SIP/2.0 UDP host",
+            "SIP/2.0/UDP host:99999",
+            "SIP/2.0/UDP host:;branch=1",
+            "SIP/2.0/UDP [::1;branch=1",
+            "SIP/2.0/UDP host;branch",
+            "SIP/2.0/UDP host;rport=x",
+            "SIP/2.0/UDP host junk",
+        ] {
+            assert_eq!(top_via(v), None, "{v:?}");
+        }
+    }
+
+    #[test]
+    fn tags_agree_with_the_typed_parser() {
+        for v in [
+            "<sip:alice@example.com>;tag=1928301774",
+            r#""Bob \"the\" <boss>" <sip:bob@b.example;tag=uri-param>;tag=a6c85cf"#,
+            "sip:vivekg@chair-dnrc.example.com ;   tag    = 1918181833n",
+            "caller<sip:caller@example.com>;x=\"a;tag=q\";tag=323",
+            "<sip:carol@c.example>",
+            "<sip:d@d.example>;TAG=Up",
+        ] {
+            let full = From::parse(v).unwrap();
+            assert_eq!(tag(v), Ok(full.tag()), "{v}");
+        }
+    }
+
+    #[test]
+    fn broken_framing_is_refused() {
+        for v in [
+            r#""unterminated <sip:a@b>;tag=1"#,
+            "<sip:a@b;tag=1",
+            "<sip:a@b>;tag",
+            "<sip:a@b>;tag=1 junk",
+            "<sip:a@b>;=1",
+            r#""Watson, Thomas" < sip:t.watson@example.org >"#,
+        ] {
+            assert_eq!(tag(v), Err(()), "{v:?}");
+        }
+    }
+}
