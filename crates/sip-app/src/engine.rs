@@ -422,17 +422,8 @@ async fn run(shared: Arc<Shared>, mut stack: ShardEvents) {
 async fn on_ack(shared: &Arc<Shared>, ack: SipMessage) {
     // An ACK for a 2xx of ours confirms the dialog: nothing to do. One
     // with our Route goes along the proxied dialog.
-    if routing::own_route(shared, &ack).is_some() {
-        let mut e = ack.edit();
-        if e.pop_route().is_err() {
-            return;
-        }
-        let Ok(popped) = SipMessage::parse(e.to_bytes()) else {
-            return;
-        };
-        if routing::request_uri_token(&popped).is_none() {
-            crate::proxy::forward_ack(shared, &popped).await;
-        }
+    if routing::own_route(shared, &ack).is_some() && routing::request_uri_token(&ack).is_none() {
+        crate::proxy::forward_ack(shared, &ack).await;
     }
 }
 
@@ -702,21 +693,7 @@ async fn in_dialog(shared: Arc<Shared>, tx: ServerTransaction, request: SipMessa
     if method == "PRACK" {
         return prack(&shared, tx, request);
     }
-    let (request, route_token) = match routing::own_route(&shared, &request) {
-        Some(token) => {
-            let mut e = request.edit();
-            let popped = if e.pop_route().is_ok() {
-                SipMessage::parse(e.to_bytes()).ok()
-            } else {
-                None
-            };
-            match popped {
-                Some(p) => (p, Some(token)),
-                None => return respond(&tx, 400, "Bad Request (unreadable Route)", &[]),
-            }
-        }
-        None => (request, None),
-    };
+    let route_token = routing::own_route(&shared, &request);
     let ua_dialog = routing::request_uri_token(&request).or_else(|| {
         route_token.is_none().then(|| {
             shared
@@ -728,7 +705,22 @@ async fn in_dialog(shared: Arc<Shared>, tx: ServerTransaction, request: SipMessa
         })?
     });
     if let Some(id) = ua_dialog {
-        // A dialog this container is a UA in (our Contact).
+        // A dialog this container is a UA in (our Contact); the
+        // application sees the request without our Route.
+        let request = if route_token.is_some() {
+            let mut e = request.edit();
+            let popped = if e.pop_route().is_ok() {
+                SipMessage::parse(e.to_bytes()).ok()
+            } else {
+                None
+            };
+            match popped {
+                Some(p) => p,
+                None => return respond(&tx, 400, "Bad Request (unreadable Route)", &[]),
+            }
+        } else {
+            request
+        };
         let Some(cell) = find_or_load(&shared, &id).await else {
             return respond(
                 &tx,

@@ -459,8 +459,9 @@ async fn start_branch(
     record_route: Option<&str>,
 ) -> Result<sip_stack::ClientTransaction, AppError> {
     let mut e = request.edit();
-    if request.to_tag().is_none() {
-        e.set_request_uri(target).map_err(|err| AppError::Target {
+    let new_uri = request.to_tag().is_none().then_some(target);
+    if let Some(uri) = new_uri {
+        e.set_request_uri(uri).map_err(|err| AppError::Target {
             target: target.to_owned(),
             reason: err.to_string(),
         })?;
@@ -471,11 +472,10 @@ async fn start_branch(
         e.prepend_record_route(rr)
             .map_err(|err| AppError::Build(err.to_string()))?;
     }
-    let forwarded =
-        SipMessage::parse(e.to_bytes()).map_err(|err| AppError::Build(err.to_string()))?;
-    let peer = routing::next_hop(shared, &forwarded).await?;
+    // The edits touch neither Route nor Call-ID: the next hop is read from
+    // the request as received, and the message is parsed once, at the end.
+    let peer = routing::next_hop(shared, request, false, new_uri).await?;
     let branch = format!("{}{}", shared.stack.branch(), uri_hash(target));
-    let mut e = forwarded.edit();
     e.prepend_via(&routing::via(shared, peer.transport, &branch))
         .map_err(|err| AppError::Build(err.to_string()))?;
     let out = SipMessage::parse(e.to_bytes()).map_err(|err| AppError::Build(err.to_string()))?;
@@ -594,24 +594,28 @@ fn record_dialog(shared: &Shared, cell: &SessionCell, request: &SipMessage, r: &
     });
 }
 
-/// Forwards a request inside a proxied dialog (our Route already popped):
-/// statefully, relaying every response; for ACK, statelessly (§16.11).
+/// Forwards a request inside a proxied dialog, our Route on top (popped
+/// here, with the Max-Forwards and Via edits, in one pass): statefully,
+/// relaying every response.
 pub(crate) async fn forward_subsequent(
     shared: Arc<Shared>,
     mut tx: ServerTransaction,
     request: SipMessage,
 ) -> Option<u16> {
     let mut e = request.edit();
+    if e.pop_route().is_err() {
+        if let Ok(r) = synth(&request, 400, "Bad Request (unreadable Route)") {
+            tx.respond(r);
+        }
+        return Some(400);
+    }
     if e.decrement_max_forwards().is_err() {
         if let Ok(r) = synth(&request, 483, "Too Many Hops") {
             tx.respond(r);
         }
         return Some(483);
     }
-    let Ok(forwarded) = SipMessage::parse(e.to_bytes()) else {
-        return None;
-    };
-    let peer = match routing::next_hop(&shared, &forwarded).await {
+    let peer = match routing::next_hop(&shared, &request, true, None).await {
         Ok(p) => p,
         Err(err) => {
             let (status, reason) = err.response_status();
@@ -622,7 +626,6 @@ pub(crate) async fn forward_subsequent(
         }
     };
     let branch = shared.stack.branch();
-    let mut e = forwarded.edit();
     if e.prepend_via(&routing::via(&shared, peer.transport, &branch))
         .is_err()
     {
@@ -676,16 +679,14 @@ pub(crate) async fn forward_subsequent(
     }
 }
 
-/// Forwards an ACK for a 2xx inside a proxied dialog, statelessly.
+/// Forwards an ACK for a 2xx inside a proxied dialog, statelessly, our
+/// Route on top (popped here with the other edits, in one pass).
 pub(crate) async fn forward_ack(shared: &Shared, ack: &SipMessage) {
     let mut e = ack.edit();
-    if e.decrement_max_forwards().is_err() {
+    if e.pop_route().is_err() || e.decrement_max_forwards().is_err() {
         return;
     }
-    let Ok(forwarded) = SipMessage::parse(e.to_bytes()) else {
-        return;
-    };
-    let Ok(peer) = routing::next_hop(shared, &forwarded).await else {
+    let Ok(peer) = routing::next_hop(shared, ack, true, None).await else {
         return;
     };
     // §16.11: a stateless branch, the same for retransmissions of this ACK.
@@ -693,7 +694,6 @@ pub(crate) async fn forward_ack(shared: &Shared, ack: &SipMessage) {
         "z9hG4bK-ack{}",
         uri_hash(ack.top_branch().unwrap_or("")).trim_start_matches('-')
     );
-    let mut e = forwarded.edit();
     if e.prepend_via(&routing::via(shared, peer.transport, &branch))
         .is_err()
     {

@@ -130,17 +130,31 @@ pub(crate) fn via(shared: &Shared, transport: TransportKind, branch: &str) -> St
 /// The next hop of a request: an edge when the container has any (the
 /// edge forwards by Route / Request-URI, docs/CLUSTER.md), else the top
 /// Route (loose routing, §16.6 step 7), else the Request-URI.
-pub(crate) async fn next_hop(shared: &Shared, msg: &SipMessage) -> Result<Peer, AppError> {
+///
+/// Read from the request as received, before the proxy's edits:
+/// `pop_own` skips the top Route (ours, which the edits pop), and
+/// `request_uri` is the Request-URI the edits set, when they set one.
+pub(crate) async fn next_hop(
+    shared: &Shared,
+    msg: &SipMessage,
+    pop_own: bool,
+    request_uri: Option<&str>,
+) -> Result<Peer, AppError> {
     if let Some(edge) = shared.pick_edge(msg.call_id().unwrap_or("")) {
         return Ok(Peer {
             transport: TransportKind::Udp,
             addr: edge,
         });
     }
-    if let Some(Ok(route)) = msg.typed::<Route<'_>>() {
+    let route = if pop_own {
+        msg.typed_all::<Route<'_>>().nth(1)
+    } else {
+        msg.typed::<Route<'_>>()
+    };
+    if let Some(Ok(route)) = route {
         return peer_of_uri(route.uri().as_str()).await;
     }
-    peer_of_uri(msg.request_uri_str().unwrap_or("")).await
+    peer_of_uri(request_uri.or_else(|| msg.request_uri_str()).unwrap_or("")).await
 }
 
 /// Where a SIP URI points: its host (an IP address, or a name resolved
