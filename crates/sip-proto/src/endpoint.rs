@@ -120,6 +120,17 @@ pub enum Event {
     },
 }
 
+/// The hasher of the transaction and ACK indexes, whose keys (branches,
+/// tags, Call-IDs) come from the network: foldhash, seeded from the
+/// endpoint's seed (the core takes no randomness of its own). std's
+/// SipHash cost about 1.5% of a proxied call's CPU (perf, docs/BENCHMARKS.md);
+/// foldhash with an unknown seed still spreads keys an attacker picks.
+type KeyHash = foldhash::fast::FixedState;
+
+fn key_hash(seed: u64) -> KeyHash {
+    foldhash::fast::FixedState::with_seed(seed.rotate_left(29) ^ 0x9e37_79b9_7f4a_7c15)
+}
+
 /// The transaction layer.
 #[derive(Debug)]
 pub struct Endpoint {
@@ -129,8 +140,8 @@ pub struct Endpoint {
     /// Boxed: at high rates hundreds of thousands of transactions wait out
     /// Timers J and L, and growing the map then moves pointers, not records.
     txs: TxMap<Box<Transaction>>,
-    by_key: HashMap<TxKey, TxId>,
-    by_ack: HashMap<AckKey, TxId>,
+    by_key: HashMap<TxKey, TxId, KeyHash>,
+    by_ack: HashMap<AckKey, TxId, KeyHash>,
     clock: TimerWheel,
     out: Outbox,
 }
@@ -162,8 +173,8 @@ impl Endpoint {
             ids: IdGenerator::new(seed),
             next_tx: 1,
             txs: TxMap::default(),
-            by_key: HashMap::new(),
-            by_ack: HashMap::new(),
+            by_key: HashMap::with_hasher(key_hash(seed)),
+            by_ack: HashMap::with_hasher(key_hash(seed)),
             clock: TimerWheel::default(),
             out: Outbox::default(),
         }
