@@ -527,7 +527,16 @@ impl Stack {
                 });
                 std::thread::Builder::new()
                     .name(format!("sip-shard-{i}"))
-                    .spawn(move || runtime.block_on(shard.run(rx, None)))
+                    // The shard's loop is a task of its runtime, not the
+                    // future `block_on` drives: the engine's tasks wake it
+                    // for every command, and waking the `block_on` future
+                    // made the scheduler poll the driver once more without
+                    // blocking (one `epoll_wait` per message, strace).
+                    .spawn(move || {
+                        runtime.block_on(async move {
+                            drop(tokio::spawn(shard.run(rx, None)).await);
+                        });
+                    })
                     .map_err(StackError::Runtime)?;
             } else {
                 let shard = shard.with_udp(register(udp)?, i, others);

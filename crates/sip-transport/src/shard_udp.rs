@@ -23,6 +23,15 @@
 //! system calls in place. Elsewhere the same API loops over
 //! `recv_from` / `send_to` without blocking.
 //!
+//! # Readiness
+//! The socket is registered with the runtime for reading only. A UDP
+//! socket is writable almost always, and with writability registered
+//! every drained send buffer woke the shard once more for nothing (about
+//! one extra `epoll_wait` return per call in `strace`). Sends go straight
+//! to `sendmmsg` without waiting; when the send buffer is full
+//! (`EAGAIN`), the shard retries every millisecond, 100 times
+//! at most, before it reports the datagrams as not sent.
+//!
 //! A datagram is one message (RFC 3261 §18.3); what does not parse is
 //! dropped and logged at `debug`, an oversized one at `warn`, as on the
 //! other UDP path.
@@ -33,8 +42,11 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use sip_message::{ParseError, Peer, SipMessage, Transport, TransportKind};
+use std::net::UdpSocket;
+use std::time::Duration;
+
 use tokio::io::Interest;
-use tokio::net::UdpSocket;
+use tokio::io::unix::AsyncFd;
 use tracing::{debug, trace, warn};
 
 use crate::config::TransportLimits;
@@ -43,6 +55,10 @@ use crate::{TransportError, udp};
 
 /// Datagrams read or sent per system call at most.
 pub const BATCH: usize = 32;
+
+/// How many times a send that found the socket's buffer full is retried,
+/// a millisecond apart.
+pub(crate) const SEND_RETRIES: u32 = 100;
 
 /// The largest UDP payload (IPv4: 65,507 bytes; IPv6: 65,527), rounded up.
 const MAX_DATAGRAM: usize = 65_535;
@@ -65,7 +81,14 @@ impl ShardSocketBinding {
     /// Attaches the socket to the current tokio runtime (call it on the
     /// runtime that will read it).
     pub fn register(self, limits: TransportLimits) -> io::Result<ShardSocket> {
-        let socket = UdpSocket::from_std(self.socket)?;
+        self.socket.set_nonblocking(true)?;
+        // Deprecated in tokio for `T`s that could close or swap their file
+        // descriptor while registered; the replacement is `unsafe`, which
+        // this workspace forbids. `std::net::UdpSocket` owns its descriptor
+        // and keeps it until dropped, with the `AsyncFd`, so this use is
+        // sound.
+        #[allow(deprecated)]
+        let socket = AsyncFd::with_interest(self.socket, Interest::READABLE)?;
         // No datagram is larger than 64 KiB, whatever the configured limit.
         let max = (limits.message.max_message_size as usize).min(MAX_DATAGRAM);
         Ok(ShardSocket {
@@ -130,7 +153,7 @@ pub fn bind_shard_sockets(
 /// A UDP socket read and written by one shard, in batches.
 #[derive(Debug)]
 pub struct ShardSocket {
-    socket: UdpSocket,
+    socket: AsyncFd<UdpSocket>,
     local: Peer,
     limits: TransportLimits,
     max: usize,
@@ -149,7 +172,9 @@ impl ShardSocket {
     /// Ready when the socket may have datagrams to read (wakes the task
     /// when it has).
     pub fn poll_recv_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.socket.poll_recv_ready(cx)
+        // The guard goes without clearing: the readiness stays until a
+        // read finds the socket empty.
+        self.socket.poll_read_ready(cx).map_ok(drop)
     }
 
     /// Reads what is waiting, up to [`BATCH`] datagrams, without blocking;
@@ -163,7 +188,7 @@ impl ShardSocket {
         } = self;
         let socket = &*socket;
         meta.clear();
-        match socket.try_io(Interest::READABLE, || recv_many(socket, bufs, meta)) {
+        match socket.try_io(Interest::READABLE, |s| recv_many(s, bufs, meta)) {
             Ok(()) => {}
             // A short batch drained the socket: `recv_many` says so with
             // WouldBlock, which clears the readiness, so the next round
@@ -262,16 +287,17 @@ impl ShardSocket {
         }
     }
 
-    /// Sends a prefix of `chunk` (non-empty) in one system call once the
-    /// socket is writable; how many were sent.
+    /// Sends a prefix of `chunk` (non-empty) in one system call; how many
+    /// were sent. A full send buffer is waited out a millisecond at a time
+    /// (see the module doc).
     async fn send_chunk(&self, chunk: &[(SocketAddr, Bytes)]) -> io::Result<usize> {
+        let mut retries = 0;
         loop {
-            self.socket.writable().await?;
-            match self
-                .socket
-                .try_io(Interest::WRITABLE, || send_many(&self.socket, chunk))
-            {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            match send_many(self.socket.get_ref(), chunk) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && retries < SEND_RETRIES => {
+                    retries += 1;
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
                 other => return other,
             }
         }
@@ -356,7 +382,7 @@ fn recv_many(
     meta: &mut Vec<(usize, usize, Option<SocketAddr>)>,
 ) -> io::Result<()> {
     for (i, buf) in bufs.iter_mut().enumerate() {
-        match socket.try_recv_from(buf) {
+        match socket.recv_from(buf) {
             Ok((len, addr)) => meta.push((i, len, Some(addr))),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock && !meta.is_empty() => break,
             Err(e) => return Err(e),
@@ -370,7 +396,7 @@ fn recv_many(
 fn send_many(socket: &UdpSocket, chunk: &[(SocketAddr, Bytes)]) -> io::Result<usize> {
     let mut sent = 0;
     for (addr, bytes) in chunk {
-        match socket.try_send_to(bytes, *addr) {
+        match socket.send_to(bytes, *addr) {
             Ok(_) => sent += 1,
             Err(e) if sent == 0 => return Err(e),
             Err(_) => break,
