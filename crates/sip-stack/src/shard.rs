@@ -182,14 +182,21 @@ impl Shard {
         mut commands: mpsc::UnboundedReceiver<Command>,
         mut incoming: Option<mpsc::Receiver<Incoming>>,
     ) {
+        // One timer, moved only when the endpoint's next deadline moves: a
+        // new `Sleep` per round registered anew with tokio's timer, which
+        // wakes its driver (an eventfd write) whenever the deadline is
+        // earlier than the one it parked for, several times per message.
+        let sleep = tokio::time::sleep_until(self.epoch);
+        tokio::pin!(sleep);
+        let mut armed: Option<Instant> = None;
         loop {
             let deadline = self.endpoint.poll_timeout().map(|at| self.wake_at(at));
-            let sleep = async {
-                match deadline {
-                    Some(at) => tokio::time::sleep_until(at).await,
-                    None => std::future::pending().await,
+            if deadline != armed {
+                if let Some(at) = deadline {
+                    sleep.as_mut().reset(at);
                 }
-            };
+                armed = deadline;
+            }
             let received = async {
                 match incoming.as_mut() {
                     Some(rx) => rx.recv().await,
@@ -224,7 +231,8 @@ impl Shard {
                     // The transports closed: nothing more will arrive.
                     None => incoming = None,
                 },
-                () = sleep => {
+                () = &mut sleep, if armed.is_some() => {
+                    armed = None;
                     let now = self.now();
                     self.endpoint.handle_timeout(now);
                 }
