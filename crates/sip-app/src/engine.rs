@@ -138,6 +138,12 @@ pub(crate) struct Shared {
     pub(crate) stats: Stats,
     local_udp: Option<SocketAddr>,
     local_tcp: Option<SocketAddr>,
+    /// `host:port` for Record-Route and Contact, written once.
+    public_host_port: String,
+    /// `SIP/2.0/UDP local` and `SIP/2.0/TCP local`, the start of the Vias
+    /// of forwarded requests, written once.
+    via_udp: Option<String>,
+    via_tcp: Option<String>,
 }
 
 impl Shared {
@@ -150,11 +156,17 @@ impl Shared {
     }
 
     /// `host:port` for Record-Route and Contact.
-    pub(crate) fn public_host_port(&self) -> String {
-        match (&self.config.public, self.local_udp.or(self.local_tcp)) {
-            (Some(p), _) => p.clone(),
-            (None, Some(a)) => a.to_string(),
-            (None, None) => "invalid.invalid".to_owned(),
+    pub(crate) fn public_host_port(&self) -> &str {
+        &self.public_host_port
+    }
+
+    /// `SIP/2.0/T local` for a Via of ours on `transport`, when we listen
+    /// on it (UDP and TCP, written once at start).
+    pub(crate) fn via_sent_by(&self, transport: TransportKind) -> Option<&str> {
+        match transport {
+            TransportKind::Udp => self.via_udp.as_deref(),
+            TransportKind::Tcp => self.via_tcp.as_deref(),
+            _ => None,
         }
     }
 
@@ -309,10 +321,20 @@ impl Engine {
     /// run on the current runtime.
     pub fn start(stack: Stack, config: EngineConfig, store: Store, router: AppRouter) -> Engine {
         let (handle, shards) = stack.into_shards();
+        let local_udp = handle.local_addr(TransportKind::Udp);
+        let local_tcp = handle.local_addr(TransportKind::Tcp);
+        let public_host_port = match (&config.public, local_udp.or(local_tcp)) {
+            (Some(p), _) => p.clone(),
+            (None, Some(a)) => a.to_string(),
+            (None, None) => "invalid.invalid".to_owned(),
+        };
         let shared = Arc::new(Shared {
             ids: Mutex::new(IdGenerator::new(config.seed)),
-            local_udp: handle.local_addr(TransportKind::Udp),
-            local_tcp: handle.local_addr(TransportKind::Tcp),
+            local_udp,
+            local_tcp,
+            public_host_port,
+            via_udp: local_udp.map(|a| format!("SIP/2.0/UDP {a}")),
+            via_tcp: local_tcp.map(|a| format!("SIP/2.0/TCP {a}")),
             config,
             stack: handle,
             store,

@@ -75,7 +75,7 @@ pub(crate) fn contact_uri(
         s.push_str(u);
         s.push('@');
     }
-    s.push_str(&shared.public_host_port());
+    s.push_str(shared.public_host_port());
     s.push_str(";sbt=");
     s.push_str(id.as_str());
     push_transport(&mut s, source.transport);
@@ -84,7 +84,11 @@ pub(crate) fn contact_uri(
 
 /// `<sip:PUBLIC;lr;sbt=ID>`: the Record-Route value of a proxy.
 pub(crate) fn record_route(shared: &Shared, id: &SessionId, inbound: TransportKind) -> String {
-    let mut s = format!("<sip:{};lr;sbt={}", shared.public_host_port(), id.as_str());
+    let mut s = String::with_capacity(64);
+    s.push_str("<sip:");
+    s.push_str(shared.public_host_port());
+    s.push_str(";lr;sbt=");
+    s.push_str(id.as_str());
     push_transport(&mut s, inbound);
     s.push('>');
     s
@@ -117,14 +121,22 @@ pub(crate) fn inbound_transport(msg: &SipMessage, packet: TransportKind) -> Tran
 
 /// A Via for a request we send: `SIP/2.0/T local;branch=..;rport`.
 pub(crate) fn via(shared: &Shared, transport: TransportKind, branch: &str) -> String {
-    let addr = shared
-        .local(transport)
-        .or_else(|| shared.local(TransportKind::Udp))
-        .map_or_else(|| "invalid.invalid".to_owned(), |a| a.to_string());
-    format!(
-        "SIP/2.0/{} {addr};branch={branch};rport",
-        transport.via_token()
-    )
+    let sent_by = shared
+        .via_sent_by(transport)
+        .map(str::to_owned)
+        .unwrap_or_else(|| {
+            let addr = shared
+                .local(transport)
+                .or_else(|| shared.local(TransportKind::Udp))
+                .map_or_else(|| "invalid.invalid".to_owned(), |a| a.to_string());
+            format!("SIP/2.0/{} {addr}", transport.via_token())
+        });
+    let mut v = sent_by;
+    v.reserve(branch.len() + 14);
+    v.push_str(";branch=");
+    v.push_str(branch);
+    v.push_str(";rport");
+    v
 }
 
 /// The next hop of a request: an edge when the container has any (the
