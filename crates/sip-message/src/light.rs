@@ -113,10 +113,15 @@ impl<'a> At<'a> {
 }
 
 fn port_number(digits: &str) -> Option<u16> {
-    if digits.is_empty() || digits.len() > 5 {
+    // Leading zeros are allowed, as the typed parser allows them.
+    let significant = digits.trim_start_matches('0');
+    if digits.is_empty() || significant.len() > 5 {
         return None;
     }
-    digits.parse().ok()
+    if significant.is_empty() {
+        return Some(0);
+    }
+    significant.parse().ok()
 }
 
 /// The first Via of a Via header value; `None` when it is malformed.
@@ -159,13 +164,16 @@ pub(crate) fn top_via(value: &str) -> Option<ViaPieces<'_>> {
     let mut branch = None;
     while c.eat(b';') {
         let (name, v) = c.param()?;
+        // The first of a repeated parameter counts, as in `Params::get`.
         if name.eq_ignore_ascii_case("branch") {
-            branch = Some(v.filter(|b| is_token_str(b))?);
+            let b = v.filter(|b| is_token_str(b))?;
+            branch = branch.or(Some(b));
         } else if name.eq_ignore_ascii_case("rport") {
-            rport = Some(match v {
+            let p = match v {
                 None => None,
                 Some(p) => Some(port_number(p)?),
-            });
+            };
+            rport = rport.or(Some(p));
         }
     }
     c.ws();
@@ -181,42 +189,40 @@ pub(crate) fn top_via(value: &str) -> Option<ViaPieces<'_>> {
 
 /// The `tag` of a From or To value: `Ok(None)` without one, `Err` when
 /// the value's framing (quotes, angle brackets, header parameters) is
-/// broken or the tag is not a token. The URI is not read: in the
-/// addr-spec form the first `;` outside quotes and brackets starts the
-/// header parameters (§20.10).
+/// broken or the tag is not a token. The URI is not read. The three forms
+/// are told apart as the typed parser (`NameAddr`) does: a quoted display
+/// name, then `<uri>`; `<uri>`; display-name tokens before a `<` that no
+/// `;` or `"` precedes; otherwise an addr-spec, whose URI runs to the
+/// first `;` or whitespace (§20.10: what follows are header parameters).
 pub(crate) fn tag(value: &str) -> Result<Option<&str>, ()> {
-    let b = value.as_bytes();
-    let mut i = 0;
-    let mut quoted = false;
-    let mut angle = false;
-    while let Some(&ch) = b.get(i) {
-        if quoted {
-            match ch {
-                b'\\' => i += 1,
-                b'"' => quoted = false,
-                _ => {}
-            }
-        } else if angle {
-            // No whitespace inside `<>` (§25.1 LAQUOT/RAQUOT; RFC 4475
-            // §3.1.2.14), as the typed parser says.
-            if is_lws(ch) {
+    let mut c = At { s: value, i: 0 };
+    c.ws();
+    let rest = value.get(c.i..).unwrap_or_default();
+    let angle_at = rest
+        .find('<')
+        .filter(|&lt| !rest.get(..lt).unwrap_or_default().contains([';', '"']));
+    match c.peek() {
+        None => return Err(()),
+        Some(b'"') => {
+            c.quoted().ok_or(())?;
+            c.ws();
+            angle(&mut c)?;
+        }
+        Some(b'<') => angle(&mut c)?,
+        Some(_) if angle_at.is_some() => {
+            // display-name = *(token LWS)
+            let before = c.run(|b| b != b'<');
+            if !before.bytes().all(|b| is_token(b) || is_lws(b)) {
                 return Err(());
             }
-            angle = ch != b'>';
-        } else {
-            match ch {
-                b'"' => quoted = true,
-                b'<' => angle = true,
-                b';' => break,
-                _ => {}
+            angle(&mut c)?;
+        }
+        Some(_) => {
+            if !c.run(|b| b != b';' && !is_lws(b)).contains(':') {
+                return Err(());
             }
         }
-        i += 1;
     }
-    if quoted || angle {
-        return Err(());
-    }
-    let mut c = At { s: value, i };
     let mut found = None;
     while c.eat(b';') {
         let (name, v) = c.param().ok_or(())?;
@@ -229,6 +235,21 @@ pub(crate) fn tag(value: &str) -> Result<Option<&str>, ()> {
         return Err(());
     }
     Ok(found)
+}
+
+/// `<uri>`, with no whitespace inside the brackets (§25.1 LAQUOT/RAQUOT;
+/// RFC 4475 §3.1.2.14), as the typed parser says.
+fn angle(c: &mut At<'_>) -> Result<(), ()> {
+    if c.peek() != Some(b'<') {
+        return Err(());
+    }
+    c.i += 1;
+    let uri = c.run(|b| b != b'>' && !is_lws(b));
+    if !uri.contains(':') || c.peek() != Some(b'>') {
+        return Err(());
+    }
+    c.i += 1;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -244,6 +265,8 @@ mod tests {
             "SIP / 2.0 / UDP [2001:db8::9]:5070 ; branch = z9hG4bKx",
             "SIP/2.0/UDP 10.0.0.1;branch=z9hG4bKa, SIP/2.0/UDP 10.0.0.2;branch=z9hG4bKb",
             "SIP/2.0/WS df7jal23ls0d.invalid;branch=z9hG4bK;ttl=1;maddr=239.1.1.1",
+            "SIP/2.0/UDP h:05060;rport=0005062;branch=z9hG4bKa;branch=z9hG4bKb",
+            "SIP/2.0/UDP h:0;rport=0",
         ] {
             let light = top_via(v).unwrap();
             let first = crate::scan::ListSplit::new(v).next().unwrap();
@@ -283,6 +306,9 @@ mod tests {
             "caller<sip:caller@example.com>;x=\"a;tag=q\";tag=323",
             "<sip:carol@c.example>",
             "<sip:d@d.example>;TAG=Up",
+            r#"urn:x";tag=a;q="\"";tag=b"#,
+            r#"urn:x";tag=A;q="\"""#,
+            "<sip:e@e.example>;tag=first;tag=second",
         ] {
             let full = From::parse(v).unwrap();
             assert_eq!(tag(v), Ok(full.tag()), "{v}");
@@ -298,6 +324,12 @@ mod tests {
             "<sip:a@b>;tag=1 junk",
             "<sip:a@b>;=1",
             r#""Watson, Thomas" < sip:t.watson@example.org >"#,
+            "Bell, Alexander <sip:a.g.bell@example.com>;tag=43",
+            "",
+            "hello",
+            ";tag=1",
+            "<sip:a@b>junk;tag=1",
+            "<hello>;tag=1",
         ] {
             assert_eq!(tag(v), Err(()), "{v:?}");
         }
