@@ -121,10 +121,13 @@ pub enum Event {
 }
 
 /// The hasher of the transaction and ACK indexes, whose keys (branches,
-/// tags, Call-IDs) come from the network: foldhash, seeded from the
-/// endpoint's seed (the core takes no randomness of its own). std's
-/// SipHash cost about 1.5% of a proxied call's CPU (perf, docs/BENCHMARKS.md);
-/// foldhash with an unknown seed still spreads keys an attacker picks.
+/// tags, Call-IDs) come from the network: foldhash (std's SipHash cost
+/// about 1.5% of a proxied call's CPU, docs/BENCHMARKS.md). Its seed must
+/// be secret, or an attacker can pick colliding branches: the core takes
+/// no randomness of its own, so the caller gives it
+/// ([`Endpoint::with_index_seed`]; `sip-stack` takes one from the OS).
+/// [`Endpoint::new`] derives one from its seed, which its generated
+/// branches and tags reveal: fine for tests and simulations only.
 type KeyHash = foldhash::fast::FixedState;
 
 fn key_hash(seed: u64) -> KeyHash {
@@ -178,6 +181,16 @@ impl Endpoint {
             clock: TimerWheel::default(),
             out: Outbox::default(),
         }
+    }
+
+    /// The same endpoint with the transaction and ACK indexes hashed with
+    /// a seed of the caller's (call it before the first message): give it
+    /// a secret one, see `KeyHash`.
+    #[must_use]
+    pub fn with_index_seed(mut self, seed: u64) -> Endpoint {
+        self.by_key = HashMap::with_hasher(key_hash(seed));
+        self.by_ack = HashMap::with_hasher(key_hash(seed));
+        self
     }
 
     /// The generator for branches, tags and Call-IDs of requests the TU builds.

@@ -122,11 +122,13 @@ impl AckKey {
     /// CSeq from its request (parsed already), the To tag from the response
     /// (the only part the UAS chose).
     pub(crate) fn of_2xx(request: &SipMessage, response: &SipMessage) -> Option<AckKey> {
-        let to: sip_message::headers::To<'_> = response.typed()?.ok()?;
+        // The To tag as the ACK's key reads it (`AckKey::of`), from the
+        // response's identifiers.
+        response.call_id()?;
         Some(AckKey {
             call_id: request.call_id()?.into(),
             from_tag: request.from_tag().unwrap_or("").into(),
-            to_tag: to.tag().unwrap_or("").into(),
+            to_tag: response.to_tag().unwrap_or("").into(),
             cseq: request.cseq()?.0,
         })
     }

@@ -104,6 +104,13 @@ struct UdpQueue {
     failed: Vec<(usize, sip_transport::TransportError)>,
 }
 
+/// A seed no peer can learn, for the endpoint's transaction index
+/// (`Endpoint::with_index_seed`): std's `RandomState` is keyed from the OS.
+fn secret_seed() -> u64 {
+    use std::hash::BuildHasher;
+    std::collections::hash_map::RandomState::new().hash_one(0x5eed_u64)
+}
+
 impl Shard {
     pub(crate) fn new(
         timers: Timers,
@@ -115,7 +122,7 @@ impl Shard {
     ) -> Shard {
         let epoch = Instant::now();
         Shard {
-            endpoint: Endpoint::new(timers, seed),
+            endpoint: Endpoint::new(timers, seed).with_index_seed(secret_seed()),
             transports,
             me,
             events,
