@@ -404,6 +404,7 @@ impl Engine {
 /// on the way in and when it finishes, which cost more than the parsing
 /// of the message (callgrind, `benches/proxy_call.rs`). Boxed, the task
 /// holds a pointer and the future is written once.
+#[track_caller]
 pub(crate) fn spawn<F>(future: F)
 where
     F: Future<Output = ()> + Send + 'static,
@@ -900,6 +901,12 @@ async fn run_handler(
     in_dialog: bool,
     chain: Vec<Application>,
 ) {
+    // The stack validated for forwarding; an application reads From and
+    // To, so their URIs must parse too (`validate`'s UAS role).
+    if let Err((status, reason)) = addresses_readable(&request) {
+        shared.stats.default_answers.fetch_add(1, Ordering::Relaxed);
+        return respond(&tx, status, &reason, &[]);
+    }
     let source = tx.source();
     let slot = Arc::new(TxSlot::default());
     *slot.tx.lock().unwrap_or_else(PoisonError::into_inner) = Some(tx);
@@ -907,6 +914,21 @@ async fn run_handler(
         shared, cell, app, slot, source, request, to_tag, in_dialog, chain,
     )
     .await;
+}
+
+/// From and To in full (what the Forward role of `validate` leaves out):
+/// the status and reason phrase of a 400 when one does not parse.
+fn addresses_readable(request: &SipMessage) -> Result<(), (u16, String)> {
+    use sip_message::headers::{From, To};
+    let from = request.typed::<From<'_>>().map(|r| r.map(drop));
+    let to = request.typed::<To<'_>>().map(|r| r.map(drop));
+    for r in [from, to] {
+        if let Some(Err(e)) = r {
+            let fault = sip_message::ValidationError::Header(e);
+            return Err((fault.status(), fault.reason_phrase()));
+        }
+    }
+    Ok(())
 }
 
 /// Runs an application's handler for a request whose transaction is in

@@ -534,7 +534,13 @@ impl Stack {
                     // blocking (one `epoll_wait` per message, strace).
                     .spawn(move || {
                         runtime.block_on(async move {
-                            drop(tokio::spawn(shard.run(rx, None)).await);
+                            // A panic in the loop ends the thread as it did
+                            // when the loop was the `block_on` future.
+                            if let Err(e) = tokio::spawn(shard.run(rx, None)).await
+                                && e.is_panic()
+                            {
+                                std::panic::resume_unwind(e.into_panic());
+                            }
                         });
                     })
                     .map_err(StackError::Runtime)?;

@@ -29,8 +29,11 @@
 //! every drained send buffer woke the shard once more for nothing (about
 //! one extra `epoll_wait` return per call in `strace`). Sends go straight
 //! to `sendmmsg` without waiting; when the send buffer is full
-//! (`EAGAIN`), the shard retries every millisecond, 100 times
-//! at most, before it reports the datagrams as not sent.
+//! (`EAGAIN`), the shard yields to its other tasks three times, then
+//! retries every millisecond, about 100 ms in all, and then drops the
+//! datagrams with a warning, as a congested network would (the
+//! retransmission timers cover UDP loss; a transaction is not failed for
+//! it).
 //!
 //! A datagram is one message (RFC 3261 §18.3); what does not parse is
 //! dropped and logged at `debug`, an oversized one at `warn`, as on the
@@ -288,15 +291,30 @@ impl ShardSocket {
     }
 
     /// Sends a prefix of `chunk` (non-empty) in one system call; how many
-    /// were sent. A full send buffer is waited out a millisecond at a time
-    /// (see the module doc).
+    /// were sent. A full send buffer is waited out (see the module doc);
+    /// when it stays full, the chunk is dropped as the network would drop
+    /// it (the retransmission timers cover UDP loss) and counted as sent.
     async fn send_chunk(&self, chunk: &[(SocketAddr, Bytes)]) -> io::Result<usize> {
         let mut retries = 0;
         loop {
             match send_many(self.socket.get_ref(), chunk) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock && retries < SEND_RETRIES => {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     retries += 1;
-                    tokio::time::sleep(Duration::from_millis(1)).await;
+                    if retries > SEND_RETRIES {
+                        warn!(
+                            local = %self.local.addr,
+                            datagrams = chunk.len(),
+                            "UDP send buffer full: datagrams dropped"
+                        );
+                        return Ok(chunk.len());
+                    }
+                    // The kernel often drains the buffer at once (loopback,
+                    // a fast link): let the other tasks run first, then wait.
+                    if retries <= 3 {
+                        tokio::task::yield_now().await;
+                    } else {
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    }
                 }
                 other => return other,
             }
