@@ -224,6 +224,25 @@ async fn a_request_the_handler_leaves_unanswered_gets_500() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_from_the_application_cannot_read_gets_400_naming_it() {
+    // The stack validates for forwarding (From's framing and tag only);
+    // before a handler runs, From and To must parse in full.
+    let lab = Lab::new();
+    let srv = server(&lab, answering_router()).await;
+    let mut alice = lab.phone("alice", "10.0.0.2:5060").unwrap();
+    let invite = alice.invite(&target("accept")).unwrap();
+    let text = String::from_utf8(invite.as_bytes().to_vec()).unwrap();
+    let from = header(&invite, "From").unwrap();
+    let bad = text.replacen(&from, "<sip:alice@[bad>;tag=1", 1);
+    assert_ne!(bad, text);
+    alice.send_raw(bad.as_bytes(), srv.addr());
+    let r = alice.expect_final().await.unwrap();
+    assert_eq!(r.status(), Some(400));
+    let reason = r.reason().unwrap_or_default().to_owned();
+    assert!(reason.contains("From"), "{reason}");
+}
+
+#[tokio::test(start_paused = true)]
 async fn methods_without_a_handler_get_405_with_allow_or_501() {
     let lab = Lab::new();
     let srv = server(&lab, answering_router()).await;
