@@ -457,7 +457,11 @@ impl Endpoint {
             .get(&id)
             .ok_or(ProtoError::UnknownTransaction(id))?;
         let tag = tag.unwrap_or_else(|| self.ids.tag());
-        let resp = ResponseBuilder::for_request(&tx.request, status, Some(&tag))?.build()?;
+        let request = tx.request.as_ref().ok_or(ProtoError::InvalidState {
+            tx: id,
+            state: tx.state,
+        })?;
+        let resp = ResponseBuilder::for_request(request, status, Some(&tag))?.build()?;
         self.respond(now, id, resp)
     }
 
@@ -501,6 +505,7 @@ impl Endpoint {
                 } else if success {
                     // RFC 6026 §7.2: Accepted; the TU sends the ACK.
                     tx.state = TxState::Accepted;
+                    tx.shed();
                     self.clock
                         .arm(now, id, TimerName::M, now + self.cfg.t1x64());
                     self.out.event(Event::Response {
@@ -510,8 +515,13 @@ impl Endpoint {
                 } else {
                     // §17.1.1.3: the transaction ACKs a non-2xx itself.
                     tx.state = TxState::Completed;
-                    let ack = build_ack(&tx.request, &msg).map(|a| a.message_bytes()).ok();
+                    let ack = tx
+                        .request
+                        .as_ref()
+                        .and_then(|r| build_ack(r, &msg).ok())
+                        .map(|a| a.message_bytes());
                     tx.ack = ack.clone();
+                    tx.shed();
                     let peer = tx.peer;
                     if let Some(ack) = ack {
                         self.out.transmit(peer, ack, Some(id));
@@ -549,6 +559,7 @@ impl Endpoint {
                     tx.state = TxState::Proceeding;
                 } else {
                     tx.state = TxState::Completed;
+                    tx.shed();
                     self.clock.disarm(id, TimerName::E);
                     self.clock.disarm(id, TimerName::F);
                     let wait = if reliable {
@@ -653,8 +664,12 @@ impl Endpoint {
                     self.clock.disarm(id, TimerName::Trying);
                 } else if success {
                     tx.state = TxState::Accepted;
-                    let ack_key = AckKey::of_2xx(&tx.request, &response);
+                    let ack_key = tx
+                        .request
+                        .as_ref()
+                        .and_then(|r| AckKey::of_2xx(r, &response));
                     tx.ack_key = ack_key.clone();
+                    tx.shed();
                     tx.interval = self.cfg.t1;
                     if let Some(k) = ack_key {
                         self.by_ack.insert(k, id);
@@ -668,6 +683,7 @@ impl Endpoint {
                         .arm(now, id, TimerName::L, now + self.cfg.t1x64());
                 } else {
                     tx.state = TxState::Completed;
+                    tx.shed();
                     tx.interval = self.cfg.t1;
                     self.clock.disarm(id, TimerName::Trying);
                     if !reliable {
@@ -688,6 +704,7 @@ impl Endpoint {
                     tx.state = TxState::Proceeding;
                 } else {
                     tx.state = TxState::Completed;
+                    tx.shed();
                     let wait = if reliable {
                         Duration::ZERO
                     } else {
@@ -800,7 +817,11 @@ impl Endpoint {
             .txs
             .get(&invite)
             .ok_or(ProtoError::UnknownTransaction(invite))?;
-        let cancel = build_cancel(&tx.request)?;
+        let request = tx.request.as_ref().ok_or(ProtoError::InvalidState {
+            tx: invite,
+            state: tx.state,
+        })?;
+        let cancel = build_cancel(request)?;
         let peer = tx.peer;
         let id = self.send_request(now, cancel, peer)?;
         // §9.1: no final response within 64*T1 of the CANCEL: the INVITE
@@ -932,9 +953,10 @@ impl Endpoint {
                 if !tx.provisional_sent =>
             {
                 // §8.2.6.1: a 100 carries no To tag.
-                let trying = ResponseBuilder::for_request(&tx.request, 100, None)
-                    .and_then(ResponseBuilder::build);
-                if let Ok(t) = trying {
+                let trying = tx.request.as_ref().map(|r| {
+                    ResponseBuilder::for_request(r, 100, None).and_then(ResponseBuilder::build)
+                });
+                if let Some(Ok(t)) = trying {
                     let _ = self.respond(now, id, t);
                 }
             }
