@@ -6,19 +6,13 @@
 )]
 //! The supervised proxy (JSR 289 supervised mode): the application sees a
 //! branch's final error response and sends the call on to another target
-//! (busy -> voicemail).
+//! (busy -> voicemail). In process (`sip_testkit::lab`), on tokio's paused
+//! clock.
 
-mod common;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use session_store::{MemoryStore, Store};
-use sip_app::{
-    AppError, AppRouter, Context, Engine, EngineConfig, IncomingRequest, ProxyOptions, Rule,
-    SipRouter,
-};
-use tokio::net::UdpSocket;
+use sip_app::{AppError, AppRouter, Context, IncomingRequest, ProxyOptions, Rule, SipRouter};
+use sip_testkit::lab::{Lab, header};
 
 struct Forwarder {
     first: String,
@@ -44,95 +38,44 @@ async fn on_invite(cx: Context<Forwarder>, req: IncomingRequest) -> Result<(), A
     Ok(())
 }
 
-/// A UAS on a socket that answers every INVITE with `status`.
-async fn uas(status: u16) -> (SocketAddr, tokio::task::JoinHandle<()>) {
-    let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let addr = sock.local_addr().unwrap();
-    let task = tokio::spawn(async move {
-        let mut buf = vec![0_u8; 8192];
-        loop {
-            let Ok((n, from)) = sock.recv_from(&mut buf).await else {
-                return;
-            };
-            let text = String::from_utf8_lossy(&buf[..n]).into_owned();
-            if !text.starts_with("INVITE ") {
-                continue;
-            }
-            let mut r = format!(
-                "SIP/2.0 {status} {}\r\n",
-                if status == 200 { "OK" } else { "Busy Here" }
-            );
-            for l in text.lines() {
-                let lower = l.to_ascii_lowercase();
-                if ["via:", "from:", "call-id:", "cseq:", "record-route:"]
-                    .iter()
-                    .any(|h| lower.starts_with(h))
-                {
-                    r.push_str(l);
-                    r.push_str("\r\n");
-                } else if lower.starts_with("to:") {
-                    r.push_str(l);
-                    r.push_str(";tag=uas\r\n");
-                }
-            }
-            if status == 200 {
-                r.push_str(&format!("Contact: <sip:vm@{addr}>\r\n"));
-            }
-            r.push_str("Content-Length: 0\r\n\r\n");
-            let _ = sock.send_to(r.as_bytes(), from).await;
-        }
-    });
-    (addr, task)
-}
-
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_supervisor_sends_a_busy_call_to_voicemail() {
-    let (busy, _b) = uas(486).await;
-    let (vm, _v) = uas(200).await;
+    let lab = Lab::new();
+    let mut bob = lab.phone("bob", "10.0.1.1:5060").unwrap();
+    let mut vm = lab.phone("vm", "10.0.1.2:5060").unwrap();
     let seen = Arc::new(Mutex::new(Vec::new()));
-    let (stack, addr) = common::loopback_stack().await;
     let app = SipRouter::new().invite(on_invite).with_state(
         "forwarder",
         Forwarder {
-            first: format!("sip:bob@{busy}"),
-            voicemail: format!("sip:vm@{vm}"),
+            first: bob.uri(),
+            voicemail: vm.uri(),
             seen: Arc::clone(&seen),
         },
     );
-    let _engine = Engine::start(
-        stack,
-        EngineConfig::new("c1"),
-        Store::from(MemoryStore::new()),
-        AppRouter::new().route(Rule::any(), app),
-    );
-    let ua = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let me = ua.local_addr().unwrap();
-    let invite = format!(
-        "INVITE sip:bob@{addr} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-sv1\r\n\
-         From: <sip:alice@{me}>;tag=al\r\nTo: <sip:bob@{addr}>\r\nCall-ID: sup@test\r\n\
-         CSeq: 1 INVITE\r\nContact: <sip:alice@{me}>\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
-    );
-    ua.send_to(invite.as_bytes(), addr).await.unwrap();
-    let mut buf = vec![0_u8; 8192];
-    let fin = loop {
-        let (n, _) = tokio::time::timeout(Duration::from_secs(5), ua.recv_from(&mut buf))
-            .await
-            .expect("a final answer within 5 s")
-            .unwrap();
-        let text = String::from_utf8_lossy(&buf[..n]).into_owned();
-        if !text.starts_with("SIP/2.0 1") {
-            break text;
-        }
-    };
-    assert!(
-        fin.starts_with("SIP/2.0 200"),
-        "the voicemail answered: {fin}"
-    );
-    assert!(fin.contains(&format!("Contact: <sip:vm@{vm}>")), "{fin}");
+    let srv = lab
+        .engine("10.0.0.1:5060", AppRouter::new().route(Rule::any(), app))
+        .await
+        .unwrap();
+    let mut alice = lab.phone("alice", "10.0.0.2:5060").unwrap();
+    let invite = alice.invite("sip:bob@10.0.0.1:5060").unwrap();
+    alice.send(&invite, srv.addr());
+
+    let to_bob = bob.expect_request("INVITE").await.unwrap();
+    bob.reply(&to_bob, 486, Some("bob")).unwrap();
+    // The proxy ACKs the 486 itself (§17.1.1.3), then tries voicemail.
+    bob.expect_request("ACK").await.unwrap();
+    let to_vm = vm.expect_request("INVITE").await.unwrap();
+    assert_eq!(to_vm.request_uri_str(), Some(vm.uri().as_str()));
+    vm.reply(&to_vm, 200, Some("vm")).unwrap();
+
+    let fin = alice.expect_final().await.unwrap();
+    assert_eq!(fin.status(), Some(200), "the voicemail answered");
+    let contact = header(&fin, "Contact").unwrap();
+    assert!(contact.contains("10.0.1.2"), "{contact}");
     let seen = seen.lock().unwrap().clone();
     assert_eq!(
         seen,
-        [(format!("sip:bob@{busy}"), 486)],
+        [(bob.uri(), 486)],
         "the supervisor saw the busy branch"
     );
 }
