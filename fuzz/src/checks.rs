@@ -106,6 +106,9 @@ fn exercise_message(msg: &SipMessage, transport: Transport) {
         uas.is_err() || forward.is_ok(),
         "valid for a UAS but not forwardable: {forward:?}"
     );
+    if forward.is_ok() {
+        light_readers_agree(msg);
+    }
 
     for_each_typed_header!(read_all(msg));
 
@@ -128,6 +131,32 @@ fn exercise_message(msg: &SipMessage, transport: Transport) {
 }
 
 /// Reads the start line and every header line of the index.
+/// The identifiers (`call_id()`, `top_via()`, the tags) come from light
+/// readers, not the typed parsers; on a forwardable message they must read
+/// and agree with the typed parsers wherever those accept the header (a
+/// forwarder that validates a message and then cannot key it would drop it
+/// unanswered).
+fn light_readers_agree(msg: &SipMessage) {
+    assert!(
+        msg.call_id().is_some(),
+        "forwardable, but the identifiers do not read"
+    );
+    if let Some(Ok(via)) = msg.typed::<h::Via<'_>>() {
+        let light = msg.top_via().expect("the typed Via reads, the light one must");
+        assert_eq!(light.transport, via.transport(), "Via transport");
+        assert_eq!(light.host, via.host_str(), "Via host");
+        assert_eq!(light.port, via.port(), "Via port");
+        assert_eq!(light.rport, via.rport(), "Via rport");
+        assert_eq!(light.branch, via.branch(), "Via branch");
+    }
+    if let Some(Ok(from)) = msg.typed::<h::From<'_>>() {
+        assert_eq!(msg.from_tag(), from.tag(), "From tag");
+    }
+    if let Some(Ok(to)) = msg.typed::<h::To<'_>>() {
+        assert_eq!(msg.to_tag(), to.tag(), "To tag");
+    }
+}
+
 fn read_index(msg: &SipMessage) {
     black_box((
         msg.method().map(|m| m.as_str()),
