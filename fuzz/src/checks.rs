@@ -142,7 +142,9 @@ fn light_readers_agree(msg: &SipMessage) {
         "forwardable, but the identifiers do not read"
     );
     if let Some(Ok(via)) = msg.typed::<h::Via<'_>>() {
-        let light = msg.top_via().expect("the typed Via reads, the light one must");
+        let light = msg
+            .top_via()
+            .expect("the typed Via reads, the light one must");
         assert_eq!(light.transport, via.transport(), "Via transport");
         assert_eq!(light.host, via.host_str(), "Via host");
         assert_eq!(light.port, via.port(), "Via port");
