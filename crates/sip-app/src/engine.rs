@@ -903,9 +903,10 @@ async fn run_handler(
 ) {
     // The stack validated for forwarding; an application reads From and
     // To, so their URIs must parse too (`validate`'s UAS role).
-    if let Err((status, reason)) = addresses_readable(&request) {
+    // From and To in full: what the stack's Forward validation left out.
+    if let Err(fault) = sip_message::check_addresses(&request) {
         shared.stats.default_answers.fetch_add(1, Ordering::Relaxed);
-        return respond(&tx, status, &reason, &[]);
+        return respond(&tx, fault.status(), &fault.reason_phrase(), &[]);
     }
     let source = tx.source();
     let slot = Arc::new(TxSlot::default());
@@ -914,21 +915,6 @@ async fn run_handler(
         shared, cell, app, slot, source, request, to_tag, in_dialog, chain,
     )
     .await;
-}
-
-/// From and To in full (what the Forward role of `validate` leaves out):
-/// the status and reason phrase of a 400 when one does not parse.
-fn addresses_readable(request: &SipMessage) -> Result<(), (u16, String)> {
-    use sip_message::headers::{From, To};
-    let from = request.typed::<From<'_>>().map(|r| r.map(drop));
-    let to = request.typed::<To<'_>>().map(|r| r.map(drop));
-    for r in [from, to] {
-        if let Some(Err(e)) = r {
-            let fault = sip_message::ValidationError::Header(e);
-            return Err((fault.status(), fault.reason_phrase()));
-        }
-    }
-    Ok(())
 }
 
 /// Runs an application's handler for a request whose transaction is in

@@ -121,18 +121,19 @@ pub(crate) fn inbound_transport(msg: &SipMessage, packet: TransportKind) -> Tran
 
 /// A Via for a request we send: `SIP/2.0/T local;branch=..;rport`.
 pub(crate) fn via(shared: &Shared, transport: TransportKind, branch: &str) -> String {
-    let sent_by = shared
-        .via_sent_by(transport)
-        .map(str::to_owned)
-        .unwrap_or_else(|| {
-            let addr = shared
-                .local(transport)
-                .or_else(|| shared.local(TransportKind::Udp))
-                .map_or_else(|| "invalid.invalid".to_owned(), |a| a.to_string());
-            format!("SIP/2.0/{} {addr}", transport.via_token())
-        });
-    let mut v = sent_by;
-    v.reserve(branch.len() + 14);
+    const PARAMS: usize = ";branch=".len() + ";rport".len();
+    let mut v;
+    if let Some(sent_by) = shared.via_sent_by(transport) {
+        v = String::with_capacity(sent_by.len() + branch.len() + PARAMS);
+        v.push_str(sent_by);
+    } else {
+        let addr = shared
+            .local(transport)
+            .or_else(|| shared.local(TransportKind::Udp))
+            .map_or_else(|| "invalid.invalid".to_owned(), |a| a.to_string());
+        v = format!("SIP/2.0/{} {addr}", transport.via_token());
+        v.reserve(branch.len() + PARAMS);
+    }
     v.push_str(";branch=");
     v.push_str(branch);
     v.push_str(";rport");

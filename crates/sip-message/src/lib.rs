@@ -92,4 +92,4 @@ pub use peer::{
 };
 pub use scan::unescape;
 pub use uri::{AbsoluteUri, Host, SipUri, TelUri, Uri};
-pub use validate::{Role, ValidationError, validate};
+pub use validate::{Role, ValidationError, check_addresses, validate};

@@ -12,7 +12,7 @@
 //! in full for a UAS), so leniency here never lets a malformed message
 //! through the validation.
 
-use crate::scan::{is_lws, is_token, is_token_str};
+use crate::scan::{Cursor, is_lws, is_token, is_token_str, parse_decimal};
 
 /// The pieces of a Via value the transport and transaction layers read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,144 +26,75 @@ pub(crate) struct ViaPieces<'a> {
     pub(crate) branch: Option<&'a str>,
 }
 
-/// A byte cursor over one header value.
-struct At<'a> {
-    s: &'a str,
-    i: usize,
-}
-
-impl<'a> At<'a> {
-    fn peek(&self) -> Option<u8> {
-        self.s.as_bytes().get(self.i).copied()
+/// `name [= value]` after a `;`; the value a token, a host (IPv6
+/// references) or a quoted string (returned without its quotes, escapes
+/// left as written).
+fn param<'a>(c: &mut Cursor<'a>) -> Option<(&'a str, Option<&'a str>)> {
+    c.skip_ws();
+    let name = c.token().ok()?;
+    if !c.eat_sep(b'=') {
+        c.skip_ws();
+        return Some((name, None));
     }
-
-    fn ws(&mut self) -> bool {
-        let start = self.i;
-        while self.peek().is_some_and(is_lws) {
-            self.i += 1;
-        }
-        self.i > start
-    }
-
-    fn eat(&mut self, c: u8) -> bool {
-        self.ws();
-        if self.peek() == Some(c) {
-            self.i += 1;
-            self.ws();
-            true
-        } else {
-            false
-        }
-    }
-
-    fn run(&mut self, mut keep: impl FnMut(u8) -> bool) -> &'a str {
-        let start = self.i;
-        while self.peek().is_some_and(&mut keep) {
-            self.i += 1;
-        }
-        self.s.get(start..self.i).unwrap_or_default()
-    }
-
-    fn token(&mut self) -> Option<&'a str> {
-        let t = self.run(is_token);
-        (!t.is_empty()).then_some(t)
-    }
-
-    /// A quoted string, returned without its quotes (escapes left as
-    /// written).
-    fn quoted(&mut self) -> Option<&'a str> {
-        if self.peek() != Some(b'"') {
+    let value = if c.peek() == Some(b'"') {
+        c.quoted().ok()?
+    } else {
+        let v = c.take_while(|b| is_token(b) || matches!(b, b'[' | b']' | b':'));
+        if v.is_empty() {
             return None;
         }
-        self.i += 1;
-        let start = self.i;
-        loop {
-            match self.peek()? {
-                b'\\' => self.i += 2,
-                b'"' => {
-                    let inner = self.s.get(start..self.i)?;
-                    self.i += 1;
-                    return Some(inner);
-                }
-                _ => self.i += 1,
-            }
-        }
-    }
-
-    /// `name [= value]` after a `;`; the value a token, a host (IPv6
-    /// references) or a quoted string.
-    fn param(&mut self) -> Option<(&'a str, Option<&'a str>)> {
-        self.ws();
-        let name = self.token()?;
-        if !self.eat(b'=') {
-            return Some((name, None));
-        }
-        let value = if self.peek() == Some(b'"') {
-            self.quoted()?
-        } else {
-            let v = self.run(|b| is_token(b) || matches!(b, b'[' | b']' | b':'));
-            if v.is_empty() {
-                return None;
-            }
-            v
-        };
-        self.ws();
-        Some((name, Some(value)))
-    }
+        v
+    };
+    c.skip_ws();
+    Some((name, Some(value)))
 }
 
+/// A port: leading zeros allowed, as the typed parser allows them.
 fn port_number(digits: &str) -> Option<u16> {
-    // Leading zeros are allowed, as the typed parser allows them.
-    let significant = digits.trim_start_matches('0');
-    if digits.is_empty() || significant.len() > 5 {
-        return None;
-    }
-    if significant.is_empty() {
-        return Some(0);
-    }
-    significant.parse().ok()
+    parse_decimal(digits, u64::from(u16::MAX))
+        .ok()
+        .and_then(|p| u16::try_from(p).ok())
 }
 
 /// The first Via of a Via header value; `None` when it is malformed.
 pub(crate) fn top_via(value: &str) -> Option<ViaPieces<'_>> {
-    let mut c = At { s: value, i: 0 };
-    c.ws();
+    let mut c = Cursor::new(value);
+    c.skip_ws();
     // sent-protocol = name SLASH version SLASH transport (SWS around).
-    c.token()?;
-    if !c.eat(b'/') {
+    c.token().ok()?;
+    if !c.eat_sep(b'/') {
         return None;
     }
-    c.token()?;
-    if !c.eat(b'/') {
+    c.token().ok()?;
+    if !c.eat_sep(b'/') {
         return None;
     }
-    let transport = c.token()?;
-    if !c.ws() {
+    let transport = c.token().ok()?;
+    if !c.skip_ws() {
         return None;
     }
     let host = if c.peek() == Some(b'[') {
-        let start = c.i;
-        c.run(|b| b != b']');
-        if c.peek() != Some(b']') {
+        let start = c.pos();
+        c.take_while(|b| b != b']');
+        if !c.eat(b']') {
             return None;
         }
-        c.i += 1;
-        value.get(start..c.i)?
+        c.slice(start, c.pos())
     } else {
-        c.run(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
+        c.take_while(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
     };
     if host.is_empty() {
         return None;
     }
-    let port = if c.eat(b':') {
-        Some(port_number(c.run(|b| b.is_ascii_digit()))?)
+    let port = if c.eat_sep(b':') {
+        Some(port_number(c.take_while(|b| b.is_ascii_digit()))?)
     } else {
         None
     };
     let mut rport = None;
     let mut branch = None;
-    while c.eat(b';') {
-        let (name, v) = c.param()?;
+    while c.eat_sep(b';') {
+        let (name, v) = param(&mut c)?;
         // The first of a repeated parameter counts, as in `Params::get`.
         if name.eq_ignore_ascii_case("branch") {
             let b = v.filter(|b| is_token_str(b))?;
@@ -176,7 +107,7 @@ pub(crate) fn top_via(value: &str) -> Option<ViaPieces<'_>> {
             rport = rport.or(Some(p));
         }
     }
-    c.ws();
+    c.skip_ws();
     // The next Via of a list, or the end.
     matches!(c.peek(), None | Some(b',')).then_some(ViaPieces {
         transport,
@@ -195,60 +126,55 @@ pub(crate) fn top_via(value: &str) -> Option<ViaPieces<'_>> {
 /// `;` or `"` precedes; otherwise an addr-spec, whose URI runs to the
 /// first `;` or whitespace (§20.10: what follows are header parameters).
 pub(crate) fn tag(value: &str) -> Result<Option<&str>, ()> {
-    let mut c = At { s: value, i: 0 };
-    c.ws();
-    let rest = value.get(c.i..).unwrap_or_default();
+    let mut c = Cursor::new(value);
+    c.skip_ws();
+    let rest = c.rest();
     let angle_at = rest
         .find('<')
         .filter(|&lt| !rest.get(..lt).unwrap_or_default().contains([';', '"']));
     match c.peek() {
         None => return Err(()),
         Some(b'"') => {
-            c.quoted().ok_or(())?;
-            c.ws();
+            c.quoted().map_err(drop)?;
+            c.skip_ws();
             angle(&mut c)?;
         }
         Some(b'<') => angle(&mut c)?,
         Some(_) if angle_at.is_some() => {
             // display-name = *(token LWS)
-            let before = c.run(|b| b != b'<');
+            let before = c.take_while(|b| b != b'<');
             if !before.bytes().all(|b| is_token(b) || is_lws(b)) {
                 return Err(());
             }
             angle(&mut c)?;
         }
         Some(_) => {
-            if !c.run(|b| b != b';' && !is_lws(b)).contains(':') {
+            if !c.take_while(|b| b != b';' && !is_lws(b)).contains(':') {
                 return Err(());
             }
         }
     }
     let mut found = None;
-    while c.eat(b';') {
-        let (name, v) = c.param().ok_or(())?;
+    while c.eat_sep(b';') {
+        let (name, v) = param(&mut c).ok_or(())?;
         if name.eq_ignore_ascii_case("tag") && found.is_none() {
             found = Some(v.filter(|t| is_token_str(t)).ok_or(())?);
         }
     }
-    c.ws();
-    if c.peek().is_some() {
-        return Err(());
-    }
+    c.end().map_err(drop)?;
     Ok(found)
 }
 
 /// `<uri>`, with no whitespace inside the brackets (§25.1 LAQUOT/RAQUOT;
 /// RFC 4475 §3.1.2.14), as the typed parser says.
-fn angle(c: &mut At<'_>) -> Result<(), ()> {
-    if c.peek() != Some(b'<') {
+fn angle(c: &mut Cursor<'_>) -> Result<(), ()> {
+    if !c.eat(b'<') {
         return Err(());
     }
-    c.i += 1;
-    let uri = c.run(|b| b != b'>' && !is_lws(b));
-    if !uri.contains(':') || c.peek() != Some(b'>') {
+    let uri = c.take_while(|b| b != b'>' && !is_lws(b));
+    if !uri.contains(':') || !c.eat(b'>') {
         return Err(());
     }
-    c.i += 1;
     Ok(())
 }
 

@@ -120,13 +120,8 @@ pub fn validate(msg: &SipMessage, role: Role) -> Result<(), ValidationError> {
     }
     // A forwarder reads the top Via only (the ones below go on as they
     // came, §16.3 step 1); a UAS echoes them all in its responses.
-    let vias = msg.typed_all::<h::Via<'_>>();
-    let vias = if role == Role::Forward {
-        vias.take(1)
-    } else {
-        vias.take(usize::MAX)
-    };
-    for v in vias {
+    let checked = if role == Role::Forward { 1 } else { usize::MAX };
+    for v in msg.typed_all::<h::Via<'_>>().take(checked) {
         v.map_err(bad)?;
     }
     // The identifiers are parsed once and cached on the message; only when
@@ -157,8 +152,7 @@ pub fn validate(msg: &SipMessage, role: Role) -> Result<(), ValidationError> {
         // and To, the framing and the tag), the rest is passed on as it came.
         return Ok(());
     }
-    required::<h::From<'_>>(msg)?;
-    required::<h::To<'_>>(msg)?;
+    check_addresses(msg)?;
     if let Some(uri) = msg.request_uri() {
         match uri {
             Uri::Sip(u) if u.headers().is_some() => return Err(ValidationError::RequestUriHeaders),
@@ -171,6 +165,18 @@ pub fn validate(msg: &SipMessage, role: Role) -> Result<(), ValidationError> {
         let value = f.value().map_err(bad)?;
         check_known(name, value).map_err(|k| bad(k.at(name)))?;
     }
+    Ok(())
+}
+
+/// From and To parsed in full, URIs included: what [`Role::Uas`] checks
+/// of them beyond [`Role::Forward`]. For a container whose stack validated
+/// a request for forwarding and now hands it to an application.
+///
+/// # Errors
+/// The first of the two that is missing or does not parse.
+pub fn check_addresses(msg: &SipMessage) -> Result<(), ValidationError> {
+    required::<h::From<'_>>(msg)?;
+    required::<h::To<'_>>(msg)?;
     Ok(())
 }
 

@@ -40,14 +40,12 @@
 //! other UDP path.
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, UdpSocket};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use sip_message::{ParseError, Peer, SipMessage, Transport, TransportKind};
-use std::net::UdpSocket;
-use std::time::Duration;
-
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 use tracing::{debug, trace, warn};
@@ -59,9 +57,13 @@ use crate::{TransportError, udp};
 /// Datagrams read or sent per system call at most.
 pub const BATCH: usize = 32;
 
-/// How many times a send that found the socket's buffer full is retried,
-/// a millisecond apart.
+/// How many times a send that found the socket's buffer full is retried:
+/// the first [`SEND_YIELDS`] after letting the other tasks run, the rest a
+/// millisecond apart (about a tenth of a second in all).
 pub(crate) const SEND_RETRIES: u32 = 100;
+
+/// Retries of a full send buffer that only yield to the other tasks.
+const SEND_YIELDS: u32 = 3;
 
 /// The largest UDP payload (IPv4: 65,507 bytes; IPv6: 65,527), rounded up.
 const MAX_DATAGRAM: usize = 65_535;
@@ -310,7 +312,7 @@ impl ShardSocket {
                     }
                     // The kernel often drains the buffer at once (loopback,
                     // a fast link): let the other tasks run first, then wait.
-                    if retries <= 3 {
+                    if retries <= SEND_YIELDS {
                         tokio::task::yield_now().await;
                     } else {
                         tokio::time::sleep(Duration::from_millis(1)).await;
