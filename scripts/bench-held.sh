@@ -10,9 +10,9 @@
 # container (with the wrapper of bench-proxy.sh or bench-b2bua.sh, memory
 # store, SHARDS shards), and one SIPp UAC (bench-uac.xml, -m CALLS -r RATE
 # -l CALLS+1000 -d HOLD_MS). It samples the container's VmRSS (and VmHWM)
-# from /proc/PID/status and the live application sessions from
-# /_sb/metrics every SAMPLE_S (5) s. Setup ends at CALLS/RATE s; RFC 3261
-# keeps every INVITE transaction 64*T1 = 32 s after its final response
+# from /proc/PID/status, and the live application sessions and jemalloc's
+# allocated / active / resident heap from /_sb/metrics every SAMPLE_S (5)
+# s. Setup ends at CALLS/RATE s; RFC 3261 keeps every INVITE transaction 64*T1 = 32 s after its final response
 # (Timers L and M), so the "held" sample is taken at setup end + 35 s, when
 # every call is still up (the first BYE leaves at HOLD_MS) and no INVITE
 # transaction is left. Everything started is stopped by pid; every process
@@ -69,6 +69,11 @@ hwm_kib() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status" 2>/dev/null; }
 sessions() {  # HTTP_ADDR
   curl -s --max-time 1 "http://$1/_sb/metrics" | awk '/^sb_container_sessions[ {]/ {s += $NF} END {print s + 0}'
 }
+heap_kib() {  # HTTP_ADDR: jemalloc's allocated, active and resident KiB, tab-separated
+  curl -s --max-time 1 "http://$1/_sb/metrics" | awk '
+    /^sb_heap_allocated_bytes/ {a = $NF} /^sb_heap_active_bytes/ {c = $NF} /^sb_heap_resident_bytes/ {r = $NF}
+    END {printf "%d\t%d\t%d", a / 1024, c / 1024, r / 1024}'
+}
 
 run() {  # proxy|b2bua
   local kind="$1" out i=0 hp wrapper cpid http t0 setup_end held_at t rss start_rss held_rss sess uac
@@ -102,14 +107,14 @@ run() {  # proxy|b2bua
   local uac_pid=$!; PIDS+=("$uac_pid")
   t0=$(date +%s)
   setup_end=$((CALLS / RATE)); held_at=$((setup_end + 35))
-  printf 't_s\trss_kib\thwm_kib\tsessions\n' > "$out/rss.tsv"
-  printf '%s\t%s\t%s\t%s\n' 0 "$start_rss" "$(hwm_kib "$cpid")" "$(sessions "$http")" >> "$out/rss.tsv"
+  printf 't_s\trss_kib\thwm_kib\tsessions\theap_allocated_kib\theap_active_kib\theap_resident_kib\n' > "$out/rss.tsv"
+  printf '%s\t%s\t%s\t%s\t%s\n' 0 "$start_rss" "$(hwm_kib "$cpid")" "$(sessions "$http")" "$(heap_kib "$http")" >> "$out/rss.tsv"
   held_rss=""
   while kill -0 "$uac_pid" 2>/dev/null; do
     sleep "$SAMPLE_S"
     t=$(( $(date +%s) - t0 ))
     rss="$(rss_kib "$cpid")"; sess="$(sessions "$http")"
-    printf '%s\t%s\t%s\t%s\n' "$t" "$rss" "$(hwm_kib "$cpid")" "$sess" >> "$out/rss.tsv"
+    printf '%s\t%s\t%s\t%s\t%s\n' "$t" "$rss" "$(hwm_kib "$cpid")" "$sess" "$(heap_kib "$http")" >> "$out/rss.tsv"
     if [ -z "$held_rss" ] && [ "$t" -ge "$held_at" ]; then
       held_rss="$rss"
       log "$kind: held sample at +${t}s: RSS $rss KiB, sessions $sess"
@@ -120,7 +125,7 @@ run() {  # proxy|b2bua
   # after the last BYE: transactions of the BYEs linger 32 s too
   sleep 35
   rss="$(rss_kib "$cpid")"; sess="$(sessions "$http")"
-  printf '%s\t%s\t%s\t%s\n' "$(( $(date +%s) - t0 ))" "$rss" "$(hwm_kib "$cpid")" "$sess" >> "$out/rss.tsv"
+  printf '%s\t%s\t%s\t%s\t%s\n' "$(( $(date +%s) - t0 ))" "$rss" "$(hwm_kib "$cpid")" "$sess" "$(heap_kib "$http")" >> "$out/rss.tsv"
   local ok fail
   ok="$(python3 - "$out/uac.csv" <<'EOF'
 import csv, sys

@@ -4,6 +4,7 @@
 //! matches, 413 for a body over 1 MiB.
 
 use std::fmt::Write as _;
+use std::sync::OnceLock;
 use std::sync::atomic::Ordering;
 
 use axum::Router;
@@ -50,6 +51,30 @@ async fn applications(
         )
             .into_response(),
     }
+}
+
+/// What the process's allocator holds, for `/_sb/metrics`: the heap is
+/// the memory a held call costs (docs/BENCHMARKS.md), and the gap between
+/// `allocated` and `resident` tells live data from fragmentation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeapStats {
+    /// Bytes in live allocations.
+    pub allocated: u64,
+    /// Bytes in pages that hold at least one live allocation.
+    pub active: u64,
+    /// Bytes of the allocator's pages resident in memory.
+    pub resident: u64,
+    /// Bytes the allocator has mapped.
+    pub mapped: u64,
+}
+
+static HEAP: OnceLock<fn() -> Option<HeapStats>> = OnceLock::new();
+
+/// Lets `/_sb/metrics` report the heap: the binary that chose the global
+/// allocator says how to read it (`switchboard` reads jemalloc's
+/// statistics). The first call wins.
+pub fn report_heap(read: fn() -> Option<HeapStats>) {
+    let _ = HEAP.set(read);
 }
 
 async fn health() -> &'static str {
@@ -111,5 +136,26 @@ async fn metrics(State(engine): State<Engine>) -> impl IntoResponse {
         "# HELP sb_container_sessions Live application sessions.\n# TYPE sb_container_sessions gauge\nsb_container_sessions{{node=\"{node}\"}} {}\n",
         engine.live_sessions()
     );
+    if let Some(h) = HEAP.get().and_then(|read| read()) {
+        for (name, help, v) in [
+            ("allocated", "Bytes in live heap allocations.", h.allocated),
+            (
+                "active",
+                "Bytes in heap pages with a live allocation.",
+                h.active,
+            ),
+            (
+                "resident",
+                "Bytes of heap pages resident in memory.",
+                h.resident,
+            ),
+            ("mapped", "Bytes the heap has mapped.", h.mapped),
+        ] {
+            let _ = write!(
+                out,
+                "# HELP sb_heap_{name}_bytes {help}\n# TYPE sb_heap_{name}_bytes gauge\nsb_heap_{name}_bytes{{node=\"{node}\"}} {v}\n"
+            );
+        }
+    }
     ([(CONTENT_TYPE, "text/plain; version=0.0.4")], out)
 }

@@ -41,6 +41,7 @@ pub use config::{
     AppsConfig, AuthConfig, ContainerConfig, Credentials, ListenConfig, RegistrarSettings,
     SipTimers,
 };
+pub use http::{HeapStats, report_heap};
 
 /// Why the container could not start.
 #[derive(Debug, thiserror::Error)]

@@ -24,6 +24,20 @@ use clap::{Parser, Subcommand};
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+/// jemalloc's statistics, for the container's `/_sb/metrics`.
+fn jemalloc_stats() -> Option<container::HeapStats> {
+    use tikv_jemalloc_ctl::{epoch, stats};
+    // The statistics are a snapshot taken when the epoch advances.
+    epoch::advance().ok()?;
+    let read = |r: tikv_jemalloc_ctl::Result<usize>| r.ok().and_then(|v| u64::try_from(v).ok());
+    Some(container::HeapStats {
+        allocated: read(stats::allocated::read())?,
+        active: read(stats::active::read())?,
+        resident: read(stats::resident::read())?,
+        mapped: read(stats::mapped::read())?,
+    })
+}
+
 mod inspect;
 mod servers;
 mod ua;
@@ -241,6 +255,7 @@ fn run_ua(command: UaCommand) -> ExitCode {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    container::report_heap(jemalloc_stats);
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

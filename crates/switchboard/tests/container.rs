@@ -554,4 +554,19 @@ fn health_and_metrics_on_the_http_port() {
         m.contains("# TYPE sb_container_requests_total counter"),
         "{m}"
     );
+    // jemalloc's statistics: live bytes sit in active pages, which are
+    // mapped.
+    let gauge = |name: &str| -> u64 {
+        let prefix = format!("sb_heap_{name}_bytes{{node=\"c1\"}} ");
+        m.lines()
+            .find_map(|l| l.strip_prefix(prefix.as_str()))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {prefix} in {m}"))
+    };
+    let (allocated, active, mapped) = (gauge("allocated"), gauge("active"), gauge("mapped"));
+    assert!(
+        0 < allocated && allocated <= active && active <= mapped,
+        "{m}"
+    );
+    assert!(gauge("resident") <= mapped, "{m}");
 }
