@@ -12,7 +12,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
@@ -21,14 +21,30 @@ use serde::{Deserialize, Serialize};
 use crate::AppError;
 
 /// An application session id: `<node>.<16 lowercase hex>`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct SessionId(String);
+///
+/// Shared, not copied: the session map's key, the cell, the record and
+/// the Call-ID index of a session hold one allocation (a held call keeps
+/// its id in five places).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SessionId(Arc<str>);
+
+impl Serialize for SessionId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for SessionId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<SessionId, D::Error> {
+        String::deserialize(d).map(|s| SessionId(s.into()))
+    }
+}
 
 impl SessionId {
     /// A new id on `node` from 64 random bits.
     #[must_use]
     pub fn new(node: &str, random: u64) -> SessionId {
-        SessionId(format!("{node}.{random:016x}"))
+        SessionId(format!("{node}.{random:016x}").into())
     }
 
     /// Parses an id, checking its form (a token from a peer is untrusted).
@@ -41,7 +57,7 @@ impl SessionId {
                 .bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
         let hex_ok = hex.len() == 16 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
-        (node_ok && hex_ok).then(|| SessionId(s.to_owned()))
+        (node_ok && hex_ok).then(|| SessionId(s.into()))
     }
 
     /// The node that created the session.
@@ -122,6 +138,7 @@ pub struct UaLeg {
     /// The peer's Contact: the Request-URI of our requests.
     pub remote_target: String,
     /// The route set, in the order of our requests' Route headers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub route_set: Vec<String>,
     /// The CSeq number of our last request in the dialog.
     pub local_cseq: u32,
@@ -150,7 +167,9 @@ pub struct TimerRecord {
     pub payload: serde_json::Value,
 }
 
-/// The stored form of an application session.
+/// The stored form of an application session (JSON). Empty collections
+/// and a false `invalidated` are left out (a held call's record is kept in
+/// memory for the call's life) and read back as their defaults.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SessionRecord {
     /// The id.
@@ -158,16 +177,19 @@ pub struct SessionRecord {
     /// The application that owns it.
     pub app: String,
     /// Typed attributes (serde values).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub attributes: BTreeMap<String, serde_json::Value>,
     /// Its dialogs.
     pub dialogs: Vec<DialogRecord>,
     /// Its timers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub timers: Vec<TimerRecord>,
     /// When it expires (ms since the Unix epoch).
     pub expires_unix_ms: u64,
     /// Invalidate it once it has no live dialog and no timer.
     pub invalidate_when_ready: bool,
     /// Invalidated: about to be removed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub invalidated: bool,
     /// The session key it was started by (`SipRouter::session_key`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -480,5 +502,40 @@ mod tests {
         let bytes = serde_json::to_vec(&r).unwrap();
         let back: SessionRecord = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(back, r);
+    }
+
+    #[test]
+    fn empty_fields_are_left_out_and_read_back_as_defaults() {
+        let mut r = SessionRecord::new(SessionId::new("c1", 7), "app", 0, Duration::ZERO);
+        r.upsert_dialog(DialogRecord {
+            call_id: "x".into(),
+            from_tag: "a".into(),
+            to_tag: "b".into(),
+            role: DialogRole::Uac,
+            state: DialogState::Confirmed,
+            ua: Some(UaLeg {
+                local_uri: "sip:a@h".into(),
+                remote_uri: "sip:b@h".into(),
+                remote_target: "sip:b@10.0.0.1".into(),
+                route_set: Vec::new(),
+                local_cseq: 1,
+                link: None,
+            }),
+        });
+        let json = serde_json::to_string(&r).unwrap();
+        for absent in ["attributes", "timers", "invalidated", "route_set"] {
+            assert!(!json.contains(absent), "{absent} in {json}");
+        }
+        assert_eq!(serde_json::from_str::<SessionRecord>(&json).unwrap(), r);
+        // A record written with every field (before they were left out)
+        // still reads.
+        let full = json
+            .replacen(
+                "\"dialogs\"",
+                "\"attributes\":{},\"timers\":[],\"invalidated\":false,\"dialogs\"",
+                1,
+            )
+            .replacen("\"local_cseq\"", "\"route_set\":[],\"local_cseq\"", 1);
+        assert_eq!(serde_json::from_str::<SessionRecord>(&full).unwrap(), r);
     }
 }
