@@ -19,6 +19,10 @@
 # runs under `timeout`. Same quiet gate as the other bench scripts.
 # MEDIA_BASE (16000) and UAC_PORT (5090) move the SIPp media and UAC ports
 # (to run beside another benchmark on the default ones).
+# WARMUP=1 (the default) runs the same burst with 1 s calls first and
+# waits for it to end: "per call" is then (held - before) over a process
+# that has seen such a burst; per_call_cold_bytes counts from the fresh
+# process (the burst's lasting growth included). WARMUP=0 skips it.
 # SIP_T1_MS=50 runs the container with that T1 (transactions then linger
 # 3.2 s), to tell the held calls' memory from their transactions'.
 set -uo pipefail
@@ -28,6 +32,7 @@ SB="${SB:-/tmp/sb-bench/switchboard}"; export SB
 CALLS="${CALLS:-10000}"; RATE="${RATE:-500}"; HOLD_MS="${HOLD_MS:-90000}"
 SAMPLE_S="${SAMPLE_S:-5}"; SHARDS="${SHARDS:-1}"; export SHARDS
 MEDIA_BASE="${MEDIA_BASE:-16000}"; UAC_PORT="${UAC_PORT:-5090}"
+WARMUP="${WARMUP:-1}"
 BACKENDS="${BACKENDS:-127.0.0.1:5071 127.0.0.1:5072}"; export BACKENDS
 TARGET=127.0.0.1:5080
 PIDS=()
@@ -77,6 +82,7 @@ heap_kib() {  # HTTP_ADDR: jemalloc's allocated, active and resident KiB, tab-se
 
 run() {  # proxy|b2bua
   local kind="$1" out i=0 hp wrapper cpid http t0 setup_end held_at t rss start_rss held_rss sess uac
+  local cold_rss cold_heap start_heap held_heap=""
   out="$OUT/held-$kind"; mkdir -p "$out"
   gate
   for hp in $BACKENDS; do
@@ -96,8 +102,22 @@ run() {  # proxy|b2bua
   [ -n "$cpid" ] || cpid="$(pgrep -n -x switchboard -P "${PIDS[-1]}")"
   [ -n "$cpid" ] || { log "no container process"; cat "$out/container.log"; return 1; }
   http="$(sed -n 's/.* HTTP \(127\.0\.0\.1:[0-9]*\).*/\1/p' "$out/container.log" | head -1)"
-  start_rss="$(rss_kib "$cpid")"
-  log "$kind: container pid $cpid, http $http, RSS before calls $start_rss KiB"
+  cold_rss="$(rss_kib "$cpid")"; cold_heap="$(heap_kib "$http")"
+  log "$kind: container pid $cpid, http $http, RSS before calls $cold_rss KiB"
+  if [ "$WARMUP" = 1 ]; then
+    # The same burst, each call held 1 s, then 35 s for its transactions
+    # (BYE included) to end: the maps, queues and allocator pages the burst
+    # grows stay with the process, so what the held calls add next is
+    # what a held call costs a server that has seen such a burst.
+    timeout -k 5 $((CALLS / RATE + 120)) sipp "$TARGET" -sf "$BENCH/scenarios/bench-uac.xml" \
+      -i 127.0.0.1 -p "$UAC_PORT" -mi 127.0.0.1 -mp $((MEDIA_BASE + 100)) -r "$RATE" -rp 1000 -m "$CALLS" -l $((CALLS + 1000)) \
+      -d 1000 -recv_timeout 10000 -timeout $((CALLS / RATE + 60))s -nostdin -buff_size 4194304 \
+      $([ "$kind" = b2bua ] && echo "-s b2bua-bob") < /dev/null > "$out/warmup.out" 2>&1
+    log "$kind: warm-up burst done (sipp exit $?), waiting 35 s"
+    sleep 35
+  fi
+  start_rss="$(rss_kib "$cpid")"; start_heap="$(heap_kib "$http")"
+  log "$kind: RSS before the held calls $start_rss KiB (sessions $(sessions "$http"))"
   uac=(timeout -k 5 $((CALLS / RATE + HOLD_MS / 1000 + 90)) sipp "$TARGET" -sf "$BENCH/scenarios/bench-uac.xml"
        -i 127.0.0.1 -p "$UAC_PORT" -mi 127.0.0.1 -mp $((MEDIA_BASE + 100)) -r "$RATE" -rp 1000 -m "$CALLS" -l $((CALLS + 1000))
        -d "$HOLD_MS" -recv_timeout 10000 -timeout $((CALLS / RATE + HOLD_MS / 1000 + 60))s -nostdin
@@ -116,7 +136,7 @@ run() {  # proxy|b2bua
     rss="$(rss_kib "$cpid")"; sess="$(sessions "$http")"
     printf '%s\t%s\t%s\t%s\t%s\n' "$t" "$rss" "$(hwm_kib "$cpid")" "$sess" "$(heap_kib "$http")" >> "$out/rss.tsv"
     if [ -z "$held_rss" ] && [ "$t" -ge "$held_at" ]; then
-      held_rss="$rss"
+      held_rss="$rss"; held_heap="$(heap_kib "$http")"
       log "$kind: held sample at +${t}s: RSS $rss KiB, sessions $sess"
       printf '%s\t%s\t%s\n' "$t" "$rss" "$sess" > "$out/held.txt"
     fi
@@ -135,9 +155,12 @@ print(last[h.index("SuccessfulCall(C)")], last[h.index("FailedCall(C)")])
 EOF
 )"
   log "$kind: uac exit $rc, successful/failed calls: $ok"
-  echo "HELD kind=$kind shards=$SHARDS calls=$CALLS rate=$RATE hold_ms=$HOLD_MS uac_exit=$rc ok_failed=\"$ok\"" \
-       "rss_before_kib=$start_rss rss_held_kib=$held_rss hwm_kib=$(hwm_kib "$cpid") rss_after_kib=$rss sessions_after=$sess" \
-       "per_call_bytes=$(awk -v a="$start_rss" -v b="$held_rss" -v n="$CALLS" 'BEGIN{if (b) printf "%.0f", (b - a) * 1024 / n}')" \
+  per() { awk -v a="$1" -v b="$2" -v n="$CALLS" 'BEGIN{if (a != "" && b != "") printf "%.0f", (b - a) * 1024 / n}'; }
+  echo "HELD kind=$kind shards=$SHARDS calls=$CALLS rate=$RATE hold_ms=$HOLD_MS warmup=$WARMUP uac_exit=$rc ok_failed=\"$ok\"" \
+       "rss_cold_kib=$cold_rss rss_before_kib=$start_rss rss_held_kib=$held_rss hwm_kib=$(hwm_kib "$cpid") rss_after_kib=$rss sessions_after=$sess" \
+       "heap_alloc_active_resident_kib: cold=${cold_heap//$'\t'/\/} before=${start_heap//$'\t'/\/} held=${held_heap//$'\t'/\/}" \
+       "per_call_bytes=$(per "$start_rss" "$held_rss") per_call_cold_bytes=$(per "$cold_rss" "$held_rss")" \
+       "per_call_heap_allocated_bytes=$(per "$(cut -f1 <<< "$start_heap")" "$(cut -f1 <<< "$held_heap")")" \
        | tee -a "$OUT/summary.txt"
   column -t "$out/rss.tsv" >&2
   cleanup
