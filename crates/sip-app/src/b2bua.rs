@@ -13,7 +13,10 @@
 //!   other leg says), re-INVITE waits for the other leg's final response
 //!   (its 2xx is acknowledged there at once and relayed with its body),
 //!   other methods (INFO, UPDATE, MESSAGE, NOTIFY, OPTIONS) relay their
-//!   final response.
+//!   final response. When the container relays on its own (no handler for
+//!   the method) it gives the session's turn up once the request has left,
+//!   and lists it pending on both legs until the answer
+//!   ([`Context::pending_messages`](crate::Context::pending_messages)).
 //! * Both legs' user-agent state ([`UaLeg`]) lives in the session record,
 //!   written before each request or 2xx leaves, so any container that
 //!   loads the session (after its owner died) continues the call: a BYE
@@ -43,7 +46,7 @@ use tracing::debug;
 use crate::AppError;
 use crate::engine::{Shared, commit};
 use crate::routing;
-use crate::session::{DialogRecord, DialogRole, DialogState, SessionCell, UaLeg, millis};
+use crate::session::{DialogRecord, DialogRole, DialogState, SessionCell, UaLeg, UaMode, millis};
 
 /// How to place leg B.
 #[derive(Debug, Clone)]
@@ -489,6 +492,7 @@ pub(crate) async fn setup(
     }
     // Written before leg B's INVITE leaves.
     commit(&shared, &cell).await?;
+    let _pending = cell.pending(&b_call, UaMode::Uac, &invite, None);
     let mut ct = match shared.stack.send_request(invite, peer).await {
         Ok(ct) => ct,
         Err(e) => {
@@ -793,11 +797,19 @@ async fn send_bye(shared: &Arc<Shared>, cell: &SessionCell, d: &DialogRecord) {
 /// Relays a request that arrived inside one leg of a B2BUA call to the
 /// other leg. Gives the transaction back when the request's dialog is not
 /// a linked B2BUA leg.
+///
+/// `turn`: the session's turn when the caller holds it only for this
+/// relay (the container's default relay, not a handler's): it is given up
+/// once the request is on its way to the other leg, so the session's next
+/// requests (a BYE from the other side, an INFO) do not wait for the
+/// other leg's answer. Requests still leave in order: each is built and
+/// sent under the turn.
 pub(crate) async fn relay(
     shared: &Arc<Shared>,
     cell: &Arc<SessionCell>,
     tx: ServerTransaction,
     request: &SipMessage,
+    turn: &mut Option<tokio::sync::MutexGuard<'_, ()>>,
 ) -> Result<u16, ServerTransaction> {
     let (Some(call_id), Some(ft), Some(tt)) =
         (request.call_id(), request.from_tag(), request.to_tag())
@@ -895,6 +907,7 @@ pub(crate) async fn relay(
         answer(&tx, request, s, &r, None);
         return Ok(s);
     }
+    let _pending = cell.pending(&link, UaMode::Uac, &out, None);
     let Ok(mut ct) = shared.stack.send_request(out, peer).await else {
         answer(
             &tx,
@@ -905,6 +918,13 @@ pub(crate) async fn relay(
         );
         return Ok(503);
     };
+    // Busy before the turn goes, so the expiry sweep never sees the
+    // session idle in between.
+    let _busy = turn.take().map(|t| {
+        let busy = cell.busy();
+        drop(t);
+        busy
+    });
     let our_contact = routing::contact_uri(shared, &cell.id, None, tx.source());
     loop {
         match ct.next().await {
@@ -1029,6 +1049,7 @@ pub(crate) async fn send_in_dialog(
         }
         request = SipMessage::parse(e.to_bytes()).map_err(build_err)?;
     }
+    let _pending = cell.pending(call_id, UaMode::Uac, &request, None);
     let mut ct = shared
         .stack
         .send_request(request, peer)

@@ -268,6 +268,30 @@ impl<S> Context<S> {
         })
     }
 
+    /// The requests of the leg (a dialog this container is a user agent
+    /// in, by Call-ID) that have no final response yet, oldest first
+    /// (JSR 289 `B2buaHelper.getPendingMessages`): [`UaMode::Uas`] the
+    /// ones received on it and not yet answered, [`UaMode::Uac`] the ones
+    /// sent on it (relayed from the other leg, or by
+    /// [`Context::send_in_dialog`]) and not yet answered by the peer.
+    ///
+    /// While the container relays a request to the other leg it does not
+    /// hold the session, so a handler that runs meanwhile (a request from
+    /// the other side, a timer, an HTTP request) sees the relayed request
+    /// pending on both legs. Kept in memory only: transactions do not
+    /// move to another container with the session.
+    ///
+    /// [`UaMode::Uas`]: crate::UaMode::Uas
+    /// [`UaMode::Uac`]: crate::UaMode::Uac
+    #[must_use]
+    pub fn pending_messages(
+        &self,
+        call_id: &str,
+        mode: crate::UaMode,
+    ) -> Vec<sip_message::SipMessage> {
+        self.raw.cell.pending_messages(call_id, mode)
+    }
+
     /// Unlinks the leg with this Call-ID from its partner (both sides):
     /// requests on either are no longer relayed to the other; the
     /// container answers them itself (BYE ends only that leg), or the

@@ -249,9 +249,10 @@ fn store_key(id: &SessionId) -> String {
 /// Writes a session to the store when it changed. A session that would be
 /// dropped right away (ready, never written) is not written at all.
 pub(crate) async fn commit(shared: &Shared, cell: &SessionCell) -> Result<(), AppError> {
+    let _writing = cell.writing.lock().await;
     let now = unix_ms();
     let pending = cell.with(|d| {
-        if !d.dirty {
+        if !d.dirty || d.gone {
             return None;
         }
         let transient = d.version == 0
@@ -932,12 +933,22 @@ pub(crate) async fn run_in_slot(
     in_dialog: bool,
     chain: Vec<Application>,
 ) {
-    let _turn = cell.turn.lock().await;
+    let mut turn = Some(cell.turn.lock().await);
     let method = request
         .method()
         .map(|m| m.as_str().to_owned())
         .unwrap_or_default();
     let relay_copy = in_dialog.then(|| request.clone());
+    // A request inside one of the session's dialogs is pending until
+    // answered (JSR 289 `B2buaHelper.getPendingMessages`).
+    let _pending = in_dialog.then(|| {
+        cell.pending(
+            request.call_id().unwrap_or(""),
+            crate::UaMode::Uas,
+            &request,
+            Some(Arc::clone(&slot)),
+        )
+    });
     let req = IncomingRequest {
         request,
         source,
@@ -962,8 +973,11 @@ pub(crate) async fn run_in_slot(
         shared.stats.default_answers.fetch_add(1, Ordering::Relaxed);
         let status = match outcome {
             None => match relay_copy {
-                // Inside a B2BUA call: to the other leg.
-                Some(r) => match crate::b2bua::relay(shared, cell, tx, &r).await {
+                // Inside a B2BUA call: to the other leg. The relay gives
+                // the turn up once the request is on its way, so the
+                // session's other requests are not held up while the
+                // other leg thinks.
+                Some(r) => match crate::b2bua::relay(shared, cell, tx, &r, &mut turn).await {
                     Ok(s) => s,
                     Err(tx) => default_answer(shared, cell, &tx, &method, app, in_dialog),
                 },
@@ -987,7 +1001,7 @@ pub(crate) async fn run_in_slot(
         };
         slot.set_status(status);
     }
-    drop(_turn);
+    drop(turn);
     finish(shared, cell).await;
 }
 
@@ -1115,6 +1129,7 @@ pub(crate) async fn finish(shared: &Arc<Shared>, cell: &Arc<SessionCell>) {
 }
 
 async fn remove(shared: &Arc<Shared>, cell: &Arc<SessionCell>) {
+    cell.with(|d| d.gone = true);
     let removed = shared
         .sessions
         .lock()
@@ -1177,6 +1192,7 @@ pub(crate) fn forget(shared: &Shared, id: &SessionId) {
         .unwrap_or_else(PoisonError::into_inner)
         .remove(id);
     if let Some(cell) = cell {
+        cell.with(|d| d.gone = true);
         unindex_dialogs(shared, &cell);
     }
 }
@@ -1199,8 +1215,8 @@ async fn sweep(shared: std::sync::Weak<Shared>) {
             .cloned()
             .collect();
         for cell in expired {
-            // Not while a handler runs.
-            if cell.turn.try_lock().is_ok() {
+            // Not while a handler or a relay runs.
+            if cell.busy.load(Ordering::Relaxed) == 0 && cell.turn.try_lock().is_ok() {
                 debug!(session = %cell.id, "session expired");
                 let app = cell.with(|d| d.record.app.clone());
                 if let Some(a) = shared.router.by_name(&app) {

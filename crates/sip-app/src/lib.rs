@@ -59,8 +59,9 @@
 //!
 //! # Not built yet
 //! Tracked in issue 4: the B2BUA relays re-INVITEs, BYE, CANCEL and
-//! reliable provisionals with their PRACK (bodies included), and does not
-//! list pending messages. REFER reaches the application's handler, which
+//! reliable provisionals with their PRACK (bodies included) and lists
+//! each leg's pending messages ([`Context::pending_messages`]); Join
+//! (RFC 3911) is not matched as Replaces is. REFER reaches the application's handler, which
 //! answers it and reports progress with NOTIFYs through
 //! [`Context::send_in_dialog`]; an INVITE with Replaces joins the session
 //! of the dialog it replaces ([`IncomingRequest::replaces`]; 481 when
@@ -99,5 +100,5 @@ pub use router::{
 pub use routing::TOKEN_PARAM;
 pub use session::{
     AppSession, DialogRecord, DialogRole, DialogState, SessionEvent, SessionId, SessionListener,
-    SessionRecord, TimerRecord, UaLeg,
+    SessionRecord, TimerRecord, UaLeg, UaMode,
 };

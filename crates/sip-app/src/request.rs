@@ -388,6 +388,13 @@ impl IncomingRequest {
             ));
         }
         let slot = Arc::clone(&self.slot);
+        // Leg A's INVITE is pending until answered.
+        let _pending = self.cell.pending(
+            self.request.call_id().unwrap_or(""),
+            crate::UaMode::Uas,
+            &self.request,
+            Some(Arc::clone(&slot)),
+        );
         let tx = self.slot.take().ok_or(AppError::AlreadyAnswered)?;
         let outcome = crate::b2bua::setup(
             self.shared,
@@ -409,7 +416,8 @@ impl IncomingRequest {
     /// sent.
     pub async fn relay(self) -> Result<u16, AppError> {
         let tx = self.slot.take().ok_or(AppError::AlreadyAnswered)?;
-        match crate::b2bua::relay(&self.shared, &self.cell, tx, &self.request).await {
+        // The handler keeps the turn: it runs on after the relay.
+        match crate::b2bua::relay(&self.shared, &self.cell, tx, &self.request, &mut None).await {
             Ok(status) => {
                 self.slot.set_status(status);
                 Ok(status)

@@ -264,7 +264,67 @@ pub(crate) struct SessionCell {
     pub(crate) id: SessionId,
     /// One handler at a time.
     pub(crate) turn: tokio::sync::Mutex<()>,
+    /// One write to the store at a time: a relay waiting for the other
+    /// leg's answer runs without the turn and writes what the answer
+    /// changed, and two writes of one session must not race each other
+    /// (both would expect the same version, and the second would see a
+    /// conflict that is not one).
+    pub(crate) writing: tokio::sync::Mutex<()>,
+    /// Relays under way without the turn: the expiry sweep leaves a busy
+    /// session alone.
+    pub(crate) busy: std::sync::atomic::AtomicUsize,
+    /// Requests of this session's user-agent dialogs without a final
+    /// response yet (JSR 289 pending messages). Not stored: transactions
+    /// live and die with the container that has them.
+    pending: Mutex<Vec<Pending>>,
     pub(crate) data: Mutex<SessionData>,
+}
+
+/// Which side of a dialog's requests (JSR 289 `UAMode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum UaMode {
+    /// Requests this container sent in the dialog.
+    Uac,
+    /// Requests this container received in the dialog.
+    Uas,
+}
+
+#[derive(Debug)]
+struct Pending {
+    seq: u64,
+    call_id: String,
+    mode: UaMode,
+    request: sip_message::SipMessage,
+    /// A received request is answered once its slot holds a final status.
+    slot: Option<Arc<crate::request::TxSlot>>,
+}
+
+/// A request listed as pending while this lives.
+#[must_use]
+pub(crate) struct PendingGuard {
+    cell: Arc<SessionCell>,
+    seq: u64,
+}
+
+impl Drop for PendingGuard {
+    fn drop(&mut self) {
+        self.cell
+            .pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|p| p.seq != self.seq);
+    }
+}
+
+/// Counts a relay that runs without the turn while this lives.
+pub(crate) struct BusyGuard(Arc<SessionCell>);
+
+impl Drop for BusyGuard {
+    fn drop(&mut self) {
+        self.0
+            .busy
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 #[derive(Debug)]
@@ -274,6 +334,9 @@ pub(crate) struct SessionData {
     pub(crate) version: u64,
     /// Changed since the last write.
     pub(crate) dirty: bool,
+    /// Removed (invalidated, ready or expired): a relay that finishes
+    /// later writes nothing.
+    pub(crate) gone: bool,
     /// The timers (id, due) the store's timer index holds for this
     /// session, so a write adds and removes only what changed.
     pub(crate) synced_timers: Vec<(String, u64)>,
@@ -284,6 +347,9 @@ impl SessionCell {
         SessionCell {
             id: record.id.clone(),
             turn: tokio::sync::Mutex::new(()),
+            writing: tokio::sync::Mutex::new(()),
+            busy: std::sync::atomic::AtomicUsize::new(0),
+            pending: Mutex::new(Vec::new()),
             data: Mutex::new(SessionData {
                 synced_timers: if version > 0 {
                     record
@@ -297,8 +363,59 @@ impl SessionCell {
                 record,
                 version,
                 dirty: version == 0,
+                gone: false,
             }),
         }
+    }
+
+    /// Lists `request` as pending in the dialog `call_id` until the guard
+    /// drops (a received request: also until `slot` holds a final status).
+    pub(crate) fn pending(
+        self: &Arc<Self>,
+        call_id: &str,
+        mode: UaMode,
+        request: &sip_message::SipMessage,
+        slot: Option<Arc<crate::request::TxSlot>>,
+    ) -> PendingGuard {
+        static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(Pending {
+                seq,
+                call_id: call_id.to_owned(),
+                mode,
+                request: request.clone(),
+                slot,
+            });
+        PendingGuard {
+            cell: Arc::clone(self),
+            seq,
+        }
+    }
+
+    /// The pending requests of the dialog `call_id` on one side, oldest
+    /// first.
+    pub(crate) fn pending_messages(
+        &self,
+        call_id: &str,
+        mode: UaMode,
+    ) -> Vec<sip_message::SipMessage> {
+        self.pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .filter(|p| p.mode == mode && p.call_id == call_id)
+            .filter(|p| p.slot.as_ref().is_none_or(|s| s.status().is_none()))
+            .map(|p| p.request.clone())
+            .collect()
+    }
+
+    /// Marks a relay running without the turn until the guard drops.
+    pub(crate) fn busy(self: &Arc<Self>) -> BusyGuard {
+        self.busy.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        BusyGuard(Arc::clone(self))
     }
 
     /// Runs `f` on the data (a short critical section, never across an

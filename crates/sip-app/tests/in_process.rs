@@ -29,6 +29,7 @@ use std::time::Duration;
 
 use sip_app::{
     AppError, AppRouter, Context, Dar, IncomingRequest, ProxyOptions, Rule, SipRouter, TimerEvent,
+    UaMode,
 };
 use sip_testkit::lab::{Dialog, Lab, LabEngine, Phone, Received, header};
 use tokio::time::Instant;
@@ -548,6 +549,109 @@ async fn the_b2bua_relays_a_reliable_provisional_and_its_prack() {
     assert!(
         bye_b.cseq().unwrap().0 > prack_cseq,
         "leg B's CSeq moves on"
+    );
+}
+
+/// Answers a MESSAGE with what is pending on the session's legs:
+/// `X-Pending: <A|B>:<uas|uac>:<METHOD>`, comma-separated, leg A (the
+/// B2BUA's UAS leg) first.
+async fn report_pending(cx: Context<Bridge>, req: IncomingRequest) -> Result<(), AppError> {
+    let mut legs = cx.b2bua_legs();
+    legs.sort_by_key(|l| l.role != sip_app::DialogRole::Uas);
+    let mut seen = Vec::new();
+    for (name, leg) in ["A", "B"].iter().zip(&legs) {
+        for (mode, m) in [(UaMode::Uas, "uas"), (UaMode::Uac, "uac")] {
+            for p in cx.pending_messages(&leg.call_id, mode) {
+                let method = p
+                    .method()
+                    .map(|x| x.as_str().to_owned())
+                    .unwrap_or_default();
+                seen.push(format!("{name}:{m}:{method}"));
+            }
+        }
+    }
+    let list = if seen.is_empty() {
+        "none".to_owned()
+    } else {
+        seen.join(",")
+    };
+    let response = req.response(200, None)?.header("X-Pending", &list);
+    req.send(response, 200).await
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_relay_waiting_for_the_other_leg_holds_nothing_up_and_is_listed_pending() {
+    let lab = Lab::new();
+    let mut bob = lab.phone("bob", "10.0.1.1:5060").unwrap();
+    let app = SipRouter::new()
+        .invite(bridge)
+        .on("MESSAGE", report_pending)
+        .with_state("bridge", Bridge { callee: bob.uri() });
+    let srv = server(&lab, AppRouter::new().route(Rule::any(), app)).await;
+    let mut alice = lab.phone("alice", "10.0.0.2:5060").unwrap();
+    let invite = alice.invite(&target("bob")).unwrap();
+    alice.send(&invite, srv.addr());
+    let leg_b = bob.expect_request("INVITE").await.unwrap();
+    let ok_b = bob.reply(&leg_b, 200, Some("bob")).unwrap();
+    let ok_a = alice.expect_status(200).await.unwrap();
+    let ack = alice.ack(&invite, &ok_a).unwrap();
+    alice.send(&ack, srv.addr());
+    bob.expect_request("ACK").await.unwrap();
+    let mut dialog_a = Dialog::as_uac(&invite, &ok_a);
+    let mut dialog_b = Dialog::as_uas(&leg_b, &ok_b);
+
+    // On an idle call only the MESSAGE being handled is pending.
+    let msg = dialog_b.request(&mut bob, "MESSAGE", &[], "").unwrap();
+    bob.send(&msg, dialog_b.next_hop().unwrap());
+    let idle = bob.expect_status(200).await.unwrap();
+    assert_eq!(header(&idle, "X-Pending").as_deref(), Some("B:uas:MESSAGE"));
+
+    // Alice's INFO is relayed to bob, who does not answer yet: it is
+    // pending on both legs, and bob's MESSAGE meanwhile is served at once
+    // (the relay does not hold the session while bob thinks).
+    let info = dialog_a.request(&mut alice, "INFO", &[], "").unwrap();
+    alice.send(&info, dialog_a.next_hop().unwrap());
+    let info_b = bob.expect_request("INFO").await.unwrap();
+    let asked = Instant::now();
+    let msg = dialog_b.request(&mut bob, "MESSAGE", &[], "").unwrap();
+    bob.send(&msg, dialog_b.next_hop().unwrap());
+    let busy = bob.expect_status(200).await.unwrap();
+    assert!(
+        asked.elapsed() < Duration::from_secs(1),
+        "MESSAGE waited {:?}",
+        asked.elapsed()
+    );
+    assert_eq!(
+        header(&busy, "X-Pending").as_deref(),
+        Some("A:uas:INFO,B:uas:MESSAGE,B:uac:INFO")
+    );
+    bob.reply(&info_b, 200, None).unwrap();
+    assert_eq!(alice.expect_final().await.unwrap().status(), Some(200));
+
+    // A BYE from bob while alice's next INFO waits for bob: alice gets the
+    // BYE first, not after the INFO's 32 s timeout.
+    let info = dialog_a.request(&mut alice, "INFO", &[], "").unwrap();
+    alice.send(&info, dialog_a.next_hop().unwrap());
+    let info_b = bob.expect_request("INFO").await.unwrap();
+    let asked = Instant::now();
+    let bye = dialog_b.request(&mut bob, "BYE", &[], "").unwrap();
+    bob.send(&bye, dialog_b.next_hop().unwrap());
+    let bye_a = alice.expect_request("BYE").await.unwrap();
+    assert!(
+        asked.elapsed() < Duration::from_secs(1),
+        "BYE waited {:?}",
+        asked.elapsed()
+    );
+    alice.reply(&bye_a, 200, None).unwrap();
+    bob.expect_status(200).await.unwrap();
+    // Bob's late answer to the INFO still reaches alice.
+    bob.reply(&info_b, 481, None).unwrap();
+    assert_eq!(alice.expect_final().await.unwrap().status(), Some(481));
+    tokio::time::sleep(Duration::from_secs(40)).await;
+    assert_eq!(
+        srv.engine().live_sessions(),
+        0,
+        "the call's session is gone"
     );
 }
 
