@@ -35,7 +35,7 @@ use tracing::{debug, warn};
 use crate::context::RawContext;
 use crate::request::{IncomingRequest, TxSlot};
 use crate::router::KNOWN_METHODS;
-use crate::session::{DialogState, SessionCell, SessionId, SessionRecord};
+use crate::session::{DialogRole, DialogState, SessionCell, SessionId, SessionRecord};
 use crate::{AppError, AppRouter, Application, routing};
 
 /// What the engine needs to know about its container.
@@ -520,21 +520,34 @@ async fn initial(shared: Arc<Shared>, tx: ServerTransaction, request: SipMessage
         let to_tag = shared.stack.tag();
         return run_handler(&shared, &cell, &app, tx, request, to_tag, false, Vec::new()).await;
     }
-    // RFC 3891 (JSR 289 §15.7): an INVITE with Replaces joins the session
-    // of the dialog it replaces, whose application decides.
-    if method == "INVITE"
-        && let Some(replaces) = crate::request::replaces_of(&request)
-    {
-        let cell = match replaced_session(&shared, &replaces).await {
-            Ok(cell) => cell,
+    // RFC 3891 / RFC 3911 (JSR 289 §15.7): an INVITE with Replaces or
+    // Join naming a dialog this container is a user agent in goes to that
+    // dialog's session, whose application decides; one naming a dialog we
+    // do not know is routed as any initial request (a proxy application
+    // forwards it to the user agent that has the dialog).
+    if method == "INVITE" {
+        match referenced_session(&shared, &request).await {
+            Ok(None) => {}
+            Ok(Some(cell)) => {
+                if let Some(app) = shared.router.by_name(&cell.with(|d| d.record.app.clone())) {
+                    let to_tag = shared.stack.tag();
+                    return run_handler(
+                        &shared,
+                        &cell,
+                        &app,
+                        tx,
+                        request,
+                        to_tag,
+                        false,
+                        Vec::new(),
+                    )
+                    .await;
+                }
+            }
             Err((status, reason)) => {
                 shared.stats.default_answers.fetch_add(1, Ordering::Relaxed);
-                return respond(&tx, status, reason, &[]);
+                return respond(&tx, status, &reason, &[]);
             }
-        };
-        if let Some(app) = shared.router.by_name(&cell.with(|d| d.record.app.clone())) {
-            let to_tag = shared.stack.tag();
-            return run_handler(&shared, &cell, &app, tx, request, to_tag, false, Vec::new()).await;
         }
     }
     let mut chain = shared.router.select_chain(&request);
@@ -573,37 +586,68 @@ async fn initial(shared: Arc<Shared>, tx: ServerTransaction, request: SipMessage
 /// A new application session of `app` in this container (started by a
 /// session key when `key` is given; ended by expiry only when
 /// `until_expiry`, as an HTTP session is).
-/// The session holding the live dialog a Replaces header names (a dialog
-/// this container is a user agent in); otherwise the answer RFC 3891 §3
-/// gives: 481 when there is no such dialog, 486 when `early-only` names a
-/// dialog that is already confirmed.
-async fn replaced_session(
+/// The session of the dialog an INVITE's Replaces or Join names, when
+/// that dialog's Call-ID is one this container is a user agent in
+/// (`Ok(None)`: none is); otherwise the answer of RFC 3891 §3 / RFC 3911
+/// §4: 400 for more than one such header (or both kinds), or one without
+/// its tags; 481 when no dialog has the tags; 603 when the dialog has
+/// ended; for Replaces, 486 when `early-only` names a confirmed dialog and
+/// 481 for an early dialog this container did not start.
+async fn referenced_session(
     shared: &Arc<Shared>,
-    replaces: &crate::request::Replaces,
-) -> Result<Arc<SessionCell>, (u16, &'static str)> {
-    const NONE: (u16, &str) = (
-        481,
-        "Call/Transaction Does Not Exist (no dialog to replace)",
-    );
-    let id = shared
-        .ua_dialogs
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .get(&replaces.call_id)
-        .cloned()
-        .ok_or(NONE)?;
-    let cell = find_or_load(shared, &id).await.ok_or(NONE)?;
-    let state = cell.with(|d| {
+    request: &SipMessage,
+) -> Result<Option<Arc<SessionCell>>, (u16, String)> {
+    let refs = crate::request::dialog_refs(request);
+    let ours = |call_id: &str| {
+        shared
+            .ua_dialogs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(call_id)
+            .cloned()
+    };
+    let Some(id) = refs.iter().find_map(|r| ours(&r.call_id)) else {
+        return Ok(None);
+    };
+    let bad = |why: &str| Err((400, format!("Bad Request ({why})")));
+    let [r] = refs.as_slice() else {
+        return bad("more than one Replaces or Join");
+    };
+    let (Some(to_tag), Some(from_tag)) = (&r.to_tag, &r.from_tag) else {
+        return bad(if r.join {
+            "Join without to-tag and from-tag"
+        } else {
+            "Replaces without to-tag and from-tag"
+        });
+    };
+    let what = r.what();
+    let none = || {
+        (
+            481,
+            format!("Call/Transaction Does Not Exist (no dialog to {what})"),
+        )
+    };
+    let cell = find_or_load(shared, &id).await.ok_or_else(none)?;
+    let found = cell.with(|d| {
         d.record
-            .dialog(&replaces.call_id, &replaces.to_tag, &replaces.from_tag)
-            .map(|dl| dl.state)
+            .dialog(&r.call_id, to_tag, from_tag)
+            .map(|dl| (dl.state, dl.role))
     });
-    match state {
-        None | Some(DialogState::Terminated) => Err(NONE),
-        Some(DialogState::Confirmed) if replaces.early_only => {
-            Err((486, "Busy Here (the dialog to replace is no longer early)"))
+    match found {
+        None => Err(none()),
+        Some((DialogState::Terminated, _)) => {
+            Err((603, format!("Declined (the dialog to {what} has ended)")))
         }
-        Some(_) => Ok(cell),
+        Some((DialogState::Confirmed, _)) if r.early_only => Err((
+            486,
+            "Busy Here (the dialog to replace is no longer early)".to_owned(),
+        )),
+        Some((DialogState::Early, role)) if !r.join && role != DialogRole::Uac => Err((
+            481,
+            "Call/Transaction Does Not Exist (the early dialog to replace was not started here)"
+                .to_owned(),
+        )),
+        Some(_) => Ok(Some(cell)),
     }
 }
 

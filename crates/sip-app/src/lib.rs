@@ -57,17 +57,24 @@
 //! handle, the proxy's best-response rules, B2BUA relaying, timers and
 //! composition).
 //!
-//! # Not built yet
+//! # Call control and what is not built
 //! Tracked in issue 4: the B2BUA relays re-INVITEs, BYE, CANCEL and
 //! reliable provisionals with their PRACK (bodies included) and lists
-//! each leg's pending messages ([`Context::pending_messages`]); Join
-//! (RFC 3911) is not matched as Replaces is. REFER reaches the application's handler, which
-//! answers it and reports progress with NOTIFYs through
-//! [`Context::send_in_dialog`]; an INVITE with Replaces joins the session
-//! of the dialog it replaces ([`IncomingRequest::replaces`]; 481 when
-//! there is none). The SUBSCRIBE/NOTIFY subscription state of RFC 6665
-//! (expiry, refresh, termination) is the application's to keep: the
-//! container records the dialog and routes the requests. Digest
+//! each leg's pending messages ([`Context::pending_messages`]). REFER
+//! reaches the application's handler, which answers it and reports
+//! progress with NOTIFYs through [`Context::send_in_dialog`]. An INVITE
+//! with Replaces (RFC 3891) or Join (RFC 3911) that names a dialog this
+//! container is a user agent in is delivered in that dialog's session
+//! ([`IncomingRequest::replaces`], [`IncomingRequest::join`]), or refused
+//! as the RFCs say (400, 481, 486, 603); one naming a dialog the container
+//! does not know is routed as an initial request (a proxy forwards it to
+//! the user agent that has the dialog; an application that answers it
+//! 2xx gets 481 instead). Whether the named dialog was created by an
+//! INVITE is not checked, and joining does not mix media: the
+//! application decides what a join means. The SUBSCRIBE/NOTIFY
+//! subscription state of RFC 6665 (expiry, refresh, termination) is the
+//! application's to keep: the container records the dialog and routes
+//! the requests. Digest
 //! authentication is a layer of the `container` crate (`sip-auth`).
 
 mod approuter;
@@ -92,7 +99,7 @@ pub use dar::{Dar, DarEntry, DarError, Region, RouteModifier};
 pub use engine::{Engine, EngineConfig, Stats, unix_ms};
 pub use error::AppError;
 pub use proxy::{ProxyOptions, ProxyOutcome, Supervisor};
-pub use request::{IncomingRequest, Replaces};
+pub use request::{IncomingRequest, Join, Replaces};
 pub use router::{
     Application, BoxFuture, Handler, HttpHandler, HttpRequest, HttpResponse, SessionKey, SipRouter,
     TimerEvent, TimerHandler,

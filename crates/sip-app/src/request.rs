@@ -63,30 +63,100 @@ pub struct Replaces {
     pub early_only: bool,
 }
 
-/// Parses a request's Replaces header; `None` when absent or without both
-/// tags.
-pub(crate) fn replaces_of(request: &SipMessage) -> Option<Replaces> {
-    let value = request.headers_named("Replaces").next()?.value().ok()?;
+/// What a Join header (RFC 3911) names: a dialog whose conversation the
+/// new INVITE joins (barge-in, monitoring, a conference).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Join {
+    /// The dialog's Call-ID.
+    pub call_id: String,
+    /// The `to-tag` parameter.
+    pub to_tag: String,
+    /// The `from-tag` parameter.
+    pub from_tag: String,
+}
+
+/// One Replaces or Join header value, as written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct DialogRef {
+    /// Join (RFC 3911) rather than Replaces (RFC 3891).
+    pub(crate) join: bool,
+    pub(crate) call_id: String,
+    pub(crate) to_tag: Option<String>,
+    pub(crate) from_tag: Option<String>,
+    /// Replaces' `early-only` flag (Join has none).
+    pub(crate) early_only: bool,
+}
+
+impl DialogRef {
+    /// The header's name, for reason phrases.
+    pub(crate) fn what(&self) -> &'static str {
+        if self.join { "join" } else { "replace" }
+    }
+}
+
+/// `callid *(SEMI (to-tag / from-tag / early-flag / generic-param))`
+/// (RFC 3891 §6.1, RFC 3911 §7.1); `None` without a Call-ID.
+fn dialog_ref(value: &str, join: bool) -> Option<DialogRef> {
     let mut parts = value.split(';').map(str::trim);
     let call_id = parts.next().filter(|c| !c.is_empty())?.to_owned();
-    let (mut to_tag, mut from_tag, mut early_only) = (None, None, false);
+    let mut r = DialogRef {
+        join,
+        call_id,
+        to_tag: None,
+        from_tag: None,
+        early_only: false,
+    };
     for p in parts {
         match p.split_once('=') {
             Some((k, v)) if k.trim().eq_ignore_ascii_case("to-tag") => {
-                to_tag = Some(v.trim().to_owned());
+                r.to_tag = Some(v.trim().to_owned());
             }
             Some((k, v)) if k.trim().eq_ignore_ascii_case("from-tag") => {
-                from_tag = Some(v.trim().to_owned());
+                r.from_tag = Some(v.trim().to_owned());
             }
-            None if p.eq_ignore_ascii_case("early-only") => early_only = true,
+            None if !join && p.eq_ignore_ascii_case("early-only") => r.early_only = true,
             _ => {}
         }
     }
+    Some(r)
+}
+
+/// Every Replaces and Join value of a request (Replaces first); a value
+/// without a Call-ID is left out.
+pub(crate) fn dialog_refs(request: &SipMessage) -> Vec<DialogRef> {
+    let mut out = Vec::new();
+    for (name, join) in [("Replaces", false), ("Join", true)] {
+        for h in request.headers_named(name) {
+            if let Some(r) = h.value().ok().and_then(|v| dialog_ref(v, join)) {
+                out.push(r);
+            }
+        }
+    }
+    out
+}
+
+/// Parses a request's Replaces header; `None` when absent or without both
+/// tags.
+fn replaces_of(request: &SipMessage) -> Option<Replaces> {
+    let value = request.headers_named("Replaces").next()?.value().ok()?;
+    let r = dialog_ref(value, false)?;
     Some(Replaces {
-        call_id,
-        to_tag: to_tag?,
-        from_tag: from_tag?,
-        early_only,
+        call_id: r.call_id,
+        to_tag: r.to_tag?,
+        from_tag: r.from_tag?,
+        early_only: r.early_only,
+    })
+}
+
+/// Parses a request's Join header; `None` when absent or without both
+/// tags.
+fn join_of(request: &SipMessage) -> Option<Join> {
+    let value = request.headers_named("Join").next()?.value().ok()?;
+    let r = dialog_ref(value, true)?;
+    Some(Join {
+        call_id: r.call_id,
+        to_tag: r.to_tag?,
+        from_tag: r.from_tag?,
     })
 }
 
@@ -125,6 +195,46 @@ impl IncomingRequest {
     #[must_use]
     pub fn replaces(&self) -> Option<Replaces> {
         replaces_of(&self.request)
+    }
+
+    /// The dialog an INVITE with a Join header (RFC 3911) joins. As with
+    /// Replaces, the engine delivers it in the session of that dialog when
+    /// the dialog is one of this container's (400 with Replaces too, 481
+    /// when the tags match none, 603 when it has ended); the application
+    /// decides how to mix or conference the two.
+    #[must_use]
+    pub fn join(&self) -> Option<Join> {
+        join_of(&self.request)
+    }
+
+    /// An initial INVITE whose Replaces or Join names no live dialog of
+    /// this session: a user agent answering it must refuse it (RFC 3891
+    /// §3, RFC 3911 §4: 481). The engine delivers one that names a dialog
+    /// of this container in that dialog's session; one naming a dialog the
+    /// container does not know is routed as an initial request, as a proxy
+    /// forwards it to the user agent that has the dialog.
+    fn unmatched_reference(&self) -> Option<AppError> {
+        if self.in_dialog || self.method_str() != "INVITE" {
+            return None;
+        }
+        let r = dialog_refs(&self.request).into_iter().next()?;
+        let live = match (&r.to_tag, &r.from_tag) {
+            (Some(to), Some(from)) => self.cell.with(|d| {
+                d.record
+                    .dialog(&r.call_id, to, from)
+                    .is_some_and(|x| x.state != crate::DialogState::Terminated)
+            }),
+            _ => false,
+        };
+        (!live).then(|| {
+            AppError::with_reason(
+                481,
+                format!(
+                    "Call/Transaction Does Not Exist (no dialog to {})",
+                    r.what()
+                ),
+            )
+        })
     }
 
     /// The request.
@@ -387,6 +497,9 @@ impl IncomingRequest {
                 "Server Internal Error (b2bua takes an INVITE)",
             ));
         }
+        if let Some(refused) = self.unmatched_reference() {
+            return Err(refused);
+        }
         let slot = Arc::clone(&self.slot);
         // Leg A's INVITE is pending until answered.
         let _pending = self.cell.pending(
@@ -476,6 +589,11 @@ impl IncomingRequest {
         status: u16,
         app_built: bool,
     ) -> Result<(), AppError> {
+        if (200..300).contains(&status)
+            && let Some(refused) = self.unmatched_reference()
+        {
+            return Err(refused);
+        }
         let r = if app_built {
             self.with_contact_if_missing(response)?
         } else {

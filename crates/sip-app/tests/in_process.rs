@@ -838,6 +838,16 @@ struct Pbx {
 
 async fn pbx_invite(cx: Context<Pbx>, req: IncomingRequest) -> Result<(), AppError> {
     let replaces = req.replaces();
+    if let Some(join) = req.join() {
+        let legs = cx.b2bua_legs().len();
+        req.accept().await?;
+        cx.state()
+            .log
+            .lock()
+            .unwrap()
+            .push(format!("joined {} ({legs} dialog before)", join.call_id));
+        return Ok(());
+    }
     req.accept().await?;
     if let Some(old) = replaces {
         let status = cx.send_in_dialog(&old.call_id, "BYE", &[], None).await?;
@@ -1022,6 +1032,131 @@ async fn replaces_naming_no_dialog_gets_481() {
         Some("Call/Transaction Does Not Exist (no dialog to replace)")
     );
     assert_eq!(srv.engine().live_sessions(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_join_is_delivered_in_the_joined_calls_session_or_refused_as_rfc_3911_says() {
+    let lab = Lab::new();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let srv = server(&lab, pbx(&log)).await;
+    let mut alice = lab.phone("alice", "10.0.0.2:5060").unwrap();
+    let (invite, ok) = call(&mut alice, &srv, "desk").await;
+    let names =
+        |to: &str, from: &str| format!("{};to-tag={to};from-tag={from}", invite.call_id().unwrap());
+    let (to, from) = (ok.to_tag().unwrap(), invite.from_tag().unwrap());
+    let ask = |user: &str, addr: &str, extra: &[String]| {
+        let mut p = lab.phone(user, addr).unwrap();
+        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+        let sdp = p.sdp();
+        let inv = p.request("INVITE", &target("desk"), &extra, &sdp).unwrap();
+        p.send(&inv, srv.addr());
+        p
+    };
+
+    // Bob barges in: the INVITE reaches the pbx in alice's call's session.
+    let mut bob = ask(
+        "bob",
+        "10.0.0.3:5060",
+        &[format!("Join: {}", names(to, from))],
+    );
+    assert_eq!(bob.expect_final().await.unwrap().status(), Some(200));
+    assert_eq!(srv.engine().live_sessions(), 1, "one session for both");
+    alice
+        .silent_for(Duration::from_secs(1))
+        .await
+        .expect("a join leaves the joined call up");
+    assert_eq!(
+        *log.lock().unwrap(),
+        [format!(
+            "joined {} (1 dialog before)",
+            invite.call_id().unwrap()
+        )]
+    );
+
+    // Join with Replaces (RFC 3911 §4: 400), tags that match nothing
+    // (481).
+    let mut carol = ask(
+        "carol",
+        "10.0.0.4:5060",
+        &[
+            format!("Join: {}", names(to, from)),
+            format!("Replaces: {}", names(to, from)),
+        ],
+    );
+    let r = carol.expect_final().await.unwrap();
+    assert_eq!(
+        (r.status(), r.reason()),
+        (
+            Some(400),
+            Some("Bad Request (more than one Replaces or Join)")
+        )
+    );
+    let mut dave = ask(
+        "dave",
+        "10.0.0.5:5060",
+        &[format!("Join: {}", names("x", from))],
+    );
+    let r = dave.expect_final().await.unwrap();
+    assert_eq!(
+        (r.status(), r.reason()),
+        (
+            Some(481),
+            Some("Call/Transaction Does Not Exist (no dialog to join)")
+        )
+    );
+
+    // Alice hangs up; her call's dialog has ended (bob's keeps the
+    // session): a join now gets 603 (RFC 3911 §4).
+    let mut dialog = Dialog::as_uac(&invite, &ok);
+    let bye = dialog.request(&mut alice, "BYE", &[], "").unwrap();
+    alice.send(&bye, dialog.next_hop().unwrap());
+    alice.expect_status(200).await.unwrap();
+    let mut erin = ask(
+        "erin",
+        "10.0.0.6:5060",
+        &[format!("Join: {}", names(to, from))],
+    );
+    let r = erin.expect_final().await.unwrap();
+    assert_eq!(
+        (r.status(), r.reason()),
+        (Some(603), Some("Declined (the dialog to join has ended)"))
+    );
+    assert_eq!(srv.engine().live_sessions(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn replaces_naming_a_dialog_the_container_only_proxies_is_forwarded() {
+    // An attended transfer through the proxy: carol's INVITE with
+    // Replaces names alice's call with bob, which the container only
+    // record-routes; bob, who has the dialog, decides.
+    let (lab, srv, mut alice, mut bobs) = proxy_lab(1, true).await;
+    let bob = &mut bobs[0];
+    let invite = alice.invite(&target("bob")).unwrap();
+    alice.send(&invite, srv.addr());
+    let got = bob.expect_request("INVITE").await.unwrap();
+    bob.reply(&got, 200, Some("bob")).unwrap();
+    let ok = alice.expect_status(200).await.unwrap();
+    let ack = alice.ack(&invite, &ok).unwrap();
+    alice.send(&ack, srv.addr());
+    bob.expect_request("ACK").await.unwrap();
+    let mut carol = lab.phone("carol", "10.0.0.4:5060").unwrap();
+    let replaces = format!(
+        "Replaces: {};to-tag=bob;from-tag={}",
+        invite.call_id().unwrap(),
+        invite.from_tag().unwrap()
+    );
+    let sdp = carol.sdp();
+    let take_over = carol
+        .request("INVITE", &target("bob"), &[&replaces], &sdp)
+        .unwrap();
+    carol.send(&take_over, srv.addr());
+    let forwarded = bob.expect_request("INVITE").await.unwrap();
+    assert_eq!(
+        header(&forwarded, "Replaces"),
+        Some(replaces["Replaces: ".len()..].to_owned())
+    );
+    bob.reply(&forwarded, 200, Some("bob2")).unwrap();
+    assert_eq!(carol.expect_final().await.unwrap().status(), Some(200));
 }
 
 // ---------------------------------------------------------------------------
