@@ -308,11 +308,18 @@ pub(crate) struct PendingGuard {
 
 impl Drop for PendingGuard {
     fn drop(&mut self) {
-        self.cell
+        let mut pending = self
+            .cell
             .pending
             .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .retain(|p| p.seq != self.seq);
+            .unwrap_or_else(PoisonError::into_inner);
+        pending.retain(|p| p.seq != self.seq);
+        if pending.is_empty() {
+            // A held call keeps its session for hours: no room for
+            // requests that have been answered (four entries' worth,
+            // 1.2 KiB, per call otherwise).
+            *pending = Vec::new();
+        }
     }
 }
 
