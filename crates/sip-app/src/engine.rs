@@ -1174,12 +1174,15 @@ pub(crate) async fn finish(shared: &Arc<Shared>, cell: &Arc<SessionCell>) {
 
 async fn remove(shared: &Arc<Shared>, cell: &Arc<SessionCell>) {
     cell.with(|d| d.gone = true);
-    let removed = shared
-        .sessions
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .remove(&cell.id)
-        .is_some();
+    let removed = {
+        let mut sessions = shared
+            .sessions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let removed = sessions.remove(&cell.id).is_some();
+        sip_proto::shrink_after_burst(&mut sessions);
+        removed
+    };
     unindex_dialogs(shared, cell);
     if removed {
         shared
@@ -1225,6 +1228,7 @@ fn unindex_dialogs(shared: &Shared, cell: &SessionCell) {
             idx.remove(&c);
         }
     }
+    sip_proto::shrink_after_burst(&mut idx);
 }
 
 /// Forgets a session this container holds a stale copy of (another

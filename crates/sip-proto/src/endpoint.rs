@@ -19,7 +19,7 @@ use crate::error::ProtoError;
 use crate::key::{AckKey, TxKey};
 use crate::timer_wheel::TimerWheel;
 use crate::transaction::{TimerName, Transaction, TxKind, TxState};
-use crate::types::{IdGenerator, Timers, TxId, TxMap};
+use crate::types::{IdGenerator, Timers, TxId, TxMap, shrink_after_burst};
 use sip_message::Peer;
 
 /// Something the endpoint wants done or wants known.
@@ -238,7 +238,10 @@ impl Endpoint {
         self.by_key.remove(&tx.key);
         if let Some(k) = &tx.ack_key {
             self.by_ack.remove(k);
+            shrink_after_burst(&mut self.by_ack);
         }
+        shrink_after_burst(&mut self.txs);
+        shrink_after_burst(&mut self.by_key);
         self.clock.disarm_all(id);
         self.out.event(Event::Terminated { tx: id });
     }

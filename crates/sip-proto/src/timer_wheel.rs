@@ -55,7 +55,7 @@ use std::collections::BTreeSet;
 use std::time::Instant;
 
 use crate::transaction::TimerName;
-use crate::types::{TxId, TxMap};
+use crate::types::{TxId, TxMap, shrink_after_burst};
 
 /// Bits of tick per level: 64 slots.
 const SLOT_BITS: u32 = 6;
@@ -309,6 +309,7 @@ impl TimerWheel {
             p.tx_next = next;
         } else if next == NIL {
             self.by_tx.remove(&tx);
+            shrink_after_burst(&mut self.by_tx);
         } else {
             self.by_tx.insert(tx, next);
         }

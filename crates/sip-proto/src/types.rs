@@ -67,6 +67,27 @@ impl std::hash::Hasher for TxIdHasher {
 /// A map keyed by [`TxId`], hashed with [`TxIdHasher`].
 pub type TxMap<V> = std::collections::HashMap<TxId, V, std::hash::BuildHasherDefault<TxIdHasher>>;
 
+/// Gives a map's room back after a burst: once it holds under an eighth of
+/// its capacity (and the capacity is over [`SHRINK_FLOOR`]), it shrinks to
+/// twice what it holds. Called after removals; a map shrinks again only
+/// after losing three quarters of what it kept, so the rehashing costs
+/// O(1) per removal over time. Without it, the maps of transactions that a
+/// burst filled (every transaction lingers 32 s) kept their capacity for
+/// the life of the process: about a kilobyte per call of the burst.
+pub fn shrink_after_burst<K, V, S>(map: &mut std::collections::HashMap<K, V, S>)
+where
+    K: Eq + std::hash::Hash,
+    S: std::hash::BuildHasher,
+{
+    let cap = map.capacity();
+    if cap > SHRINK_FLOOR && map.len() < cap / 8 {
+        map.shrink_to(map.len() * 2);
+    }
+}
+
+/// Maps at or below this capacity are left alone.
+pub const SHRINK_FLOOR: usize = 1024;
+
 /// A transaction's identifier inside one endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TxId(pub(crate) u64);
@@ -118,5 +139,36 @@ impl IdGenerator {
     /// A new Call-ID (§8.1.1.4), `random@host`.
     pub fn call_id(&mut self, host: &str) -> String {
         format!("{:016x}{:016x}@{host}", self.next_u64(), self.next_u64())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_map_gives_its_room_back_after_a_burst_and_only_then() {
+        let mut m: TxMap<u64> = TxMap::default();
+        for i in 0..20_000 {
+            m.insert(TxId(i), i);
+        }
+        let full = m.capacity();
+        // Three quarters gone: still room for the next burst.
+        for i in 0..15_000 {
+            m.remove(&TxId(i));
+            shrink_after_burst(&mut m);
+        }
+        assert_eq!(m.capacity(), full);
+        for i in 15_000..19_990 {
+            m.remove(&TxId(i));
+            shrink_after_burst(&mut m);
+        }
+        assert_eq!(m.len(), 10);
+        assert!(
+            m.capacity() <= SHRINK_FLOOR,
+            "{} after the burst",
+            m.capacity()
+        );
+        assert!((19_990..20_000).all(|i| m.get(&TxId(i)) == Some(&i)));
     }
 }

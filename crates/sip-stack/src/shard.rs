@@ -8,7 +8,9 @@ use std::task::Poll;
 
 use bytes::Bytes;
 use sip_message::{Peer, SipMessage};
-use sip_proto::{Endpoint, Event, Output, ProtoError, TimerName, Timers, TxId, TxMap};
+use sip_proto::{
+    Endpoint, Event, Output, ProtoError, TimerName, Timers, TxId, TxMap, shrink_after_burst,
+};
 use sip_transport::{Incoming, ShardSocket, Transports};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -538,6 +540,10 @@ impl Shard {
                 self.cancels.remove(&tx);
                 self.invites.remove(&tx);
                 self.locals.remove(&tx);
+                shrink_after_burst(&mut self.clients);
+                shrink_after_burst(&mut self.cancels);
+                shrink_after_burst(&mut self.invites);
+                shrink_after_burst(&mut self.locals);
             }
             _ => {}
         }
