@@ -492,7 +492,7 @@ pub(crate) async fn setup(
     }
     // Written before leg B's INVITE leaves.
     commit(&shared, &cell).await?;
-    let _pending = cell.pending(&b_call, UaMode::Uac, &invite, None);
+    let mut _pending_b = cell.pending(&b_call, UaMode::Uac, &invite, None);
     let mut ct = match shared.stack.send_request(invite, peer).await {
         Ok(ct) => ct,
         Err(e) => {
@@ -664,11 +664,16 @@ pub(crate) async fn setup(
                         u32::from(max_forwards),
                     )
                     .await
-                        && let Ok(next) = shared.stack.send_request(again, peer).await
                     {
-                        cseq += 1;
-                        ct = next;
-                        continue;
+                        // The answered INVITE is no longer pending; the one
+                        // with credentials is.
+                        let listed = cell.pending(&b_call, UaMode::Uac, &again, None);
+                        if let Ok(next) = shared.stack.send_request(again, peer).await {
+                            _pending_b = listed;
+                            cseq += 1;
+                            ct = next;
+                            continue;
+                        }
                     }
                 }
                 end_legs(&cell, &a_call, &b_call);
@@ -907,7 +912,7 @@ pub(crate) async fn relay(
         answer(&tx, request, s, &r, None);
         return Ok(s);
     }
-    let _pending = cell.pending(&link, UaMode::Uac, &out, None);
+    let mut pending = Some(cell.pending(&link, UaMode::Uac, &out, None));
     let Ok(mut ct) = shared.stack.send_request(out, peer).await else {
         answer(
             &tx,
@@ -933,6 +938,8 @@ pub(crate) async fn relay(
                 if status < 200 {
                     continue;
                 }
+                // Answered: no longer pending on the other leg.
+                pending.take();
                 if is_invite && status < 300 {
                     if let Some(t) = contact_uri(&r) {
                         set_leg(cell, &link, |x| {

@@ -278,8 +278,10 @@ impl<S> Context<S> {
     /// While the container relays a request to the other leg it does not
     /// hold the session, so a handler that runs meanwhile (a request from
     /// the other side, a timer, an HTTP request) sees the relayed request
-    /// pending on both legs. Kept in memory only: transactions do not
-    /// move to another container with the session.
+    /// pending on both legs. A received request is listed once its turn
+    /// to run came (one that waits for the session behind a handler is
+    /// not yet). Kept in memory only: transactions do not move to another
+    /// container with the session.
     ///
     /// [`UaMode::Uas`]: crate::UaMode::Uas
     /// [`UaMode::Uac`]: crate::UaMode::Uac

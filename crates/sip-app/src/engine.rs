@@ -251,6 +251,15 @@ fn store_key(id: &SessionId) -> String {
 pub(crate) async fn commit(shared: &Shared, cell: &SessionCell) -> Result<(), AppError> {
     let _writing = cell.writing.lock().await;
     let now = unix_ms();
+    let gone = cell.with(|d| d.gone && d.dirty);
+    if gone {
+        // Removed, or dropped as stale after a conflict: what was about
+        // to follow this write must not go out.
+        return Err(AppError::with_reason(
+            481,
+            "Call/Transaction Does Not Exist (the session has ended here)",
+        ));
+    }
     let pending = cell.with(|d| {
         if !d.dirty || d.gone {
             return None;
@@ -583,9 +592,6 @@ async fn initial(shared: Arc<Shared>, tx: ServerTransaction, request: SipMessage
     run_handler(&shared, &cell, &app, tx, request, to_tag, false, rest).await;
 }
 
-/// A new application session of `app` in this container (started by a
-/// session key when `key` is given; ended by expiry only when
-/// `until_expiry`, as an HTTP session is).
 /// The session of the dialog an INVITE's Replaces or Join names, when
 /// that dialog's Call-ID is one this container is a user agent in
 /// (`Ok(None)`: none is); otherwise the answer of RFC 3891 §3 / RFC 3911
@@ -651,6 +657,9 @@ async fn referenced_session(
     }
 }
 
+/// A new application session of `app` in this container (started by a
+/// session key when `key` is given; ended by expiry only when
+/// `until_expiry`, as an HTTP session is).
 pub(crate) fn new_session(
     shared: &Shared,
     app: &Application,
@@ -1173,6 +1182,9 @@ pub(crate) async fn finish(shared: &Arc<Shared>, cell: &Arc<SessionCell>) {
 }
 
 async fn remove(shared: &Arc<Shared>, cell: &Arc<SessionCell>) {
+    // No write of this session may be in flight while it is deleted (a
+    // relay finishing without the turn), or the record would outlive it.
+    let _writing = cell.writing.lock().await;
     cell.with(|d| d.gone = true);
     let removed = {
         let mut sessions = shared
@@ -1263,8 +1275,10 @@ async fn sweep(shared: std::sync::Weak<Shared>) {
             .cloned()
             .collect();
         for cell in expired {
-            // Not while a handler or a relay runs.
-            if cell.busy.load(Ordering::Relaxed) == 0 && cell.turn.try_lock().is_ok() {
+            // Not while a handler or a relay runs (a relay counts itself
+            // busy before it gives the turn up, so the turn first).
+            let idle = cell.turn.try_lock().ok();
+            if idle.is_some() && cell.busy.load(Ordering::SeqCst) == 0 {
                 debug!(session = %cell.id, "session expired");
                 let app = cell.with(|d| d.record.app.clone());
                 if let Some(a) = shared.router.by_name(&app) {

@@ -135,28 +135,34 @@ pub(crate) fn dialog_refs(request: &SipMessage) -> Vec<DialogRef> {
     out
 }
 
+/// A request's first Replaces (or Join) value with both tags.
+fn first_ref(request: &SipMessage, join: bool) -> Option<(String, String, String, bool)> {
+    let name = if join { "Join" } else { "Replaces" };
+    let value = request.headers_named(name).next()?.value().ok()?;
+    let r = dialog_ref(value, join)?;
+    Some((r.call_id, r.to_tag?, r.from_tag?, r.early_only))
+}
+
 /// Parses a request's Replaces header; `None` when absent or without both
 /// tags.
 fn replaces_of(request: &SipMessage) -> Option<Replaces> {
-    let value = request.headers_named("Replaces").next()?.value().ok()?;
-    let r = dialog_ref(value, false)?;
+    let (call_id, to_tag, from_tag, early_only) = first_ref(request, false)?;
     Some(Replaces {
-        call_id: r.call_id,
-        to_tag: r.to_tag?,
-        from_tag: r.from_tag?,
-        early_only: r.early_only,
+        call_id,
+        to_tag,
+        from_tag,
+        early_only,
     })
 }
 
 /// Parses a request's Join header; `None` when absent or without both
 /// tags.
 fn join_of(request: &SipMessage) -> Option<Join> {
-    let value = request.headers_named("Join").next()?.value().ok()?;
-    let r = dialog_ref(value, true)?;
+    let (call_id, to_tag, from_tag, _) = first_ref(request, true)?;
     Some(Join {
-        call_id: r.call_id,
-        to_tag: r.to_tag?,
-        from_tag: r.from_tag?,
+        call_id,
+        to_tag,
+        from_tag,
     })
 }
 
@@ -188,10 +194,13 @@ impl std::fmt::Debug for IncomingRequest {
 
 impl IncomingRequest {
     /// The dialog an INVITE with a Replaces header (RFC 3891) replaces.
-    /// The engine delivers such an INVITE in the session of that dialog
-    /// (and answers 481 itself when there is none), so the application
-    /// finds the old call in [`Context::b2bua_legs`](crate::Context::b2bua_legs)
-    /// or ends it with [`Context::send_in_dialog`](crate::Context::send_in_dialog).
+    /// When that is a dialog this container is a user agent in, the
+    /// engine delivers the INVITE in its session (or answers 481, 486 or
+    /// 603 itself), so the application finds the old call in
+    /// [`Context::b2bua_legs`](crate::Context::b2bua_legs) or ends it with
+    /// [`Context::send_in_dialog`](crate::Context::send_in_dialog). A
+    /// Replaces naming a dialog the container does not know arrives as an
+    /// initial request: a proxy forwards it; answering it 2xx gets 481.
     #[must_use]
     pub fn replaces(&self) -> Option<Replaces> {
         replaces_of(&self.request)
@@ -217,7 +226,12 @@ impl IncomingRequest {
         if self.in_dialog || self.method_str() != "INVITE" {
             return None;
         }
-        let r = dialog_refs(&self.request).into_iter().next()?;
+        let refs = dialog_refs(&self.request);
+        let [r] = refs.as_slice() else {
+            return (!refs.is_empty()).then(|| {
+                AppError::with_reason(400, "Bad Request (more than one Replaces or Join)")
+            });
+        };
         let live = match (&r.to_tag, &r.from_tag) {
             (Some(to), Some(from)) => self.cell.with(|d| {
                 d.record

@@ -330,7 +330,7 @@ impl Drop for BusyGuard {
     fn drop(&mut self) {
         self.0
             .busy
-            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
     }
 }
 
@@ -421,7 +421,7 @@ impl SessionCell {
 
     /// Marks a relay running without the turn until the guard drops.
     pub(crate) fn busy(self: &Arc<Self>) -> BusyGuard {
-        self.busy.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.busy.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         BusyGuard(Arc::clone(self))
     }
 
