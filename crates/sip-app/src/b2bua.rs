@@ -706,6 +706,15 @@ pub(crate) async fn setup(
 }
 
 /// Leg B has used CSeq `n` (a PRACK): its later requests go above it.
+/// Records `cseq` as our last CSeq on a leg.
+fn set_cseq(cell: &SessionCell, call_id: &str, cseq: u32) {
+    set_leg(cell, call_id, |d| {
+        if let Some(u) = d.ua.as_mut() {
+            u.local_cseq = cseq;
+        }
+    });
+}
+
 fn cseq_b_used(cell: &SessionCell, b_call: &str, n: u32) {
     set_leg(cell, b_call, |d| {
         if let Some(u) = d.ua.as_mut() {
@@ -764,11 +773,7 @@ async fn authenticated_invite(
     let mut e = invite.edit();
     e.add(answer.header, &answer.value).ok()?;
     let invite = SipMessage::parse(e.to_bytes()).ok()?;
-    set_leg(cell, b_call, |x| {
-        if let Some(u) = x.ua.as_mut() {
-            u.local_cseq = cseq;
-        }
-    });
+    set_cseq(cell, b_call, cseq);
     commit(shared, cell).await.ok()?;
     Some(invite)
 }
@@ -783,11 +788,7 @@ fn end_legs(cell: &SessionCell, a: &str, b: &str) {
 async fn send_bye(shared: &Arc<Shared>, cell: &SessionCell, d: &DialogRecord) {
     let Some(ua) = d.ua.as_ref() else { return };
     let cseq = ua.local_cseq.saturating_add(1);
-    set_leg(cell, &d.call_id, |x| {
-        if let Some(u) = x.ua.as_mut() {
-            u.local_cseq = cseq;
-        }
-    });
+    set_cseq(cell, &d.call_id, cseq);
     let Ok(peer) = hop(shared, &d.call_id, ua).await else {
         return;
     };
@@ -863,11 +864,7 @@ pub(crate) async fn relay(
         return Ok(200);
     }
     let cseq = ua.local_cseq.saturating_add(1);
-    set_leg(cell, &link, |x| {
-        if let Some(u) = x.ua.as_mut() {
-            u.local_cseq = cseq;
-        }
-    });
+    set_cseq(cell, &link, cseq);
     let peer = match hop(shared, &link, &ua).await {
         Ok(p) => p,
         Err(_) => {
@@ -1029,11 +1026,7 @@ pub(crate) async fn send_in_dialog(
     };
     let cseq = ua.local_cseq.saturating_add(1);
     ua.local_cseq = cseq;
-    set_leg(cell, call_id, |x| {
-        if let Some(u) = x.ua.as_mut() {
-            u.local_cseq = cseq;
-        }
-    });
+    set_cseq(cell, call_id, cseq);
     // Written before the request reveals the new CSeq.
     commit(shared, cell).await?;
     let peer = hop(shared, call_id, &ua).await?;
