@@ -492,7 +492,7 @@ pub(crate) async fn setup(
     }
     // Written before leg B's INVITE leaves.
     commit(&shared, &cell).await?;
-    let mut _pending_b = cell.pending(&b_call, UaMode::Uac, &invite, None);
+    let mut _pending_b = cell.pending(&b_call, UaMode::Uac, Arc::new(invite.clone()), None);
     let mut ct = match shared.stack.send_request(invite, peer).await {
         Ok(ct) => ct,
         Err(e) => {
@@ -667,7 +667,7 @@ pub(crate) async fn setup(
                     {
                         // The answered INVITE is no longer pending; the one
                         // with credentials is.
-                        let listed = cell.pending(&b_call, UaMode::Uac, &again, None);
+                        let listed = cell.pending(&b_call, UaMode::Uac, Arc::new(again.clone()), None);
                         if let Ok(next) = shared.stack.send_request(again, peer).await {
                             _pending_b = listed;
                             cseq += 1;
@@ -909,7 +909,7 @@ pub(crate) async fn relay(
         answer(&tx, request, s, &r, None);
         return Ok(s);
     }
-    let mut pending = Some(cell.pending(&link, UaMode::Uac, &out, None));
+    let mut pending = Some(cell.pending(&link, UaMode::Uac, Arc::new(out.clone()), None));
     let Ok(mut ct) = shared.stack.send_request(out, peer).await else {
         answer(
             &tx,
@@ -1049,7 +1049,7 @@ pub(crate) async fn send_in_dialog(
         }
         request = SipMessage::parse(e.to_bytes()).map_err(build_err)?;
     }
-    let _pending = cell.pending(call_id, UaMode::Uac, &request, None);
+    let _pending = cell.pending(call_id, UaMode::Uac, Arc::new(request.clone()), None);
     let mut ct = shared
         .stack
         .send_request(request, peer)

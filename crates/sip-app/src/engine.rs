@@ -251,35 +251,36 @@ fn store_key(id: &SessionId) -> String {
 pub(crate) async fn commit(shared: &Shared, cell: &SessionCell) -> Result<(), AppError> {
     let _writing = cell.writing.lock().await;
     let now = unix_ms();
-    let gone = cell.with(|d| d.gone && d.dirty);
-    if gone {
-        // Removed, or dropped as stale after a conflict: what was about
-        // to follow this write must not go out.
-        return Err(AppError::with_reason(
-            481,
-            "Call/Transaction Does Not Exist (the session has ended here)",
-        ));
-    }
     let pending = cell.with(|d| {
-        if !d.dirty || d.gone {
-            return None;
+        if !d.dirty {
+            return Ok(None);
+        }
+        if d.gone {
+            // Removed, or dropped as stale after a conflict: what was
+            // about to follow this write must not go out.
+            return Err(AppError::with_reason(
+                481,
+                "Call/Transaction Does Not Exist (the session has ended here)",
+            ));
         }
         let transient = d.version == 0
             && d.record.invalidate_when_ready
             && d.record.is_ready()
             && d.record.attributes.is_empty();
         if transient {
-            return None;
+            return Ok(None);
         }
-        let mut bytes = serde_json::to_vec(&d.record).ok()?;
+        let Ok(mut bytes) = serde_json::to_vec(&d.record) else {
+            return Ok(None);
+        };
         // The memory store keeps this buffer for the session's life: no
         // spare capacity from the serializer's doubling growth.
         bytes.shrink_to_fit();
         d.dirty = false;
         let ttl = Duration::from_millis(d.record.expires_unix_ms.saturating_sub(now).max(1000));
-        Some((bytes, d.version, ttl))
+        Ok(Some((bytes, d.version, ttl)))
     });
-    let Some((bytes, expected, ttl)) = pending else {
+    let Some((bytes, expected, ttl)) = pending? else {
         return Ok(());
     };
     match shared
@@ -991,14 +992,15 @@ pub(crate) async fn run_in_slot(
         .method()
         .map(|m| m.as_str().to_owned())
         .unwrap_or_default();
-    let relay_copy = in_dialog.then(|| request.clone());
     // A request inside one of the session's dialogs is pending until
-    // answered (JSR 289 `B2buaHelper.getPendingMessages`).
-    let _pending = in_dialog.then(|| {
+    // answered (JSR 289 `B2buaHelper.getPendingMessages`); the same copy
+    // serves the relay when the application leaves it unanswered.
+    let relay_copy = in_dialog.then(|| Arc::new(request.clone()));
+    let _pending = relay_copy.as_ref().map(|r| {
         cell.pending(
-            request.call_id().unwrap_or(""),
+            r.call_id().unwrap_or(""),
             crate::UaMode::Uas,
-            &request,
+            Arc::clone(r),
             Some(Arc::clone(&slot)),
         )
     });

@@ -519,7 +519,7 @@ impl IncomingRequest {
         let _pending = self.cell.pending(
             self.request.call_id().unwrap_or(""),
             crate::UaMode::Uas,
-            &self.request,
+            Arc::new(self.request.clone()),
             Some(Arc::clone(&slot)),
         );
         let tx = self.slot.take().ok_or(AppError::AlreadyAnswered)?;

@@ -294,7 +294,7 @@ struct Pending {
     seq: u64,
     call_id: String,
     mode: UaMode,
-    request: sip_message::SipMessage,
+    request: Arc<sip_message::SipMessage>,
     /// A received request is answered once its slot holds a final status.
     slot: Option<Arc<crate::request::TxSlot>>,
 }
@@ -381,7 +381,7 @@ impl SessionCell {
         self: &Arc<Self>,
         call_id: &str,
         mode: UaMode,
-        request: &sip_message::SipMessage,
+        request: Arc<sip_message::SipMessage>,
         slot: Option<Arc<crate::request::TxSlot>>,
     ) -> PendingGuard {
         static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -393,7 +393,7 @@ impl SessionCell {
                 seq,
                 call_id: call_id.to_owned(),
                 mode,
-                request: request.clone(),
+                request,
                 slot,
             });
         PendingGuard {
@@ -415,7 +415,7 @@ impl SessionCell {
             .iter()
             .filter(|p| p.mode == mode && p.call_id == call_id)
             .filter(|p| p.slot.as_ref().is_none_or(|s| s.status().is_none()))
-            .map(|p| p.request.clone())
+            .map(|p| sip_message::SipMessage::clone(&p.request))
             .collect()
     }
 
