@@ -21,6 +21,8 @@ use clap::{Parser, Subcommand};
 /// back within seconds (3.6 KiB each, docs/BENCHMARKS.md). CPU per call
 /// was the same within the runs' spread. (mimalloc was tried too: it
 /// moved the proxy's time into page faults, 17% against 14% of a core.)
+/// Its options (a background purging thread, one-second decay) are
+/// compiled in from `.cargo/config.toml`.
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
@@ -311,5 +313,15 @@ fn read_input(file: &str) -> std::io::Result<Vec<u8>> {
         Ok(buf)
     } else {
         std::fs::read(file)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The options of `.cargo/config.toml` reached jemalloc's build (a
+    /// build from outside the workspace would miss them).
+    #[test]
+    fn jemalloc_is_built_with_the_workspace_options() {
+        assert_eq!(tikv_jemalloc_ctl::opt::background_thread::read(), Ok(true));
     }
 }
