@@ -124,6 +124,7 @@ fn exercise_message(msg: &SipMessage, transport: Transport) {
     );
 
     forward_rewrite(msg, transport);
+    edited_index_agrees(msg);
 
     if msg.is_request() {
         answer(msg, forward.err(), uas.is_ok());
@@ -248,6 +249,43 @@ fn read_all<'m, H: TypedHeader<'m> + Exercise>(msg: &'m SipMessage) {
     }
     if let Some(Ok(v)) = msg.typed::<H>() {
         v.exercise();
+    }
+}
+
+/// `Editor::into_message` (which takes the index of untouched lines over
+/// from the original) must index exactly as a parse of the same bytes.
+fn edited_index_agrees(msg: &SipMessage) {
+    type Edit = fn(&mut sip_message::Editor<'_>);
+    const EDITS: [Edit; 4] = [
+        |_| {},
+        |e| {
+            let _ = e.pop_via();
+        },
+        |e| {
+            let _ = e.prepend_via(PROXY_VIA);
+            let _ = e.prepend_record_route("<sip:rr.example;lr>");
+            let _ = e.decrement_max_forwards();
+            let _ = e.pop_route();
+            let _ = e.via_received("192.0.2.7", Some(5062));
+        },
+        |e| {
+            let _ = e.set_request_uri("sip:carol@192.0.2.9");
+            let _ = e.remove("Record-Route");
+            let _ = e.replace("Contact", "<sip:b2bua@192.0.2.1>");
+            let _ = e.set_body(Some("text/plain"), Bytes::from_static(b"x"));
+        },
+    ];
+    for (i, edit) in EDITS.iter().enumerate() {
+        let mut a = msg.edit();
+        edit(&mut a);
+        let mut b = msg.edit();
+        edit(&mut b);
+        let parsed = SipMessage::parse(a.to_bytes());
+        let indexed = b.into_message();
+        assert_eq!(
+            parsed, indexed,
+            "edit set {i}: into_message disagrees with parse"
+        );
     }
 }
 

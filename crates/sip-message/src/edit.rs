@@ -10,8 +10,9 @@ use std::fmt::Write as _;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
+use crate::error::ParseError;
 use crate::headers::MaxForwards;
-use crate::message::{SipMessage, Span};
+use crate::message::{HeaderField, Limits, SipMessage, Span, Transport};
 use crate::name::HeaderName;
 
 /// Why an edit was refused.
@@ -387,6 +388,12 @@ impl<'m> Editor<'m> {
 
     /// Writes the edited message: original bytes between the splices.
     pub fn write_to(&mut self, out: &mut impl BufMut) {
+        self.emit(out, None);
+    }
+
+    /// Writes the edited message; with `runs`, records where each stretch
+    /// of the original header section landed.
+    fn emit(&mut self, out: &mut impl BufMut, mut runs: Option<&mut Vec<Run>>) {
         // Stable sort: insertions at one point keep the order they were made.
         // Insertions at a point come before a replacement starting there.
         self.splices.sort_by_key(|s| (s.at.start, s.at.end));
@@ -394,23 +401,38 @@ impl<'m> Editor<'m> {
         let sl = self.msg.start_line_span();
         let body = self.msg.body_span();
         let mut cursor = sl.start as usize;
+        let mut written = 0usize;
+        let mut copy = |out: &mut dyn BufMut, from: usize, to: usize, written: &mut usize| {
+            let bytes = src.get(from..to).unwrap_or_default();
+            out.put_slice(bytes);
+            if let (Some(runs), Ok(from), Ok(at), Ok(len)) = (
+                runs.as_deref_mut(),
+                u32::try_from(from),
+                u32::try_from(*written),
+                u32::try_from(bytes.len()),
+            ) {
+                runs.push(Run { from, at, len });
+            }
+            *written += bytes.len();
+        };
         for s in &self.splices {
             let start = s.at.start as usize;
             if start > cursor {
-                out.put_slice(src.get(cursor..start).unwrap_or_default());
+                copy(out, cursor, start, &mut written);
                 cursor = start;
             }
-            out.put_slice(
-                self.arena
-                    .as_bytes()
-                    .get(s.text.0 as usize..s.text.1 as usize)
-                    .unwrap_or_default(),
-            );
+            let text = self
+                .arena
+                .as_bytes()
+                .get(s.text.0 as usize..s.text.1 as usize)
+                .unwrap_or_default();
+            out.put_slice(text);
+            written += text.len();
             cursor = cursor.max(s.at.end as usize);
         }
         let head_end = body.start as usize;
         if cursor < head_end {
-            out.put_slice(src.get(cursor..head_end).unwrap_or_default());
+            copy(out, cursor, head_end, &mut written);
         }
         match &self.body {
             Some(b) => out.put_slice(b),
@@ -425,6 +447,58 @@ impl<'m> Editor<'m> {
         self.write_to(&mut out);
         out.freeze()
     }
+
+    /// Serializes and indexes the edited message: the same as
+    /// `SipMessage::parse(editor.to_bytes())` (a datagram, default
+    /// limits), without scanning again the start line and the header lines
+    /// the edits left alone: their index is the original message's, moved
+    /// to where they landed. A proxy forwards most lines untouched, so this
+    /// is most of the work of indexing a forwarded message saved.
+    pub fn into_message(mut self) -> Result<SipMessage, ParseError> {
+        let mut out = BytesMut::with_capacity(self.len());
+        let mut runs = Vec::with_capacity(self.splices.len() + 1);
+        self.emit(&mut out, Some(&mut runs));
+        let buf = out.freeze();
+        let msg = self.msg;
+        let sl = msg.start_line_span();
+        // The start line is the original's when every edit lies below it.
+        let below_start_line = msg
+            .fields()
+            .first()
+            .map_or(msg.headers_end(), |f| f.line.start as usize);
+        let start = self
+            .splices
+            .iter()
+            .all(|s| s.at.start as usize >= below_start_line)
+            .then(|| msg.start_parsed().moved(sl.start, 0));
+        let fields = msg.fields();
+        let (mut r, mut f) = (0usize, 0usize);
+        // Both cursors only move forward: the indexer asks in order.
+        let known = |pos: usize| -> Option<HeaderField> {
+            let pos = u32::try_from(pos).ok()?;
+            while runs.get(r).is_some_and(|run: &Run| run.at + run.len <= pos) {
+                r += 1;
+            }
+            let run = runs.get(r).filter(|run| run.at <= pos)?;
+            let orig = pos - run.at + run.from;
+            while fields.get(f).is_some_and(|field| field.line.start < orig) {
+                f += 1;
+            }
+            let field = fields.get(f)?;
+            (field.line.start == orig && field.line.end <= run.from + run.len)
+                .then(|| field.moved(run.from, run.at))
+        };
+        SipMessage::index(buf, Transport::Datagram, &Limits::default(), start, known)
+    }
+}
+
+/// A stretch of the original message copied into the edited one: `len`
+/// bytes from offset `from` of the original, at offset `at` of the copy.
+#[derive(Debug, Clone, Copy)]
+struct Run {
+    from: u32,
+    at: u32,
+    len: u32,
 }
 
 /// The end offset of the name of a parameter `name` that has no value, in a
@@ -480,6 +554,110 @@ mod tests {
 
     fn msg(s: &str) -> SipMessage {
         SipMessage::parse(Bytes::copy_from_slice(s.as_bytes())).unwrap()
+    }
+
+    /// Messages for [`into_message_indexes_as_a_parse_would`]: folded and
+    /// compact headers, several Via values on a line, leading CRLFs, bodies.
+    const SHAPES: &[&str] = &[
+        INVITE,
+        "\r\n\r\nINVITE sip:b@x;transport=udp SIP/2.0\r\n\
+         v: SIP/2.0/UDP a;branch=z9hG4bK1, SIP/2.0/TCP b;branch=z9hG4bK0\r\n\
+         f: <sip:a@x>;tag=1\r\nt: <sip:b@x>\r\ni: c1\r\n\
+         Subject: folded\r\n  over\r\n\tthree lines\r\n\
+         CSeq: 1 INVITE\r\nMax-Forwards: 3\r\nl: 3\r\n\r\nabcEXTRA",
+        "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP p;branch=z9hG4bK2;rport\r\n\
+         Via: SIP/2.0/UDP a;branch=z9hG4bK1\r\nRecord-Route: <sip:p;lr>\r\n\
+         From: <sip:a@x>;tag=1\r\nTo: <sip:b@x>;tag=2\r\nCall-ID: c1\r\n\
+         CSeq: 1 INVITE\r\nContent-Type: application/sdp\r\n\
+         Content-Length: 0\r\n\r\n",
+        "SIP/2.0 180 Ringing\r\nVia: SIP/2.0/UDP p;branch=z9hG4bK2\r\n\r\n",
+        "OPTIONS sip:x SIP/2.0\r\nVia: SIP/2.0/UDP a;rport;branch=z9hG4bK1\r\n\r\n",
+    ];
+
+    type Edit = fn(&mut Editor<'_>);
+
+    /// Each edit alone and all of them in turn.
+    const EDITS: &[Edit] = &[
+        |_| {},
+        |e| {
+            let _ = e.prepend_via("SIP/2.0/UDP proxy;branch=z9hG4bK9");
+        },
+        |e| {
+            let _ = e.pop_via();
+        },
+        |e| {
+            let _ = e.decrement_max_forwards();
+        },
+        |e| {
+            let _ = e.pop_route();
+        },
+        |e| {
+            let _ = e.via_received("192.0.2.7", Some(5062));
+        },
+        |e| {
+            let _ = e.set_request_uri("sip:carol@192.0.2.9:5070");
+        },
+        |e| {
+            let _ = e.replace("Subject", "new");
+        },
+        |e| {
+            let _ = e.replace("X-Absent", "added");
+        },
+        |e| {
+            let _ = e.remove("Via");
+        },
+        |e| {
+            let _ = e.remove("Subject");
+        },
+        |e| {
+            let _ = e.add("X-Added", "1");
+        },
+        |e| {
+            let _ = e.add("Content-Length", "0");
+        },
+        |e| {
+            let _ = e.set_body(Some("text/plain"), Bytes::from_static(b"hello"));
+        },
+        |e| {
+            e.ensure_content_length();
+        },
+        |e| {
+            let _ = e.prepend_record_route("<sip:rr.example;lr>");
+        },
+        |e| {
+            let _ = e.prepend_via("SIP/2.0/UDP proxy;branch=z9hG4bK9");
+            let _ = e.prepend_record_route("<sip:rr.example;lr>");
+            let _ = e.decrement_max_forwards();
+            let _ = e.pop_route();
+            let _ = e.via_received("192.0.2.7", None);
+        },
+        |e| {
+            let _ = e.pop_via();
+            let _ = e.remove("Record-Route");
+            let _ = e.set_request_uri("sip:d@y");
+            let _ = e.set_body(None, Bytes::new());
+        },
+    ];
+
+    #[test]
+    fn into_message_indexes_as_a_parse_would() {
+        for (i, shape) in SHAPES.iter().enumerate() {
+            let m = msg(shape);
+            for (j, edit) in EDITS.iter().enumerate() {
+                let mut a = m.edit();
+                edit(&mut a);
+                let mut b = m.edit();
+                edit(&mut b);
+                match (SipMessage::parse(a.to_bytes()), b.into_message()) {
+                    (Ok(parsed), Ok(indexed)) => assert!(
+                        parsed.same_index(&indexed),
+                        "shape {i}, edit {j}:\n{parsed:?}\n{indexed:?}"
+                    ),
+                    (Err(p), Err(e)) => assert_eq!(p, e, "shape {i}, edit {j}"),
+                    (p, e) => panic!("shape {i}, edit {j}: parse {p:?}, into_message {e:?}"),
+                }
+            }
+        }
     }
 
     #[test]

@@ -34,6 +34,15 @@ impl Span {
         }
     }
 
+    /// This range moved from `from` to `to` (a copy of the bytes it
+    /// points into starts at `to` where the original started at `from`).
+    pub(crate) fn moved(self, from: u32, to: u32) -> Span {
+        Span {
+            start: self.start - from + to,
+            end: self.end - from + to,
+        }
+    }
+
     pub(crate) fn range(self) -> std::ops::Range<usize> {
         self.start as usize..self.end as usize
     }
@@ -71,7 +80,7 @@ pub enum Transport {
 
 /// The parsed start line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum StartLine {
+pub(crate) enum StartLine {
     Request {
         method: Span,
         uri: Span,
@@ -84,6 +93,32 @@ enum StartLine {
     },
 }
 
+impl StartLine {
+    /// The same parse for a copy of the line (see [`Span::moved`]).
+    pub(crate) fn moved(self, from: u32, to: u32) -> StartLine {
+        match self {
+            StartLine::Request {
+                method,
+                uri,
+                version,
+            } => StartLine::Request {
+                method: method.moved(from, to),
+                uri: uri.moved(from, to),
+                version: version.moved(from, to),
+            },
+            StartLine::Response {
+                version,
+                code,
+                reason,
+            } => StartLine::Response {
+                version: version.moved(from, to),
+                code,
+                reason: reason.moved(from, to),
+            },
+        }
+    }
+}
+
 /// One header line in the index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct HeaderField {
@@ -92,6 +127,18 @@ pub(crate) struct HeaderField {
     pub(crate) value: Span,
     /// The whole line including its continuation lines and final line break.
     pub(crate) line: Span,
+}
+
+impl HeaderField {
+    /// The same field in a copy of its line (see [`Span::moved`]).
+    pub(crate) fn moved(self, from: u32, to: u32) -> HeaderField {
+        HeaderField {
+            name: self.name,
+            name_span: self.name_span.moved(from, to),
+            value: self.value.moved(from, to),
+            line: self.line.moved(from, to),
+        }
+    }
 }
 
 /// Positions of the headers a proxy reads on every message, found while
@@ -206,6 +253,14 @@ impl PartialEq for SipMessage {
 
 impl Eq for SipMessage {}
 
+impl SipMessage {
+    /// Equal bytes and equal index, the hot-header positions included.
+    #[cfg(test)]
+    pub(crate) fn same_index(&self, other: &SipMessage) -> bool {
+        self == other && self.hot == other.hot
+    }
+}
+
 impl fmt::Debug for SipMessage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SipMessage")
@@ -282,6 +337,23 @@ impl SipMessage {
         transport: Transport,
         limits: &Limits,
     ) -> Result<SipMessage, ParseError> {
+        SipMessage::index(buf, transport, limits, None, |_| None)
+    }
+
+    /// Indexes `buf`. `start` is the start line's parse when the caller
+    /// already has it (bytes copied from a message parsed before, spans
+    /// given for `buf`); `known(pos)` returns the header field that starts
+    /// at `pos` when the caller knows it (the same), so its line is not
+    /// scanned again. With neither this is [`SipMessage::parse_with`]; with
+    /// them the result must be, and is where the callers are tested, the
+    /// same as without (see [`crate::Editor::into_message`]).
+    pub(crate) fn index(
+        buf: Bytes,
+        transport: Transport,
+        limits: &Limits,
+        start: Option<StartLine>,
+        mut known: impl FnMut(usize) -> Option<HeaderField>,
+    ) -> Result<SipMessage, ParseError> {
         if buf.len() > limits.max_message_size as usize {
             return Err(ParseError::TooLarge {
                 limit: limits.max_message_size,
@@ -298,16 +370,34 @@ impl SipMessage {
         }
         let (sl_end, next) = line_end(b, pos).ok_or(ParseError::Unterminated)?;
         let start_line = Span::new(pos, sl_end);
-        let start = parse_start_line(b, pos, sl_end)?;
+        let start = match start {
+            Some(s) => s,
+            None => parse_start_line(b, pos, sl_end)?,
+        };
+        let sl_start = pos;
+        // The line number of the line at `at`, for errors (1: start line).
+        let line_no = |at: usize| {
+            let before = b.get(sl_start..at).unwrap_or_default();
+            u32::try_from(memchr::memchr_iter(b'\n', before).count() + 1).unwrap_or(u32::MAX)
+        };
         pos = next;
 
         let mut headers: Vec<HeaderField> = Vec::with_capacity(24);
         let mut hot = Hot::default();
         let mut content_length = None;
-        let mut line_no: u32 = 1;
         let headers_end;
         loop {
-            line_no += 1;
+            if let Some(field) = known(pos) {
+                if headers.len() >= limits.max_headers as usize {
+                    return Err(ParseError::TooManyHeaders {
+                        limit: limits.max_headers,
+                    });
+                }
+                hot.note(field.name, headers.len())?;
+                headers.push(field);
+                pos = field.line.end as usize;
+                continue;
+            }
             let Some((end, next)) = line_end(b, pos) else {
                 return Err(ParseError::Unterminated);
             };
@@ -320,7 +410,7 @@ impl SipMessage {
             if first == b' ' || first == b'\t' {
                 // Continuation of the previous header (§7.3.1).
                 let Some(prev) = headers.last_mut() else {
-                    return Err(ParseError::HeaderLine { line: line_no });
+                    return Err(ParseError::HeaderLine { line: line_no(pos) });
                 };
                 let value_end = trim_end(b, pos, end);
                 if value_end > pos {
@@ -355,7 +445,7 @@ impl SipMessage {
             let name_end = i;
             let colon = skip_wsp(b, name_end, end);
             if name_end == pos || b.get(colon) != Some(&b':') || colon >= end {
-                return Err(ParseError::HeaderLine { line: line_no });
+                return Err(ParseError::HeaderLine { line: line_no(pos) });
             }
             let name_len = name_end - pos;
             let name = match lower.get(..name_len) {
@@ -537,6 +627,11 @@ impl SipMessage {
 
     pub(crate) fn start_line_span(&self) -> Span {
         self.start_line
+    }
+
+    /// The start line's parse (spans into this message's bytes).
+    pub(crate) fn start_parsed(&self) -> StartLine {
+        self.start
     }
 
     pub(crate) fn body_span(&self) -> Span {
