@@ -344,7 +344,7 @@ async fn prack_leg_b(
     if e.add("RAck", &rack).is_err() {
         return;
     }
-    let Ok(prack) = SipMessage::parse(e.to_bytes()) else {
+    let Ok(prack) = e.into_message() else {
         return fail_a(from_a, 500, "Server Internal Error (PRACK not built)");
     };
     let Ok(mut ct) = shared.stack.send_request(prack, peer).await else {
@@ -475,7 +475,7 @@ pub(crate) async fn setup(
     if a_100rel {
         let mut e = invite.edit();
         e.add("Supported", "100rel").map_err(build_err)?;
-        invite = SipMessage::parse(e.to_bytes()).map_err(build_err)?;
+        invite = e.into_message().map_err(build_err)?;
     }
     cell.with(|d| {
         d.record.upsert_dialog(a_leg);
@@ -578,7 +578,7 @@ pub(crate) async fn setup(
                     };
                     let mut e = p.edit();
                     let rel = e.replace("Require", "100rel").is_ok() && e.add("RSeq", &rseq_a.to_string()).is_ok();
-                    let Some(p) = rel.then(|| SipMessage::parse(e.to_bytes()).ok()).flatten() else {
+                    let Some(p) = rel.then(|| e.into_message().ok()).flatten() else {
                         continue;
                     };
                     let (wake, woken) = tokio::sync::oneshot::channel();
@@ -772,7 +772,7 @@ async fn authenticated_invite(
     .ok()?;
     let mut e = invite.edit();
     e.add(answer.header, &answer.value).ok()?;
-    let invite = SipMessage::parse(e.to_bytes()).ok()?;
+    let invite = e.into_message().ok()?;
     set_cseq(cell, b_call, cseq);
     commit(shared, cell).await.ok()?;
     Some(invite)
@@ -1047,7 +1047,7 @@ pub(crate) async fn send_in_dialog(
         for (name, value) in extra {
             e.add(name, value).map_err(build_err)?;
         }
-        request = SipMessage::parse(e.to_bytes()).map_err(build_err)?;
+        request = e.into_message().map_err(build_err)?;
     }
     let _pending = cell.pending(call_id, UaMode::Uac, Arc::new(request.clone()), None);
     let mut ct = shared

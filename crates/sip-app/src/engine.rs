@@ -501,7 +501,7 @@ async fn on_request(shared: Arc<Shared>, tx: ServerTransaction) {
         // strip our entry and carry on.
         let mut e = request.edit();
         if e.pop_route().is_ok()
-            && let Ok(popped) = SipMessage::parse(e.to_bytes())
+            && let Ok(popped) = e.into_message()
         {
             return initial(shared, tx, popped, method).await;
         }
@@ -788,7 +788,7 @@ async fn in_dialog(shared: Arc<Shared>, tx: ServerTransaction, request: SipMessa
         let request = if route_token.is_some() {
             let mut e = request.edit();
             let popped = if e.pop_route().is_ok() {
-                SipMessage::parse(e.to_bytes()).ok()
+                e.into_message().ok()
             } else {
                 None
             };
@@ -1090,7 +1090,7 @@ pub(crate) async fn next_in_chain(
             reason: err.to_string(),
         })?;
         request =
-            SipMessage::parse(e.to_bytes()).map_err(|err| AppError::Build(err.to_string()))?;
+            e.into_message().map_err(|err| AppError::Build(err.to_string()))?;
     }
     let cell = new_session(&shared, &next, None, false);
     Box::pin(run_in_slot(

@@ -429,7 +429,7 @@ fn forward_up(tx: &ServerTransaction, r: &SipMessage) {
 pub(crate) fn pop_via(r: &SipMessage) -> Option<SipMessage> {
     let mut e = r.edit();
     e.pop_via().ok()?;
-    SipMessage::parse(e.to_bytes()).ok()
+    e.into_message().ok()
 }
 
 fn is_loop(shared: &Shared, request: &SipMessage) -> bool {
@@ -478,7 +478,7 @@ async fn start_branch(
     let branch = format!("{}{}", shared.stack.branch(), uri_hash(target));
     e.prepend_via(&routing::via(shared, peer.transport, &branch))
         .map_err(|err| AppError::Build(err.to_string()))?;
-    let out = SipMessage::parse(e.to_bytes()).map_err(|err| AppError::Build(err.to_string()))?;
+    let out = e.into_message().map_err(|err| AppError::Build(err.to_string()))?;
     shared
         .stack
         .send_request(out, peer)
@@ -631,7 +631,7 @@ pub(crate) async fn forward_subsequent(
     {
         return None;
     }
-    let out = SipMessage::parse(e.to_bytes()).ok()?;
+    let out = e.into_message().ok()?;
     let Ok(mut ct) = shared.stack.send_request(out, peer).await else {
         if let Ok(r) = synth(&request, 503, "Service Unavailable") {
             tx.respond(r);
@@ -699,7 +699,7 @@ pub(crate) async fn forward_ack(shared: &Shared, ack: &SipMessage) {
     {
         return;
     }
-    if let Ok(out) = SipMessage::parse(e.to_bytes()) {
+    if let Ok(out) = e.into_message() {
         shared.stack.send_stateless(&out, peer);
     }
 }

@@ -645,7 +645,7 @@ impl IncomingRequest {
         let mut e = built.edit();
         e.add("Contact", &self.contact_value())
             .map_err(|e| AppError::Build(e.to_string()))?;
-        SipMessage::parse(e.to_bytes()).map_err(|e| AppError::Build(e.to_string()))
+        e.into_message().map_err(|e| AppError::Build(e.to_string()))
     }
 
     fn record_dialog(&self, method: &str, response: &SipMessage) {

@@ -1008,8 +1008,7 @@ fn record_source(msg: SipMessage, source: Peer) -> SipMessage {
     {
         return msg;
     }
-    let bytes = e.to_bytes();
-    SipMessage::parse(bytes).unwrap_or(msg)
+    e.into_message().unwrap_or(msg)
 }
 
 fn copy(b: RequestBuilder, req: &SipMessage, name: HeaderName) -> RequestBuilder {
