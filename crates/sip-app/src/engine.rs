@@ -1089,8 +1089,9 @@ pub(crate) async fn next_in_chain(
             target: t.clone(),
             reason: err.to_string(),
         })?;
-        request =
-            e.into_message().map_err(|err| AppError::Build(err.to_string()))?;
+        request = e
+            .into_message()
+            .map_err(|err| AppError::Build(err.to_string()))?;
     }
     let cell = new_session(&shared, &next, None, false);
     Box::pin(run_in_slot(

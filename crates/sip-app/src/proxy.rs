@@ -449,7 +449,15 @@ fn is_loop(shared: &Shared, request: &SipMessage) -> bool {
 /// `-<8 hex>` of the Request-URI, the suffix of our branches: enough to
 /// tell spirals from loops.
 fn uri_hash(uri: &str) -> String {
-    format!("-{:08x}", routing::fnv1a(uri) & 0xffff_ffff)
+    let mut h = String::with_capacity(9);
+    push_uri_hash(&mut h, uri);
+    h
+}
+
+/// Appends [`uri_hash`] of `uri` to `out`.
+fn push_uri_hash(out: &mut String, uri: &str) {
+    out.push('-');
+    sip_proto::push_hex(out, routing::fnv1a(uri), 8);
 }
 
 async fn start_branch(
@@ -475,10 +483,13 @@ async fn start_branch(
     // The edits touch neither Route nor Call-ID: the next hop is read from
     // the request as received, and the message is parsed once, at the end.
     let peer = routing::next_hop(shared, request, false, new_uri).await?;
-    let branch = format!("{}{}", shared.stack.branch(), uri_hash(target));
+    let mut branch = shared.stack.branch_with_room(9);
+    push_uri_hash(&mut branch, target);
     e.prepend_via(&routing::via(shared, peer.transport, &branch))
         .map_err(|err| AppError::Build(err.to_string()))?;
-    let out = e.into_message().map_err(|err| AppError::Build(err.to_string()))?;
+    let out = e
+        .into_message()
+        .map_err(|err| AppError::Build(err.to_string()))?;
     shared
         .stack
         .send_request(out, peer)

@@ -44,7 +44,11 @@ impl SessionId {
     /// A new id on `node` from 64 random bits.
     #[must_use]
     pub fn new(node: &str, random: u64) -> SessionId {
-        SessionId(format!("{node}.{random:016x}").into())
+        let mut id = String::with_capacity(node.len() + 17);
+        id.push_str(node);
+        id.push('.');
+        sip_proto::push_hex(&mut id, random, 16);
+        SessionId(id.into())
     }
 
     /// Parses an id, checking its form (a token from a peer is untrusted).
@@ -70,7 +74,10 @@ impl SessionId {
     /// (`session:<id>`).
     #[must_use]
     pub fn store_key(&self) -> String {
-        format!("session:{}", self.0)
+        let mut k = String::with_capacity(8 + self.0.len());
+        k.push_str("session:");
+        k.push_str(&self.0);
+        k
     }
 
     /// The id as text (the `sbt` token).

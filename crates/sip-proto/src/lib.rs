@@ -61,4 +61,6 @@ pub use endpoint::{Endpoint, Event, Output, Transmit};
 pub use error::ProtoError;
 pub use sip_message::{Peer, TransportKind};
 pub use transaction::{TimerName, TxKind, TxState};
-pub use types::{IdGenerator, SHRINK_FLOOR, Timers, TxId, TxIdHasher, TxMap, shrink_after_burst};
+pub use types::{
+    IdGenerator, SHRINK_FLOOR, Timers, TxId, TxIdHasher, TxMap, push_hex, shrink_after_burst,
+};

@@ -122,23 +122,78 @@ impl IdGenerator {
         z ^ (z >> 31)
     }
 
+    /// A new Via branch with the RFC 3261 magic cookie (§8.1.1.7), with
+    /// room for `extra` more bytes (a caller's suffix).
+    pub fn branch_with_room(&mut self, extra: usize) -> String {
+        let mut b = String::with_capacity(31 + extra);
+        b.push_str("z9hG4bK");
+        push_hex(&mut b, self.next_u64(), 16);
+        push_hex(&mut b, self.next_u64(), 8);
+        b
+    }
+
     /// A new Via branch with the RFC 3261 magic cookie (§8.1.1.7).
     pub fn branch(&mut self) -> String {
-        format!(
-            "z9hG4bK{:016x}{:08x}",
-            self.next_u64(),
-            self.next_u64() as u32
-        )
+        self.branch_with_room(0)
     }
 
     /// A new From or To tag (§19.3: at least 32 bits of randomness).
     pub fn tag(&mut self) -> String {
-        format!("{:016x}", self.next_u64())
+        let mut t = String::with_capacity(16);
+        push_hex(&mut t, self.next_u64(), 16);
+        t
     }
 
     /// A new Call-ID (§8.1.1.4), `random@host`.
     pub fn call_id(&mut self, host: &str) -> String {
-        format!("{:016x}{:016x}@{host}", self.next_u64(), self.next_u64())
+        let mut c = String::with_capacity(33 + host.len());
+        push_hex(&mut c, self.next_u64(), 16);
+        push_hex(&mut c, self.next_u64(), 16);
+        c.push('@');
+        c.push_str(host);
+        c
+    }
+}
+
+/// Appends the low `digits` hex digits of `value` (lowercase, zero-padded;
+/// `digits` at most 16): what `{:0digits$x}` writes, without the
+/// formatting machinery (identifiers are made several times per call).
+pub fn push_hex(out: &mut String, value: u64, digits: usize) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for i in (0..digits.min(16)).rev() {
+        let nibble = (value >> (i * 4)) & 0xf;
+        out.push(char::from(
+            HEX.get(nibble as usize).copied().unwrap_or(b'0'),
+        ));
+    }
+}
+
+#[cfg(test)]
+mod hex_tests {
+    use super::*;
+
+    #[test]
+    fn push_hex_writes_what_format_writes() {
+        for v in [0u64, 1, 0xabc, 0xdead_beef, u64::MAX, 0x0123_4567_89ab_cdef] {
+            let mut s = String::new();
+            push_hex(&mut s, v, 16);
+            assert_eq!(s, format!("{v:016x}"));
+            let mut s = String::new();
+            push_hex(&mut s, v, 8);
+            assert_eq!(s, format!("{:08x}", v as u32));
+        }
+        let mut g = IdGenerator::new(7);
+        let mut h = IdGenerator::new(7);
+        let b = g.branch();
+        assert_eq!(
+            b,
+            format!("z9hG4bK{:016x}{:08x}", h.next_u64(), h.next_u64() as u32)
+        );
+        assert_eq!(g.tag(), format!("{:016x}", h.next_u64()));
+        assert_eq!(
+            g.call_id("x"),
+            format!("{:016x}{:016x}@x", h.next_u64(), h.next_u64())
+        );
     }
 }
 

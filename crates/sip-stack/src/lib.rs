@@ -349,10 +349,16 @@ impl StackHandle {
     /// A new branch with the RFC 3261 magic cookie.
     #[must_use]
     pub fn branch(&self) -> String {
+        self.branch_with_room(0)
+    }
+
+    /// A new branch with room for `extra` more bytes (a suffix the caller
+    /// appends).
+    pub fn branch_with_room(&self, extra: usize) -> String {
         self.ids
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .branch()
+            .branch_with_room(extra)
     }
 
     /// A new tag.
