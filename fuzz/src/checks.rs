@@ -256,7 +256,7 @@ fn read_all<'m, H: TypedHeader<'m> + Exercise>(msg: &'m SipMessage) {
 /// from the original) must index exactly as a parse of the same bytes.
 fn edited_index_agrees(msg: &SipMessage) {
     type Edit = fn(&mut sip_message::Editor<'_>);
-    const EDITS: [Edit; 4] = [
+    const EDITS: [Edit; 6] = [
         |_| {},
         |e| {
             let _ = e.pop_via();
@@ -267,6 +267,14 @@ fn edited_index_agrees(msg: &SipMessage) {
             let _ = e.decrement_max_forwards();
             let _ = e.pop_route();
             let _ = e.via_received("192.0.2.7", Some(5062));
+        },
+        |e| {
+            let _ = e.pop_via();
+            let _ = e.via_received("192.0.2.7", None);
+        },
+        |e| {
+            let _ = e.replace("From", "<sip:b2bua@192.0.2.1>;tag=x");
+            let _ = e.remove("Call-ID");
         },
         |e| {
             let _ = e.set_request_uri("sip:carol@192.0.2.9");
@@ -280,12 +288,35 @@ fn edited_index_agrees(msg: &SipMessage) {
         edit(&mut a);
         let mut b = msg.edit();
         edit(&mut b);
+        // The identifiers are taken over when the original has read
+        // them: half the rounds read them first.
+        if i % 2 == 1 {
+            let _ = msg.call_id();
+        }
         let parsed = SipMessage::parse(a.to_bytes());
         let indexed = b.into_message();
         assert_eq!(
             parsed, indexed,
             "edit set {i}: into_message disagrees with parse"
         );
+        if let (Ok(p), Ok(x)) = (&parsed, &indexed) {
+            let ids = |m: &SipMessage| {
+                format!(
+                    "{:?} {:?} {:?} {:?} {:?} {:?}",
+                    m.call_id(),
+                    m.cseq(),
+                    m.from_tag(),
+                    m.to_tag(),
+                    m.top_via(),
+                    m.top_branch()
+                )
+            };
+            assert_eq!(
+                ids(p),
+                ids(x),
+                "edit set {i}: identifiers taken over wrongly"
+            );
+        }
     }
 }
 

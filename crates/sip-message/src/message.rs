@@ -734,19 +734,7 @@ impl SipMessage {
                 let tag = |name| crate::light::tag(self.header(name)?.value().ok()?).ok();
                 let from_tag = tag(HeaderName::From)?;
                 let to_tag = tag(HeaderName::To)?;
-                let top = self
-                    .header(HeaderName::Via)
-                    .and_then(|h| h.value().ok())
-                    .and_then(crate::light::top_via);
-                let branch = top.and_then(|v| v.branch).and_then(|b| self.span_of(b));
-                let via = top.and_then(|v| {
-                    Some(ViaIds {
-                        transport: self.span_of(v.transport)?,
-                        host: self.span_of(v.host)?,
-                        port: v.port,
-                        rport: v.rport,
-                    })
-                });
+                let (branch, via) = self.via_ids();
                 let cseq_value = self.header(HeaderName::CSeq)?.value().ok()?;
                 let method = cseq.method.as_str();
                 let at = cseq_value.rfind(method)?;
@@ -761,6 +749,92 @@ impl SipMessage {
                 })
             })
             .as_ref()
+    }
+
+    /// The top Via's branch and pieces (for [`SipMessage::ids`]).
+    fn via_ids(&self) -> (Option<Span>, Option<ViaIds>) {
+        let top = self
+            .header(HeaderName::Via)
+            .and_then(|h| h.value().ok())
+            .and_then(crate::light::top_via);
+        let branch = top.and_then(|v| v.branch).and_then(|b| self.span_of(b));
+        let via = top.and_then(|v| {
+            Some(ViaIds {
+                transport: self.span_of(v.transport)?,
+                host: self.span_of(v.host)?,
+                port: v.port,
+                rport: v.rport,
+            })
+        });
+        (branch, via)
+    }
+
+    /// Takes over the identifiers `original` has parsed already, for this
+    /// message made by copying stretches of `original`'s bytes
+    /// (`moved(span)`: where a span of the original landed, when it was
+    /// copied whole). They are taken only where the first Call-ID, CSeq,
+    /// From and To (and Via, else it is read again) have the same values,
+    /// moved, as the original's: the same bytes read the same way. Without
+    /// them, or when `original` has not parsed its identifiers, nothing is
+    /// taken and they are parsed on first use, as for any message.
+    pub(crate) fn take_ids_of(&self, original: &SipMessage, moved: impl Fn(Span) -> Option<Span>) {
+        let Some(Some(ids)) = original.ids.get() else {
+            return;
+        };
+        let same = |name: HeaderName| match (original.header(name), self.header(name)) {
+            (Some(o), Some(n)) => moved(o.value_span()) == Some(n.value_span()),
+            _ => false,
+        };
+        if ![
+            HeaderName::CallId,
+            HeaderName::CSeq,
+            HeaderName::From,
+            HeaderName::To,
+        ]
+        .into_iter()
+        .all(same)
+        {
+            return;
+        }
+        let (branch, via) = if same(HeaderName::Via) {
+            let via = ids.via.and_then(|v| {
+                Some(ViaIds {
+                    transport: moved(v.transport)?,
+                    host: moved(v.host)?,
+                    ..v
+                })
+            });
+            (ids.branch.and_then(&moved), via)
+        } else {
+            self.via_ids()
+        };
+        let (Some(call_id), Some(cseq_method)) = (moved(ids.call_id), moved(ids.cseq_method))
+        else {
+            return;
+        };
+        let from_tag = match ids.from_tag {
+            Some(t) => match moved(t) {
+                Some(t) => Some(t),
+                None => return,
+            },
+            None => None,
+        };
+        let to_tag = match ids.to_tag {
+            Some(t) => match moved(t) {
+                Some(t) => Some(t),
+                None => return,
+            },
+            None => None,
+        };
+        let _ = self.ids.set(Some(Ids {
+            call_id,
+            cseq: ids.cseq,
+            cseq_method,
+            from_tag,
+            to_tag,
+            branch,
+            via,
+        }));
     }
 
     /// The Call-ID, when Call-ID, CSeq, From and To all parse (the
