@@ -434,8 +434,9 @@ pub(crate) fn pop_via(r: &SipMessage) -> Option<SipMessage> {
 
 fn is_loop(shared: &Shared, request: &SipMessage) -> bool {
     // Our Via on the request with the same Request-URI: the branch we put
-    // there encodes nothing, so compare the Request-URI we sent, kept in
-    // the branch suffix.
+    // there ends with a hash of the Request-URI we received the request
+    // with (§16.6 step 8, `start_branch`); back with that Request-URI it
+    // looped, with another (retargeted to us again) it spirals.
     let uri_hash = uri_hash(request.request_uri_str().unwrap_or(""));
     request
         .typed_all::<Via<'_>>()
@@ -483,8 +484,12 @@ async fn start_branch(
     // The edits touch neither Route nor Call-ID: the next hop is read from
     // the request as received, and the message is parsed once, at the end.
     let peer = routing::next_hop(shared, request, false, new_uri).await?;
+    // §16.6 step 8: the branch tells this request from others by what it
+    // was received with (the Request-URI before retargeting), so that a
+    // request coming back with that Request-URI is a loop, and one
+    // retargeted to us again (another Request-URI) a spiral (§16.3 step 4).
     let mut branch = shared.stack.branch_with_room(9);
-    push_uri_hash(&mut branch, target);
+    push_uri_hash(&mut branch, request.request_uri_str().unwrap_or(""));
     e.prepend_via(&routing::via(shared, peer.transport, &branch))
         .map_err(|err| AppError::Build(err.to_string()))?;
     let out = e

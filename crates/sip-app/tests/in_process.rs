@@ -329,6 +329,51 @@ async fn the_proxy_relays_a_call_and_stays_on_its_path() {
     drop(ok);
 }
 
+/// Proxies `bob` to `carol` at this server (a spiral: the request comes
+/// back with another Request-URI), `carol` to the phone, and `loop` to
+/// `loop` at this server (a loop: it comes back with the same one).
+async fn spiral(cx: Context<String>, req: IncomingRequest) -> Result<(), AppError> {
+    let next = match req.uri_user() {
+        Some("bob") => target("carol"),
+        Some("carol") => cx.state().clone(),
+        _ => target("loop"),
+    };
+    req.proxy(ProxyOptions::to([next])).await?;
+    Ok(())
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_spiral_is_proxied_and_a_loop_gets_482() {
+    let lab = Lab::new();
+    let mut carol = lab.phone("carol", "10.0.1.1:5060").unwrap();
+    let app = SipRouter::new()
+        .invite(spiral)
+        .with_state("spiral", carol.uri());
+    let srv = server(&lab, AppRouter::new().route(Rule::any(), app)).await;
+    let mut alice = lab.phone("alice", "10.0.0.2:5060").unwrap();
+
+    // bob -> carol@server -> the phone: through the server twice.
+    let invite = alice.invite(&target("bob")).unwrap();
+    alice.send(&invite, srv.addr());
+    let got = carol.expect_request("INVITE").await.unwrap();
+    assert_eq!(
+        got.count(sip_message::HeaderName::Via),
+        3,
+        "alice's Via and the server's twice"
+    );
+    carol.reply(&got, 486, None).unwrap();
+    assert_eq!(alice.expect_final().await.unwrap().status(), Some(486));
+
+    // loop -> loop@server: the second pass finds its own Via for the same
+    // Request-URI (§16.3 step 4).
+    let (_, fin) = call(&mut alice, &srv, "loop").await;
+    assert_eq!(fin.status(), Some(482));
+    assert!(
+        header(&fin, "Via").is_some(),
+        "the 482 comes back through the first pass"
+    );
+}
+
 /// Forks to every phone, lets each answer with its status (0: rings and
 /// stays silent), and returns what alice got and which phones were
 /// cancelled.
