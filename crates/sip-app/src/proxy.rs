@@ -438,6 +438,15 @@ fn is_loop(shared: &Shared, request: &SipMessage) -> bool {
     // with (§16.6 step 8, `start_branch`); back with that Request-URI it
     // looped, with another (retargeted to us again) it spirals.
     let uri_hash = uri_hash(request.request_uri_str().unwrap_or(""));
+    // Only a Via whose text holds the hash can be ours with this
+    // Request-URI: most requests have none, and skip the parse.
+    let hash = uri_hash.as_bytes();
+    if !request
+        .headers_of(sip_message::HeaderName::Via)
+        .any(|h| h.value_bytes().windows(hash.len()).any(|w| w == hash))
+    {
+        return false;
+    }
     request
         .typed_all::<Via<'_>>()
         .filter_map(Result::ok)
