@@ -16,7 +16,10 @@
 //! `sendmmsg(2)` sends up to [`BATCH`], each to its own destination: a UAS
 //! answers many peers, so segmentation offload (GSO, which needs one
 //! destination per batch) does not apply to SIP's responses, and
-//! `sendmmsg` does. The system calls come from the `nix` crate's safe
+//! `sendmmsg` does. A read asks for a few datagrams after one that drained
+//! the socket and for more after one that filled its slots (each slot
+//! asked for costs a zeroed header); a round with one datagram to send
+//! uses `sendto`. The system calls come from the `nix` crate's safe
 //! wrappers (this workspace forbids `unsafe`). `quinn-udp`, the other
 //! candidate, batches receives with `recvmmsg` but sends one datagram (or
 //! one GSO train to one destination) per call, which would leave half the
@@ -56,6 +59,13 @@ use crate::{TransportError, udp};
 
 /// Datagrams read or sent per system call at most.
 pub const BATCH: usize = 32;
+
+/// How many datagrams a read asks for after a read that drained the
+/// socket: a system call's headers are set up (and zeroed) for each slot
+/// asked for, and at a few thousand datagrams a second a wake-up finds one
+/// or two. A read that fills its slots asks for four times as many next
+/// time, up to [`BATCH`].
+const RECV_FIRST: usize = 4;
 
 /// How many times a send that found the socket's buffer full is retried:
 /// the first [`SEND_YIELDS`] after letting the other tasks run, the rest a
@@ -105,6 +115,7 @@ impl ShardSocketBinding {
             // one that fits.
             bufs: vec![vec![0u8; max + 1]; BATCH],
             meta: Vec::with_capacity(BATCH),
+            want: RECV_FIRST,
         })
     }
 }
@@ -165,6 +176,8 @@ pub struct ShardSocket {
     bufs: Vec<Vec<u8>>,
     /// Per datagram of the last batch: its buffer, length and source.
     meta: Vec<(usize, usize, Option<SocketAddr>)>,
+    /// How many datagrams the next read asks for (see [`RECV_FIRST`]).
+    want: usize,
 }
 
 impl ShardSocket {
@@ -189,11 +202,23 @@ impl ShardSocket {
     /// earlier send); the socket stays usable.
     pub fn try_recv_batch(&mut self, out: &mut Vec<Incoming>) -> io::Result<usize> {
         let ShardSocket {
-            socket, bufs, meta, ..
+            socket,
+            bufs,
+            meta,
+            want,
+            ..
         } = self;
         let socket = &*socket;
         meta.clear();
-        match socket.try_io(Interest::READABLE, |s| recv_many(s, bufs, meta)) {
+        let slots = bufs.get_mut(..*want).unwrap_or_default();
+        let asked = slots.len();
+        let read = socket.try_io(Interest::READABLE, |s| recv_many(s, slots, meta));
+        *want = if meta.len() == asked {
+            (asked * 4).min(BATCH)
+        } else {
+            RECV_FIRST
+        };
+        match read {
             Ok(()) => {}
             // A short batch drained the socket: `recv_many` says so with
             // WouldBlock, which clears the readiness, so the next round
@@ -370,6 +395,11 @@ fn to_std(a: &nix::sys::socket::SockaddrStorage) -> Option<SocketAddr> {
 
 #[cfg(target_os = "linux")]
 fn send_many(socket: &UdpSocket, chunk: &[(SocketAddr, Bytes)]) -> io::Result<usize> {
+    // A lone datagram (most rounds at a few thousand a second): `sendto`,
+    // without the batch's headers.
+    if let [(addr, bytes)] = chunk {
+        return socket.send_to(bytes, addr).map(|_| 1);
+    }
     use std::io::IoSlice;
     use std::os::fd::AsRawFd;
 
@@ -430,6 +460,49 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
 
     use super::*;
+
+    /// Reads ask for 4, 16, then 32 datagrams while the socket stays
+    /// full, and every datagram is read once, in order.
+    #[tokio::test]
+    async fn reads_grow_while_datagrams_wait_and_lose_none() {
+        let bound = bind_shard_sockets(&["127.0.0.1:0".parse().unwrap()], 1, false).unwrap();
+        let binding = bound
+            .into_iter()
+            .next()
+            .unwrap()
+            .into_iter()
+            .next()
+            .unwrap();
+        let to = binding.local().addr;
+        let mut socket = binding.register(TransportLimits::default()).unwrap();
+        let peer = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        for i in 0..60 {
+            let m =
+                format!("OPTIONS sip:x SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK{i}\r\n\r\n");
+            peer.send_to(m.as_bytes(), to).unwrap();
+        }
+        std::future::poll_fn(|cx| socket.poll_recv_ready(cx))
+            .await
+            .unwrap();
+        let mut sizes = Vec::new();
+        let mut got = Vec::new();
+        while got.len() < 60 {
+            let n = socket.try_recv_batch(&mut got).unwrap();
+            assert!(n > 0, "a read found nothing after {} datagrams", got.len());
+            sizes.push(n);
+        }
+        assert_eq!(sizes, [4, 16, 32, 8]);
+        for (i, m) in got.iter().enumerate() {
+            let text = String::from_utf8_lossy(m.message.as_bytes());
+            assert!(
+                text.contains(&format!("branch=z9hG4bK{i}\r\n")),
+                "{i}: {text}"
+            );
+        }
+        // Drained: the next read asks for four again and finds none.
+        assert_eq!(socket.try_recv_batch(&mut got).unwrap(), 0);
+        assert_eq!(socket.want, RECV_FIRST);
+    }
 
     #[test]
     fn shards_share_a_port_resolved_from_zero() {
