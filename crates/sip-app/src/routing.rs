@@ -160,7 +160,7 @@ pub(crate) async fn next_hop(
         });
     }
     let route = if pop_own {
-        msg.typed_all::<Route<'_>>().nth(1)
+        msg.typed_nth::<Route<'_>>(1)
     } else {
         msg.typed::<Route<'_>>()
     };

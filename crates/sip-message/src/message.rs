@@ -737,7 +737,11 @@ impl SipMessage {
                 let (branch, via) = self.via_ids();
                 let cseq_value = self.header(HeaderName::CSeq)?.value().ok()?;
                 let method = cseq.method.as_str();
-                let at = cseq_value.rfind(method)?;
+                // The method ends the value (`1*DIGIT LWS Method`).
+                let at = match cseq_value.len().checked_sub(method.len()) {
+                    Some(at) if cseq_value.ends_with(method) => at,
+                    _ => cseq_value.rfind(method)?,
+                };
                 Some(Ids {
                     call_id: self.span_of(call_id.0)?,
                     cseq: cseq.seq,
@@ -978,28 +982,52 @@ impl SipMessage {
     pub fn typed_all<'m, H: TypedHeader<'m>>(
         &'m self,
     ) -> impl Iterator<Item = Result<H, HeaderError>> + 'm {
-        self.headers_of(H::NAME)
-            .filter(|h| !(H::ALLOW_EMPTY && h.value_bytes().is_empty()))
-            .flat_map(|h| {
+        self.elements(H::NAME, H::ALLOW_EMPTY)
+            .map(|v| parse_element::<H>(v))
+    }
+
+    /// The `n`th element (from 0) of all `H` headers, parsed; the elements
+    /// before it are skipped without parsing them. The same as
+    /// `typed_all::<H>().nth(n)`.
+    pub fn typed_nth<'m, H: TypedHeader<'m>>(&'m self, n: usize) -> Option<Result<H, HeaderError>> {
+        self.elements(H::NAME, H::ALLOW_EMPTY)
+            .nth(n)
+            .map(parse_element::<H>)
+    }
+
+    /// The raw elements of all `H` headers, in order (list headers split
+    /// at their commas).
+    fn elements(
+        &self,
+        name: HeaderName,
+        allow_empty: bool,
+    ) -> impl Iterator<Item = Result<&str, HeaderError>> {
+        self.headers_of(name)
+            .filter(move |h| !(allow_empty && h.value_bytes().is_empty()))
+            .flat_map(move |h| {
                 let (single, list) = match h.value() {
                     Err(e) => (Some(Err(e)), None),
-                    Ok(v) if H::NAME.is_list() => (None, Some(ListSplit::new(v).map(Ok))),
+                    Ok(v) if name.is_list() => (None, Some(ListSplit::new(v).map(Ok))),
                     Ok(v) => (Some(Ok(v)), None),
                 };
                 single.into_iter().chain(list.into_iter().flatten())
-            })
-            .map(|v: Result<&'m str, HeaderError>| {
-                let v = v?;
-                if v.is_empty() {
-                    return Err(HeaderErrorKind::EmptyElement.at(H::NAME));
-                }
-                H::parse(v).map_err(|k| k.at(H::NAME))
             })
     }
 }
 
 /// Finds the end of the line starting at `pos`: returns (end of content,
 /// start of next line). Accepts CRLF and, as met in the field, a bare LF.
+/// One raw element of an `H` header, parsed (see [`SipMessage::typed_all`]).
+fn parse_element<'m, H: TypedHeader<'m>>(
+    v: Result<&'m str, HeaderError>,
+) -> Result<H, HeaderError> {
+    let v = v?;
+    if v.is_empty() {
+        return Err(HeaderErrorKind::EmptyElement.at(H::NAME));
+    }
+    H::parse(v).map_err(|k| k.at(H::NAME))
+}
+
 fn line_end(b: &[u8], pos: usize) -> Option<(usize, usize)> {
     let rest = b.get(pos..)?;
     let lf = memchr::memchr(b'\n', rest)?;
@@ -1136,6 +1164,28 @@ mod tests {
         CSeq: 1 OPTIONS\r\n\
         Max-Forwards: 70\r\n\
         Content-Length: 0\r\n\r\n";
+
+    #[test]
+    fn typed_nth_is_typed_all_nth() {
+        use crate::headers::Route;
+        let m = parse(
+            "BYE sip:b@x SIP/2.0\r\nRoute: <sip:p1;lr>, <sip:p2;lr>\r\n\
+             Route: <sip:p3;lr>\r\nRoute: bad<\r\n\r\n",
+        )
+        .unwrap();
+        for n in 0..6 {
+            let nth = m
+                .typed_nth::<Route<'_>>(n)
+                .map(|r| r.map(|r| r.uri().as_str().to_owned()));
+            let all = m
+                .typed_all::<Route<'_>>()
+                .nth(n)
+                .map(|r| r.map(|r| r.uri().as_str().to_owned()));
+            assert_eq!(nth, all, "element {n}");
+        }
+        assert!(matches!(m.typed_nth::<Route<'_>>(3), Some(Err(_))));
+        assert!(m.typed_nth::<Route<'_>>(4).is_none());
+    }
 
     #[test]
     fn indexes_a_request() {
