@@ -42,6 +42,17 @@ pub(crate) fn uri_token(uri: &SipUri<'_>) -> Option<SessionId> {
 
 /// The token in a request's Request-URI.
 pub(crate) fn request_uri_token(msg: &SipMessage) -> Option<SessionId> {
+    // Most Request-URIs carry no token: look for its name before parsing
+    // (parameter names match without regard to case, §19.1.4).
+    let needle = TOKEN_PARAM.as_bytes();
+    if !msg
+        .request_uri_str()?
+        .as_bytes()
+        .windows(needle.len())
+        .any(|w| w.eq_ignore_ascii_case(needle))
+    {
+        return None;
+    }
     match msg.request_uri()? {
         Uri::Sip(s) => uri_token(&s),
         _ => None,

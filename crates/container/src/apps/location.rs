@@ -39,21 +39,35 @@ pub struct Location {
 #[must_use]
 pub fn canonical_aor(uri: &str) -> Option<String> {
     match sip_message::Uri::parse(uri).ok()? {
-        sip_message::Uri::Sip(s) => {
-            let scheme = if s.is_secure() { "sips" } else { "sip" };
-            let host = s.host_str().to_ascii_lowercase();
-            let user = s.user().map(|u| format!("{u}@")).unwrap_or_default();
-            Some(match s.port() {
-                Some(p) => format!("{scheme}:{user}{host}:{p}"),
-                None => format!("{scheme}:{user}{host}"),
-            })
-        }
+        sip_message::Uri::Sip(s) => Some(canonical_aor_of(&s)),
         _ => None,
     }
 }
 
+/// [`canonical_aor`] of a parsed SIP URI.
+#[must_use]
+pub fn canonical_aor_of(s: &sip_message::SipUri<'_>) -> String {
+    let host = s.host_str();
+    let user = s.user().unwrap_or("");
+    let mut aor = String::with_capacity(11 + user.len() + host.len());
+    aor.push_str(if s.is_secure() { "sips:" } else { "sip:" });
+    if let Some(u) = s.user() {
+        aor.push_str(u);
+        aor.push('@');
+    }
+    aor.extend(host.chars().map(|c| c.to_ascii_lowercase()));
+    if let Some(p) = s.port() {
+        aor.push(':');
+        aor.push_str(&p.to_string());
+    }
+    aor
+}
+
 fn key(aor: &str) -> String {
-    format!("loc:{aor}")
+    let mut k = String::with_capacity(4 + aor.len());
+    k.push_str("loc:");
+    k.push_str(aor);
+    k
 }
 
 impl Location {

@@ -5,7 +5,7 @@
 
 use sip_app::{AppError, Context, IncomingRequest, ProxyOptions};
 
-use super::location::{Location, canonical_aor};
+use super::location::{Location, canonical_aor_of};
 
 /// The proxy's state.
 #[derive(Debug, Clone)]
@@ -27,13 +27,11 @@ pub async fn on_request(cx: Context<ProxyApp>, req: IncomingRequest) -> Result<(
     let Some(req) = crate::auth::admit(cx.state().auth.as_ref(), req, cx.stack()).await? else {
         return Ok(());
     };
-    let uri = req.request().request_uri_str().unwrap_or("").to_owned();
-    let aor =
-        canonical_aor(&uri).ok_or_else(|| AppError::with_reason(416, "Unsupported URI Scheme"))?;
-    let host = sip_message::Uri::parse(&uri)
-        .ok()
-        .and_then(|u| u.as_sip().map(|s| s.host_str().to_ascii_lowercase()))
-        .unwrap_or_default();
+    // The Request-URI, parsed once for the address of record and the host.
+    let (aor, host) = match req.request().request_uri() {
+        Some(sip_message::Uri::Sip(s)) => (canonical_aor_of(&s), s.host_str().to_ascii_lowercase()),
+        _ => return Err(AppError::with_reason(416, "Unsupported URI Scheme")),
+    };
     let state = cx.state();
     let ours =
         state.domains.is_empty() || state.domains.iter().any(|d| d.eq_ignore_ascii_case(&host));
@@ -54,6 +52,7 @@ pub async fn on_request(cx: Context<ProxyApp>, req: IncomingRequest) -> Result<(
     if bindings.is_empty() {
         if !ours {
             // Not our domain: forward to the Request-URI.
+            let uri = req.request().request_uri_str().unwrap_or("").to_owned();
             req.proxy(ProxyOptions::to([uri])).await?;
             return Ok(());
         }
