@@ -648,8 +648,10 @@ mod tests {
     #[test]
     fn into_message_indexes_as_a_parse_would() {
         for (i, shape) in SHAPES.iter().enumerate() {
-            let m = msg(shape);
             for (j, edit) in EDITS.iter().enumerate() {
+                // A fresh original each round: its identifiers are cached
+                // once read.
+                let m = msg(shape);
                 let mut a = m.edit();
                 edit(&mut a);
                 let mut b = m.edit();

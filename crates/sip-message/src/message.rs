@@ -1015,8 +1015,6 @@ impl SipMessage {
     }
 }
 
-/// Finds the end of the line starting at `pos`: returns (end of content,
-/// start of next line). Accepts CRLF and, as met in the field, a bare LF.
 /// One raw element of an `H` header, parsed (see [`SipMessage::typed_all`]).
 fn parse_element<'m, H: TypedHeader<'m>>(
     v: Result<&'m str, HeaderError>,
@@ -1028,6 +1026,8 @@ fn parse_element<'m, H: TypedHeader<'m>>(
     H::parse(v).map_err(|k| k.at(H::NAME))
 }
 
+/// Finds the end of the line starting at `pos`: returns (end of content,
+/// start of next line). Accepts CRLF and, as met in the field, a bare LF.
 fn line_end(b: &[u8], pos: usize) -> Option<(usize, usize)> {
     let rest = b.get(pos..)?;
     let lf = memchr::memchr(b'\n', rest)?;
