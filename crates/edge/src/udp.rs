@@ -383,7 +383,9 @@ impl Reader {
         let max = self.shared.udp.limits.max_message_size as usize;
         // One byte more than the limit tells an oversized datagram from
         // one that fits.
-        let mut bufs = vec![vec![0u8; max + 1]; BATCH];
+        // Each allocated zeroed on its own: untouched pages stay out of the
+        // resident set until a datagram lands in them.
+        let mut bufs: Vec<Vec<u8>> = (0..BATCH).map(|_| vec![0u8; max + 1]).collect();
         let mut meta: Vec<(usize, usize, Option<SocketAddr>)> = Vec::with_capacity(BATCH);
         let mut recv_headers = MultiHeaders::<SockaddrStorage>::preallocate(BATCH, None);
         let mut round = Round {

@@ -113,7 +113,10 @@ impl ShardSocketBinding {
             max,
             // One byte more than the limit tells an oversized datagram from
             // one that fits.
-            bufs: vec![vec![0u8; max + 1]; BATCH],
+            // Each allocated zeroed on its own: untouched pages stay out
+            // of the resident set until a datagram lands in them (cloning
+            // one buffer would write every page of all 32 at start-up).
+            bufs: (0..BATCH).map(|_| vec![0u8; max + 1]).collect(),
             meta: Vec::with_capacity(BATCH),
             want: RECV_FIRST,
         })
