@@ -705,7 +705,6 @@ pub(crate) async fn setup(
     }
 }
 
-/// Leg B has used CSeq `n` (a PRACK): its later requests go above it.
 /// Records `cseq` as our last CSeq on a leg.
 fn set_cseq(cell: &SessionCell, call_id: &str, cseq: u32) {
     set_leg(cell, call_id, |d| {
@@ -715,6 +714,7 @@ fn set_cseq(cell: &SessionCell, call_id: &str, cseq: u32) {
     });
 }
 
+/// Leg B has used CSeq `n` (a PRACK): its later requests go above it.
 fn cseq_b_used(cell: &SessionCell, b_call: &str, n: u32) {
     set_leg(cell, b_call, |d| {
         if let Some(u) = d.ua.as_mut() {

@@ -812,23 +812,18 @@ impl SipMessage {
         } else {
             self.via_ids()
         };
-        let (Some(call_id), Some(cseq_method)) = (moved(ids.call_id), moved(ids.cseq_method))
-        else {
+        // A tag the original has must land whole (`None`: it did not).
+        let tag = |t: Option<Span>| match t {
+            None => Some(None),
+            Some(t) => moved(t).map(Some),
+        };
+        let (Some(call_id), Some(cseq_method), Some(from_tag), Some(to_tag)) = (
+            moved(ids.call_id),
+            moved(ids.cseq_method),
+            tag(ids.from_tag),
+            tag(ids.to_tag),
+        ) else {
             return;
-        };
-        let from_tag = match ids.from_tag {
-            Some(t) => match moved(t) {
-                Some(t) => Some(t),
-                None => return,
-            },
-            None => None,
-        };
-        let to_tag = match ids.to_tag {
-            Some(t) => match moved(t) {
-                Some(t) => Some(t),
-                None => return,
-            },
-            None => None,
         };
         let _ = self.ids.set(Some(Ids {
             call_id,
