@@ -9,6 +9,7 @@ use std::fmt;
 use std::sync::OnceLock;
 
 use bytes::Bytes;
+use bytestring::ByteString;
 
 use crate::HeaderName;
 use crate::error::{HeaderError, HeaderErrorKind, ParseError, StartLineFault};
@@ -193,6 +194,13 @@ pub struct SipMessage {
     headers_end: u32,
     body: Span,
     content_length: Option<u32>,
+    /// The start line and header section (`buf` up to `headers_end`) as
+    /// text, checked to be UTF-8 once when the message is indexed; `None`
+    /// when it is not (then each value is checked when it is read, and
+    /// only values with bad bytes fail). Every text accessor slices it, so
+    /// reading a header value or an identifier does not check its bytes
+    /// again.
+    text: Option<ByteString>,
     /// The dialog and transaction identifiers, parsed on first use and kept
     /// (every layer reads them; none should parse them twice).
     ids: OnceLock<Option<Ids>>,
@@ -316,8 +324,9 @@ impl<'m> HeaderRef<'m> {
 
     /// The value as UTF-8, or [`HeaderErrorKind::Encoding`].
     pub fn value(&self) -> Result<&'m str, HeaderError> {
-        std::str::from_utf8(self.value_bytes())
-            .map_err(|_| HeaderErrorKind::Encoding.at(self.field.name))
+        self.msg
+            .text_of(self.field.value)
+            .ok_or_else(|| HeaderErrorKind::Encoding.at(self.field.name))
     }
 }
 
@@ -496,6 +505,7 @@ impl SipMessage {
             headers_end,
             body: Span::new(pos, pos + body_len),
             content_length,
+            text: head_text(&buf, headers_end as usize),
             ids: OnceLock::new(),
             buf,
         })
@@ -564,6 +574,7 @@ impl SipMessage {
             headers_end: u32::try_from(headers_end).unwrap_or(u32::MAX),
             body: Span::new(body_start, body_start + body_len),
             content_length,
+            text: head_text(&buf, headers_end),
             ids: OnceLock::new(),
             buf,
         })
@@ -575,8 +586,18 @@ impl SipMessage {
         self.buf.get(s.range()).unwrap_or_default()
     }
 
+    /// The text of a span: a slice of the header section checked when the
+    /// message was indexed, else (bytes that are not UTF-8, or the body)
+    /// checked now; `None` when they are not UTF-8.
+    fn text_of(&self, s: Span) -> Option<&str> {
+        if let Some(t) = self.text.as_deref().and_then(|t| t.get(s.range())) {
+            return Some(t);
+        }
+        std::str::from_utf8(self.slice(s)).ok()
+    }
+
     fn str_of(&self, s: Span) -> &str {
-        std::str::from_utf8(self.slice(s)).unwrap_or_default()
+        self.text_of(s).unwrap_or_default()
     }
 
     /// The bytes the message was parsed from (including any bytes after the
@@ -1048,6 +1069,12 @@ fn trim_end(b: &[u8], from: usize, mut to: usize) -> usize {
     to
 }
 
+/// The header section `buf[..headers_end]` as text, when it is UTF-8 (one
+/// check per message; the accessors slice it).
+fn head_text(buf: &Bytes, headers_end: usize) -> Option<ByteString> {
+    ByteString::try_from(buf.slice(..headers_end.min(buf.len()))).ok()
+}
+
 fn parse_start_line(b: &[u8], start: usize, end: usize) -> Result<StartLine, ParseError> {
     let line = b.get(start..end).unwrap_or_default();
     let is_response = line
@@ -1204,6 +1231,41 @@ mod tests {
         assert_eq!(m.top_branch(), Some("z9hG4bK1"));
         let bad = parse(&OPTIONS.replace("CSeq: 1 OPTIONS", "CSeq: x OPTIONS")).unwrap();
         assert_eq!(bad.call_id(), None);
+    }
+
+    #[test]
+    fn values_read_as_text_whatever_the_rest_of_the_header_section_holds() {
+        // UTF-8 throughout (§25.1 TEXT-UTF8): every value reads from the
+        // text checked once.
+        let utf8 = OPTIONS.replace("Call-ID: c1", "Subject: caf\u{e9} \u{1f4de}\r\nCall-ID: c1");
+        let m = parse(&utf8).unwrap();
+        assert!(m.text.is_some());
+        let subject = m.headers_named("Subject").next().unwrap();
+        assert_eq!(subject.value().unwrap(), "caf\u{e9} \u{1f4de}");
+        assert_eq!(m.call_id(), Some("c1"));
+
+        // One header with bytes that are not UTF-8: that value fails, the
+        // others still read.
+        let mut bytes = OPTIONS
+            .replace("Call-ID: c1", "Subject: caf?\r\nCall-ID: c1")
+            .into_bytes();
+        let at = bytes.iter().position(|&b| b == b'?').unwrap();
+        bytes[at] = 0xe9;
+        let m = SipMessage::parse(Bytes::from(bytes)).unwrap();
+        assert!(m.text.is_none());
+        let subject = m.headers_named("Subject").next().unwrap();
+        assert_eq!(subject.value().unwrap_err().kind, HeaderErrorKind::Encoding);
+        assert_eq!(m.call_id(), Some("c1"));
+        assert_eq!(m.top_branch(), Some("z9hG4bK1"));
+        assert_eq!(m.method(), Some(Method::Options));
+
+        // A body that is not UTF-8 does not matter to the header section.
+        let body = OPTIONS.replace("Content-Length: 0", "Content-Length: 2");
+        let mut bytes = body.into_bytes();
+        bytes.extend_from_slice(&[0xff, 0xfe]);
+        let m = SipMessage::parse(Bytes::from(bytes)).unwrap();
+        assert!(m.text.is_some());
+        assert_eq!(m.body(), &[0xff, 0xfe]);
     }
 
     #[test]
