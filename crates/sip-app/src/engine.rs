@@ -1032,10 +1032,15 @@ pub(crate) async fn run_in_slot(
                 // the turn up once the request is on its way, so the
                 // session's other requests are not held up while the
                 // other leg thinks.
-                Some(r) => match crate::b2bua::relay(shared, cell, tx, &r, &mut turn).await {
-                    Ok(s) => s,
-                    Err(tx) => default_answer(shared, cell, &tx, &method, app, in_dialog),
-                },
+                // Boxed: the relay's state (3 KB) would otherwise widen
+                // this future, and every future that awaits it, for every
+                // request, B2BUA or not; each is moved whole when made.
+                Some(r) => {
+                    match Box::pin(crate::b2bua::relay(shared, cell, tx, &r, &mut turn)).await {
+                        Ok(s) => s,
+                        Err(tx) => default_answer(shared, cell, &tx, &method, app, in_dialog),
+                    }
+                }
                 None => default_answer(shared, cell, &tx, &method, app, in_dialog),
             },
             Some(Err(e)) => {
