@@ -23,6 +23,9 @@ use crate::types::{IdGenerator, Timers, TxId, TxMap, shrink_after_burst};
 use sip_message::Peer;
 
 /// Something the endpoint wants done or wants known.
+// An event (a message, 320 bytes) is the common output; outputs are
+// drained as they are made, and boxing events would allocate per message.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Output {
     /// Send these bytes to this peer.
