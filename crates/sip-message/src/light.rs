@@ -128,10 +128,6 @@ pub(crate) fn top_via(value: &str) -> Option<ViaPieces<'_>> {
 pub(crate) fn tag(value: &str) -> Result<Option<&str>, ()> {
     let mut c = Cursor::new(value);
     c.skip_ws();
-    let rest = c.rest();
-    let angle_at = rest
-        .find('<')
-        .filter(|&lt| !rest.get(..lt).unwrap_or_default().contains([';', '"']));
     match c.peek() {
         None => return Err(()),
         Some(b'"') => {
@@ -140,7 +136,7 @@ pub(crate) fn tag(value: &str) -> Result<Option<&str>, ()> {
             angle(&mut c)?;
         }
         Some(b'<') => angle(&mut c)?,
-        Some(_) if angle_at.is_some() => {
+        Some(_) if token_display_name(c.rest()) => {
             // display-name = *(token LWS)
             let before = c.take_while(|b| b != b'<');
             if !before.bytes().all(|b| is_token(b) || is_lws(b)) {
@@ -163,6 +159,16 @@ pub(crate) fn tag(value: &str) -> Result<Option<&str>, ()> {
     }
     c.end().map_err(drop)?;
     Ok(found)
+}
+
+/// Whether a value that starts with neither `"` nor `<` is a name-addr
+/// with a token display name: a `<` comes before any `;` or `"` (as the
+/// typed parser tells the forms apart). One pass, stopping at the first
+/// of the three.
+fn token_display_name(rest: &str) -> bool {
+    rest.bytes()
+        .find(|&b| matches!(b, b'<' | b';' | b'"'))
+        .is_some_and(|b| b == b'<')
 }
 
 /// `<uri>`, with no whitespace inside the brackets (§25.1 LAQUOT/RAQUOT;

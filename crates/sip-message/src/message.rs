@@ -1089,7 +1089,10 @@ fn parse_start_line(b: &[u8], start: usize, end: usize) -> Result<StartLine, Par
     };
     let text = std::str::from_utf8(line).map_err(|_| fault(StartLineFault::Encoding))?;
     // Offsets within the line: [0, sp1) SP [sp1+1, sp2) SP [sp2+1, len).
-    let sp1 = text.find(' ').ok_or(fault(StartLineFault::Spacing))?;
+    // Byte searches (SP is ASCII): a `char` pattern costs a searcher per
+    // call, and this runs on every message.
+    let space = |t: &str| crate::scan::find_byte(b' ', t.as_bytes());
+    let sp1 = space(text).ok_or(fault(StartLineFault::Spacing))?;
     let first = text.get(..sp1).unwrap_or("");
     let rest = text.get(sp1 + 1..).unwrap_or("");
     let span = |from: usize, to: usize| Span::new(start + from, start + to);
@@ -1098,7 +1101,7 @@ fn parse_start_line(b: &[u8], start: usize, end: usize) -> Result<StartLine, Par
         if !valid_version(first) {
             return Err(fault(StartLineFault::Version));
         }
-        let code_end = rest.find(' ').unwrap_or(rest.len());
+        let code_end = space(rest).unwrap_or(rest.len());
         let code = rest.get(..code_end).unwrap_or("");
         let reason_start = (sp1 + 1 + code_end + 1).min(text.len());
         let reason = text.get(reason_start..).unwrap_or("");
@@ -1131,10 +1134,14 @@ fn parse_start_line(b: &[u8], start: usize, end: usize) -> Result<StartLine, Par
     if !first.bytes().all(is_token) {
         return Err(fault(StartLineFault::Method));
     }
-    let sp2 = sp1 + 1 + rest.find(' ').ok_or(fault(StartLineFault::Spacing))?;
+    let sp2 = sp1 + 1 + space(rest).ok_or(fault(StartLineFault::Spacing))?;
     let uri = text.get(sp1 + 1..sp2).unwrap_or("");
     let version = text.get(sp2 + 1..).unwrap_or("");
-    if uri.is_empty() || version.is_empty() || version.contains([' ', '\t']) || uri.contains('\t') {
+    if uri.is_empty()
+        || version.is_empty()
+        || version.bytes().any(|c| c == b' ' || c == b'\t')
+        || uri.bytes().any(|c| c == b'\t')
+    {
         return Err(fault(StartLineFault::Spacing));
     }
     if !valid_version(version) {
@@ -1159,7 +1166,8 @@ fn valid_version(v: &str) -> bool {
     else {
         return false;
     };
-    match num.split_once('.') {
+    let dot = crate::scan::find_byte(b'.', num.as_bytes());
+    match dot.and_then(|d| Some((num.get(..d)?, num.get(d + 1..)?))) {
         Some((maj, min)) => {
             !maj.is_empty()
                 && !min.is_empty()
