@@ -254,8 +254,21 @@ fn all_token(b: &[u8], (from, to): (usize, usize)) -> bool {
             .is_some_and(|t| t.iter().all(|&c| is_token(c)))
 }
 
+/// A run of digits (leading zeros allowed) as a port: what
+/// [`port_number`] gives for it, without the text round trip.
 fn port_at(b: &[u8], (from, to): (usize, usize)) -> Option<u16> {
-    port_number(std::str::from_utf8(b.get(from..to)?).ok()?)
+    let digits = b.get(from..to).filter(|d| !d.is_empty())?;
+    let mut v: u32 = 0;
+    for &d in digits {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        v = v * 10 + u32::from(d - b'0');
+        if v > u32::from(u16::MAX) {
+            return None;
+        }
+    }
+    u16::try_from(v).ok()
 }
 
 /// Where the pieces of a plainly written Via are (offsets into its value).
@@ -492,6 +505,22 @@ mod tests {
         if let Some(read) = tag_plain(v.as_bytes()) {
             let plain = read.map(|t| t.and_then(|(a, b)| v.get(a..b)));
             assert_eq!(plain, tag_general(v), "tag {v:?}");
+        }
+    }
+
+    #[test]
+    fn ports_read_as_port_number_reads_them() {
+        for d in [
+            "0",
+            "5060",
+            "05060",
+            "65535",
+            "65536",
+            "0000000000000000000000065535",
+            "99999999999",
+            "",
+        ] {
+            assert_eq!(port_at(d.as_bytes(), (0, d.len())), port_number(d), "{d:?}");
         }
     }
 
