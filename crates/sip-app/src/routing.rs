@@ -63,14 +63,34 @@ pub(crate) fn request_uri_token(msg: &SipMessage) -> Option<SessionId> {
 /// (the token when it carries one), `None` when it is someone else's or
 /// absent.
 pub(crate) fn own_route(shared: &Shared, msg: &SipMessage) -> Option<Option<SessionId>> {
-    let route = msg.typed::<Route<'_>>()?.ok()?;
-    let Uri::Sip(uri) = route.uri() else {
-        return None;
-    };
-    if let Some(token) = uri_token(uri) {
+    let uri = top_route_uri(msg)?;
+    if let Some(token) = uri_token(&uri) {
         return Some(Some(token));
     }
     shared.is_own(uri.host_str(), uri.port()).then_some(None)
+}
+
+/// The SIP URI of the top Route. A Route value is `<uri>` and its
+/// parameters (§20.34, §25.1 `route-param`): the URI between the brackets
+/// is parsed alone rather than the whole name-addr, which would also
+/// check the display name and parameters. The stack validated every Route
+/// of a received request in full already, so this is the URI the typed
+/// parser gives; a value of another shape (a display name) is parsed in
+/// full.
+fn top_route_uri(msg: &SipMessage) -> Option<SipUri<'_>> {
+    let value = msg.header(sip_message::HeaderName::Route)?.value().ok()?;
+    let bracketed = value.strip_prefix('<').and_then(|rest| {
+        let end = rest.bytes().position(|b| b == b'>')?;
+        rest.get(..end)
+    });
+    let uri = match bracketed {
+        Some(text) => Uri::parse(text).ok()?,
+        None => *msg.typed::<Route<'_>>()?.ok()?.uri(),
+    };
+    match uri {
+        Uri::Sip(u) => Some(u),
+        _ => None,
+    }
 }
 
 /// `sip:[user@]PUBLIC;sbt=ID[;transport=tcp]`: where the peer reaches this
