@@ -167,19 +167,28 @@ impl fmt::Display for Host<'_> {
 /// IPv4address = 1*3DIGIT "." 1*3DIGIT "." 1*3DIGIT "." 1*3DIGIT (§25.1):
 /// leading zeros allowed, each group at most 255.
 fn parse_ipv4(b: &[u8]) -> Option<Ipv4Addr> {
+    // One pass: `group` counts the dots seen, `v` and `len` the digits of
+    // the group being read.
     let mut octets = [0u8; 4];
-    let mut groups = b.split(|&c| c == b'.');
-    for o in &mut octets {
-        let g = groups.next()?;
-        if g.is_empty() || g.len() > 3 || !g.iter().all(u8::is_ascii_digit) {
+    let (mut group, mut v, mut len) = (0usize, 0u16, 0usize);
+    for &c in b {
+        if c == b'.' {
+            if len == 0 || group >= 3 {
+                return None;
+            }
+            *octets.get_mut(group)? = u8::try_from(v).ok()?;
+            (group, v, len) = (group + 1, 0, 0);
+        } else if c.is_ascii_digit() && len < 3 {
+            v = v * 10 + u16::from(c - b'0');
+            len += 1;
+        } else {
             return None;
         }
-        let v = g.iter().fold(0u16, |v, d| v * 10 + u16::from(d - b'0'));
-        *o = u8::try_from(v).ok()?;
     }
-    if groups.next().is_some() {
+    if len == 0 || group != 3 {
         return None;
     }
+    *octets.get_mut(3)? = u8::try_from(v).ok()?;
     Some(Ipv4Addr::from(octets))
 }
 
@@ -874,5 +883,59 @@ mod tests {
         assert_eq!(u.scheme(), "mailto");
         assert!(Uri::parse("9x:foo").is_err());
         assert!(Uri::parse("nocolon").is_err());
+    }
+
+    /// The one-pass IPv4 reader gives what the grammar's reading gives
+    /// (1*3DIGIT four times, dots between, each at most 255).
+    #[test]
+    fn ipv4_reads_as_the_grammar_says() {
+        fn by_groups(b: &[u8]) -> Option<Ipv4Addr> {
+            let groups: Vec<&[u8]> = b.split(|&c| c == b'.').collect();
+            if groups.len() != 4 {
+                return None;
+            }
+            let mut octets = [0u8; 4];
+            for (o, g) in octets.iter_mut().zip(groups) {
+                if g.is_empty() || g.len() > 3 || !g.iter().all(u8::is_ascii_digit) {
+                    return None;
+                }
+                *o = u8::try_from(g.iter().fold(0u16, |v, d| v * 10 + u16::from(d - b'0'))).ok()?;
+            }
+            Some(Ipv4Addr::from(octets))
+        }
+        let mut inputs: Vec<String> = [
+            "127.0.0.1",
+            "0.0.0.0",
+            "255.255.255.255",
+            "256.0.0.1",
+            "001.002.003.004",
+            "1.2.3",
+            "1.2.3.4.5",
+            "1..2.3",
+            ".1.2.3",
+            "1.2.3.",
+            "1.2.3.0255",
+            "",
+            "1.2.3.4a",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        // Every string of up to seven characters from "0159.".
+        let alphabet = ['0', '1', '5', '9', '.'];
+        let mut layer = vec![String::new()];
+        for _ in 0..7 {
+            layer = layer
+                .iter()
+                .flat_map(|p| alphabet.iter().map(move |c| format!("{p}{c}")))
+                .collect();
+            inputs.extend(layer.iter().cloned());
+        }
+        for s in ["25.25.25.25", "299.1.1.1", "1.1.1.300", "9.99.999.0"] {
+            inputs.push(s.to_owned());
+        }
+        for s in &inputs {
+            assert_eq!(parse_ipv4(s.as_bytes()), by_groups(s.as_bytes()), "{s:?}");
+        }
     }
 }
