@@ -214,15 +214,18 @@ pub(crate) async fn peer_of_uri(uri: &str) -> Result<Peer, AppError> {
     let Uri::Sip(sip) = parsed else {
         return Err(bad("not a sip or sips URI"));
     };
-    let transport = match sip.transport().map(str::to_ascii_lowercase).as_deref() {
+    // Transport values compare without regard to case (§19.1.1).
+    let is = |t: &str, name: &str| t.eq_ignore_ascii_case(name);
+    let transport = match sip.transport() {
         None if sip.is_secure() => TransportKind::Tls,
-        None | Some("udp") => TransportKind::Udp,
-        Some("tcp") if sip.is_secure() => TransportKind::Tls,
-        Some("tcp") => TransportKind::Tcp,
-        Some("tls") => TransportKind::Tls,
-        Some("ws") if sip.is_secure() => TransportKind::Wss,
-        Some("ws") => TransportKind::Ws,
-        Some("wss") => TransportKind::Wss,
+        None => TransportKind::Udp,
+        Some(t) if is(t, "udp") => TransportKind::Udp,
+        Some(t) if is(t, "tcp") && sip.is_secure() => TransportKind::Tls,
+        Some(t) if is(t, "tcp") => TransportKind::Tcp,
+        Some(t) if is(t, "tls") => TransportKind::Tls,
+        Some(t) if is(t, "ws") && sip.is_secure() => TransportKind::Wss,
+        Some(t) if is(t, "ws") => TransportKind::Ws,
+        Some(t) if is(t, "wss") => TransportKind::Wss,
         Some(_) => return Err(bad("unsupported transport")),
     };
     let port = sip.port().unwrap_or(if transport == TransportKind::Tls {
@@ -230,15 +233,25 @@ pub(crate) async fn peer_of_uri(uri: &str) -> Result<Peer, AppError> {
     } else {
         5060
     });
-    let host = sip.maddr().unwrap_or(sip.host_str());
-    let addr = resolve(host, port)
-        .await
-        .ok_or_else(|| bad("cannot resolve the host"))?;
+    // The URI's host is parsed already; a maddr is parsed here.
+    let host = match sip.maddr() {
+        Some(maddr) => Host::parse(maddr).ok(),
+        None => Some(sip.host()),
+    };
+    let addr = match host {
+        Some(h) => resolve_host(h, port).await,
+        None => None,
+    }
+    .ok_or_else(|| bad("cannot resolve the host"))?;
     Ok(Peer { transport, addr })
 }
 
 async fn resolve(host: &str, port: u16) -> Option<SocketAddr> {
-    match Host::parse(host).ok()? {
+    resolve_host(Host::parse(host).ok()?, port).await
+}
+
+async fn resolve_host(host: Host<'_>, port: u16) -> Option<SocketAddr> {
+    match host {
         Host::Ipv4(a) => Some(SocketAddr::new(IpAddr::V4(a), port)),
         Host::Ipv6(a) => Some(SocketAddr::new(IpAddr::V6(a), port)),
         Host::Domain(d) => tokio::net::lookup_host((d, port)).await.ok()?.next(),
