@@ -138,6 +138,14 @@ fn push_transport(s: &mut String, t: TransportKind) {
 /// cluster's edge Via, when an edge forwarded the request, else the
 /// packet's.
 pub(crate) fn inbound_transport(msg: &SipMessage, packet: TransportKind) -> TransportKind {
+    // Most requests come straight from their client: the top branch (read
+    // with the identifiers) says so without parsing any Via in full.
+    if !msg
+        .top_branch()
+        .is_some_and(|b| b.starts_with("z9hG4bK-sb"))
+    {
+        return packet;
+    }
     let mut vias = msg.typed_all::<Via<'_>>().filter_map(Result::ok);
     let Some(top) = vias.next() else {
         return packet;
