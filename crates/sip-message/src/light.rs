@@ -153,7 +153,7 @@ fn tag_general(value: &str) -> Result<Option<&str>, ()> {
             angle(&mut c)?;
         }
         Some(b'<') => angle(&mut c)?,
-        Some(_) if token_display_name(c.rest()) => {
+        Some(_) if angle_before_params(c.rest().as_bytes()).is_some() => {
             // display-name = *(token LWS)
             let before = c.take_while(|b| b != b'<');
             if !before.bytes().all(|b| is_token(b) || is_lws(b)) {
@@ -178,14 +178,14 @@ fn tag_general(value: &str) -> Result<Option<&str>, ()> {
     Ok(found)
 }
 
-/// Whether a value that starts with neither `"` nor `<` is a name-addr
-/// with a token display name: a `<` comes before any `;` or `"` (as the
-/// typed parser tells the forms apart). One pass, stopping at the first
-/// of the three.
-fn token_display_name(rest: &str) -> bool {
-    rest.bytes()
-        .find(|&b| matches!(b, b'<' | b';' | b'"'))
-        .is_some_and(|b| b == b'<')
+/// Where the `<` of a name-addr is, when one comes before any `;` or `"`
+/// (as the typed parser tells the forms apart: after a `;` it belongs to
+/// a parameter, after a `"` to a quoted display name). One pass, stopping
+/// at the first of the three.
+fn angle_before_params(b: &[u8]) -> Option<usize> {
+    b.iter()
+        .position(|&c| matches!(c, b'<' | b';' | b'"'))
+        .filter(|&at| b.get(at) == Some(&b'<'))
 }
 
 /// `<uri>`, with no whitespace inside the brackets (§25.1 LAQUOT/RAQUOT;
@@ -367,8 +367,8 @@ fn top_via_plain(b: &[u8]) -> Option<Option<PlainVia>> {
 /// after the display name, no quotes. `Some(Ok(tag))` with the tag's
 /// offsets; `Some(Err(()))` where the general reader refuses the value too.
 fn tag_plain(b: &[u8]) -> Option<Result<Option<(usize, usize)>, ()>> {
-    let lt = b.iter().position(|&c| matches!(c, b'<' | b';' | b'"'))?;
-    if b.get(lt) != Some(&b'<') || b.first().is_some_and(|&c| is_lws(c)) {
+    let lt = angle_before_params(b)?;
+    if b.first().is_some_and(|&c| is_lws(c)) {
         return None;
     }
     // display-name = *(token LWS), as the general reader checks it.
