@@ -228,6 +228,14 @@ fn read_index(msg: &SipMessage) {
         ));
     }
     assert_eq!(lines, msg.headers().count());
+    // The repetitions noted while indexing agree with counting.
+    assert_eq!(
+        msg.repeated_single_valued(),
+        sip_message::SINGLE_VALUED
+            .into_iter()
+            .find(|n| msg.count(*n) > 1),
+        "repeated single-valued header"
+    );
 }
 
 /// A validation error's status and reason phrase, which a server writes into

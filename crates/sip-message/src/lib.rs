@@ -83,7 +83,7 @@ pub use builder::{BuildError, RequestBuilder, ResponseBuilder, default_reason};
 pub use edit::{EditError, Editor};
 pub use error::{HeaderError, HeaderErrorKind, ParseError, StartLineFault, UriError};
 pub use framer::{Frame, StreamFramer};
-pub use message::{HeaderRef, Limits, SipMessage, TopVia, Transport};
+pub use message::{HeaderRef, Limits, SINGLE_VALUED, SipMessage, TopVia, Transport};
 pub use method::Method;
 pub use name::HeaderName;
 pub use params::{ParamIter, Params};

@@ -154,29 +154,59 @@ struct Hot {
     max_forwards: Option<u16>,
     route: Option<u16>,
     content_length: Option<u16>,
+    /// A Content-Type line was seen.
+    content_type: bool,
+    /// Bit `i` set: `SINGLE_VALUED[i]` appears more than once.
+    repeated: u8,
 }
 
+/// Headers that may appear at most once (§20; RFC 4475 §3.3.8), in the
+/// order validation reports them; their repetitions are noted while
+/// indexing ([`SipMessage::repeated_single_valued`]), not counted by a
+/// scan per name.
+pub const SINGLE_VALUED: [HeaderName; 6] = [
+    HeaderName::From,
+    HeaderName::To,
+    HeaderName::CallId,
+    HeaderName::CSeq,
+    HeaderName::MaxForwards,
+    HeaderName::ContentType,
+];
+
 impl Hot {
-    /// Records header line `idx` if it is the first of a hot header; a
-    /// second Content-Length is a framing error (RFC 4475 §3.3.9).
+    /// Records header line `idx` if it is the first of a hot header, and
+    /// the repetition of a single-valued one; a second Content-Length is a
+    /// framing error (RFC 4475 §3.3.9).
     fn note(&mut self, name: HeaderName, idx: usize) -> Result<(), ParseError> {
-        let slot = match name {
-            HeaderName::Via => &mut self.via,
-            HeaderName::From => &mut self.from,
-            HeaderName::To => &mut self.to,
-            HeaderName::CallId => &mut self.call_id,
-            HeaderName::CSeq => &mut self.cseq,
-            HeaderName::MaxForwards => &mut self.max_forwards,
-            HeaderName::Route => &mut self.route,
+        // The bits follow `SINGLE_VALUED`.
+        let (slot, single) = match name {
+            HeaderName::Via => (&mut self.via, 0),
+            HeaderName::From => (&mut self.from, 1),
+            HeaderName::To => (&mut self.to, 1 << 1),
+            HeaderName::CallId => (&mut self.call_id, 1 << 2),
+            HeaderName::CSeq => (&mut self.cseq, 1 << 3),
+            HeaderName::MaxForwards => (&mut self.max_forwards, 1 << 4),
+            HeaderName::Route => (&mut self.route, 0),
             HeaderName::ContentLength => {
                 if self.content_length.is_some() {
                     return Err(ParseError::DuplicateContentLength);
                 }
-                &mut self.content_length
+                (&mut self.content_length, 0)
+            }
+            HeaderName::ContentType => {
+                if self.content_type {
+                    self.repeated |= 1 << 5;
+                }
+                self.content_type = true;
+                return Ok(());
             }
             _ => return Ok(()),
         };
+        let again = slot.is_some();
         slot.get_or_insert(u16::try_from(idx).unwrap_or(u16::MAX));
+        if again {
+            self.repeated |= single;
+        }
         Ok(())
     }
 }
@@ -964,6 +994,18 @@ impl SipMessage {
     #[must_use]
     pub fn count(&self, name: HeaderName) -> usize {
         self.headers.iter().filter(|f| f.name == name).count()
+    }
+
+    /// The first of [`SINGLE_VALUED`] (From, To, Call-ID, CSeq,
+    /// Max-Forwards, Content-Type, in that order) that appears more than
+    /// once: noted while indexing, no scan.
+    #[must_use]
+    pub fn repeated_single_valued(&self) -> Option<HeaderName> {
+        SINGLE_VALUED
+            .iter()
+            .enumerate()
+            .find(|(i, _)| self.hot.repeated & (1 << i) != 0)
+            .map(|(_, n)| *n)
     }
 
     /// Every value of a header, list headers split at top-level commas

@@ -84,16 +84,6 @@ impl ValidationError {
     }
 }
 
-/// Headers that may appear at most once (§20; RFC 4475 §3.3.8).
-const SINGLE: [HeaderName; 6] = [
-    HeaderName::From,
-    HeaderName::To,
-    HeaderName::CallId,
-    HeaderName::CSeq,
-    HeaderName::MaxForwards,
-    HeaderName::ContentType,
-];
-
 /// Validates a parsed message for the given role.
 pub fn validate(msg: &SipMessage, role: Role) -> Result<(), ValidationError> {
     if !msg.is_sip_2_0() {
@@ -113,10 +103,9 @@ pub fn validate(msg: &SipMessage, role: Role) -> Result<(), ValidationError> {
             return Err(ValidationError::Missing(name));
         }
     }
-    for name in SINGLE {
-        if msg.count(name) > 1 {
-            return Err(ValidationError::Repeated(name));
-        }
+    // Headers that may appear at most once (§20; RFC 4475 §3.3.8).
+    if let Some(name) = msg.repeated_single_valued() {
+        return Err(ValidationError::Repeated(name));
     }
     // A forwarder reads the top Via only (the ones below go on as they
     // came, §16.3 step 1); a UAS echoes them all in its responses.
@@ -271,6 +260,40 @@ mod tests {
         Call-ID: c1\r\n\
         CSeq: 1 INVITE\r\n\
         Max-Forwards: 70\r\n";
+
+    #[test]
+    fn every_repeated_single_valued_header_is_named_in_order() {
+        // Each one repeated alone, in its long or compact form (`f`, `t`,
+        // `i`, `c`: compact names count as the same header).
+        let extra = [
+            (HeaderName::From, "f: <sip:carol@example.com>;tag=2"),
+            (HeaderName::To, "t: <sip:dave@example.com>"),
+            (HeaderName::CallId, "i: c2"),
+            (HeaderName::CSeq, "CSeq: 2 INVITE"),
+            (HeaderName::MaxForwards, "Max-Forwards: 69"),
+            (HeaderName::ContentType, "c: application/sdp"),
+        ];
+        for (name, line) in extra {
+            let once = if name == HeaderName::ContentType {
+                "Content-Type: application/sdp\r\n"
+            } else {
+                ""
+            };
+            let m = msg(&format!("{BASE}{once}{line}\r\n\r\n"));
+            assert_eq!(m.count(name), 2, "{line}");
+            assert_eq!(m.repeated_single_valued(), Some(name), "{line}");
+            assert_eq!(
+                validate(&m, Role::Forward),
+                Err(ValidationError::Repeated(name))
+            );
+        }
+        // Several repeated: the first in From, To, Call-ID, CSeq,
+        // Max-Forwards, Content-Type order, whatever the order on the wire.
+        let m = msg(&format!("{BASE}Max-Forwards: 1\r\nTo: <sip:x@y>\r\n\r\n"));
+        assert_eq!(m.repeated_single_valued(), Some(HeaderName::To));
+        let m = msg(&format!("{BASE}Content-Length: 0\r\n\r\n"));
+        assert_eq!(m.repeated_single_valued(), None);
+    }
 
     #[test]
     fn a_sound_request_passes_both_roles() {
