@@ -431,8 +431,9 @@ async fn run(shared: Arc<Shared>, mut stack: ShardEvents) {
                 spawn(on_request(Arc::clone(&shared), tx));
             }
             StackEvent::Ack { request, .. } => {
-                let shared = Arc::clone(&shared);
-                spawn(async move { on_ack(&shared, request).await });
+                if let Some(later) = on_ack(&shared, request) {
+                    spawn(later);
+                }
             }
             StackEvent::StrayResponse { response, .. }
                 if routing::top_via_is_ours(&shared, &response) =>
@@ -453,11 +454,17 @@ async fn run(shared: Arc<Shared>, mut stack: ShardEvents) {
     }
 }
 
-async fn on_ack(shared: &Arc<Shared>, ack: SipMessage) {
-    // An ACK for a 2xx of ours confirms the dialog: nothing to do. One
-    // with our Route goes along the proxied dialog.
+/// An ACK for a 2xx of ours confirms the dialog: nothing to do. One with
+/// our Route goes along the proxied dialog, from here (a future only when
+/// its next hop's name must be looked up first).
+fn on_ack(
+    shared: &Arc<Shared>,
+    ack: SipMessage,
+) -> Option<impl Future<Output = ()> + Send + 'static> {
     if routing::own_route(shared, &ack).is_some() && routing::request_uri_token(&ack).is_none() {
-        crate::proxy::forward_ack(shared, &ack).await;
+        crate::proxy::forward_ack(shared, ack)
+    } else {
+        None
     }
 }
 
@@ -830,7 +837,7 @@ async fn in_dialog(shared: Arc<Shared>, tx: ServerTransaction, request: SipMessa
         request.from_tag().unwrap_or("").to_owned(),
         request.to_tag().unwrap_or("").to_owned(),
     );
-    let status = crate::proxy::forward_subsequent(Arc::clone(&shared), tx, request).await;
+    let status = crate::proxy::forward_subsequent(&shared, tx, request).await;
     if method == "BYE"
         && status.is_some_and(|s| (200..300).contains(&s) || s == 481 || s == 408)
         && let Some(id) = token

@@ -2,15 +2,17 @@
 //! Record-Route with the affinity token, and the forwarding of requests
 //! inside proxied dialogs.
 //!
-//! One request context per proxied request (§16.2): a task per branch
-//! drains its client transaction into one channel; the context forwards
+//! One request context per proxied request (§16.2), one task: it follows
+//! every branch's client transaction and deadlines itself, forwards
 //! provisionals at once, every 2xx at once (forks and retransmissions,
 //! RFC 6026 §7.3), and, when every branch has its final response and no
 //! 2xx went upstream, the best one (§16.7 step 6). A 2xx cancels the other
 //! branches (§16.7 step 10), so does a 6xx (step 5: no further branch
 //! starts, and the 6xx goes up once the others ended); a CANCEL from upstream cancels them all
-//! (§16.10). After the context ends, a branch keeps forwarding 2xx
-//! retransmissions until its transaction ends.
+//! (§16.10). When the context ends its branches drop their transactions'
+//! handles; a 2xx that still comes (a retransmission, or a late fork, RFC
+//! 6026 §7.3) reaches the engine as a stray response with our Via on top,
+//! which it forwards statelessly: no task waits 64*T1 per proxied INVITE.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,7 +20,7 @@ use std::time::Duration;
 use sip_message::headers::{Contact, MaxForwards, Via};
 use sip_message::{Peer, ResponseBuilder, SipMessage};
 use sip_stack::{ClientEvent, ServerTransaction};
-use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 use tracing::debug;
 
 use crate::AppError;
@@ -99,23 +101,111 @@ pub struct ProxyOutcome {
 
 const MAX_BRANCHES: usize = 16;
 
+/// What a branch has to report to its request context.
 // A response is the common event; boxing it would allocate per response.
 #[allow(clippy::large_enum_variant)]
-/// Sent boxed: the channel of a request context lives for one request,
-/// and its first block holds 32 items.
 enum BranchEvent {
     Event(ClientEvent),
-    /// The branch timed out (it was cancelled).
+    /// The branch timed out (it was cancelled), or its next hop stayed
+    /// silent (it was given up).
     TimedOut,
-    /// The transaction ended.
+    /// The transaction ended, or the branch was given up.
     Ended,
 }
 
 struct Branch {
     target: String,
-    cancel: Option<oneshot::Sender<()>>,
+    /// The client transaction while the branch runs; dropped when it ends
+    /// or is given up (and with the context: see the module doc).
+    ct: Option<sip_stack::ClientTransaction>,
     final_status: Option<u16>,
     ended: bool,
+    /// A CANCEL was ordered (a 2xx or 6xx elsewhere, §16.10, the timeout).
+    cancelled: bool,
+    /// A response arrived (even a 100).
+    heard: bool,
+    /// `ProxyOptions::branch_timeout` from the start; cleared once fired.
+    deadline: Option<Instant>,
+    /// `ProxyOptions::no_response_timeout` from the start, until heard.
+    silent_deadline: Option<Instant>,
+}
+
+impl Branch {
+    /// Orders the branch's CANCEL once (§9.1: the stack sends it once a
+    /// provisional arrived).
+    fn cancel(&mut self) {
+        if !self.cancelled {
+            self.cancelled = true;
+            if let Some(ct) = &self.ct {
+                ct.cancel();
+            }
+        }
+    }
+
+    /// The branch's next deadline, while it runs.
+    fn next_deadline(&self) -> Option<Instant> {
+        self.ct.as_ref()?;
+        let silent = self.silent_deadline.filter(|_| !self.heard);
+        match (silent, self.deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+/// The next event of any running branch's transaction, in branch order.
+fn poll_branches(
+    branches: &mut [Branch],
+    cx: &mut std::task::Context<'_>,
+) -> std::task::Poll<(usize, BranchEvent)> {
+    use std::task::Poll;
+    for (i, b) in branches.iter_mut().enumerate() {
+        let Some(ct) = b.ct.as_mut() else { continue };
+        match ct.poll_next(cx) {
+            Poll::Ready(Some(e)) => {
+                b.heard |= matches!(e, ClientEvent::Response(_));
+                return Poll::Ready((i, BranchEvent::Event(e)));
+            }
+            Poll::Ready(None) => {
+                b.ct = None;
+                return Poll::Ready((i, BranchEvent::Ended));
+            }
+            Poll::Pending => {}
+        }
+    }
+    Poll::Pending
+}
+
+/// The branches' deadlines that passed by `now`, as events.
+fn expire(
+    branches: &mut [Branch],
+    now: Instant,
+    out: &mut std::collections::VecDeque<(usize, BranchEvent)>,
+) {
+    for (i, b) in branches.iter_mut().enumerate() {
+        if b.ct.is_none() {
+            continue;
+        }
+        if !b.heard && b.silent_deadline.is_some_and(|d| d <= now) {
+            // Nothing from this hop: stop waiting for it (no CANCEL
+            // before a provisional, §9.1).
+            b.ct = None;
+            out.push_back((i, BranchEvent::TimedOut));
+            out.push_back((i, BranchEvent::Ended));
+        } else if b.deadline.is_some_and(|d| d <= now) {
+            b.deadline = None;
+            b.cancel();
+            out.push_back((i, BranchEvent::TimedOut));
+        }
+    }
+}
+
+/// Sleeps until `deadline`; forever without one.
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Runs a proxy request context to its end.
@@ -168,8 +258,8 @@ pub(crate) async fn run(
     // the call exists (docs/CLUSTER.md).
     crate::engine::commit(&shared, &cell).await?;
 
-    let (ev_tx, mut ev_rx) = mpsc::unbounded_channel::<(usize, Box<BranchEvent>)>();
     let mut branches: Vec<Branch> = Vec::new();
+    let mut due: std::collections::VecDeque<(usize, BranchEvent)> = Default::default();
     let mut queue: std::collections::VecDeque<String> = options.targets.iter().cloned().collect();
     let mut finals: Vec<SipMessage> = Vec::new();
     let mut winner: Option<String> = None;
@@ -187,17 +277,16 @@ pub(crate) async fn run(
     };
     let mut starts = start_next(&mut branches, &mut queue);
     loop {
-        for (i, target, crx) in starts.drain(..) {
+        for (i, target) in starts.drain(..) {
             match start_branch(&shared, &request, &target, record_route.as_deref()).await {
-                Ok(ct) => spawn_branch(
-                    Arc::clone(&shared),
-                    i,
-                    ct,
-                    crx,
-                    ev_tx.clone(),
-                    options.branch_timeout,
-                    options.no_response_timeout,
-                ),
+                Ok(ct) => {
+                    if let Some(b) = branches.get_mut(i) {
+                        let now = Instant::now();
+                        b.deadline = options.branch_timeout.map(|t| now + t);
+                        b.silent_deadline = options.no_response_timeout.map(|t| now + t);
+                        b.ct = Some(ct);
+                    }
+                }
                 Err(e) => {
                     debug!(%target, error = %e, "branch not started");
                     if let Some(b) = branches.get_mut(i) {
@@ -224,108 +313,137 @@ pub(crate) async fn run(
             }
             break;
         }
-        tokio::select! {
-            ev = ev_rx.recv() => {
-                let Some((i, ev)) = ev else { break };
-                match *ev {
-                    BranchEvent::Event(ClientEvent::Response(r)) => {
-                        let status = r.status().unwrap_or(500);
-                        if status < 200 {
-                            if status > 100 && !sent_2xx {
-                                forward_up(&tx, &r);
-                            }
-                        } else if status < 300 {
-                            if let Some(b) = branches.get_mut(i) { b.final_status = Some(status); }
-                            if !sent_2xx {
-                                sent_2xx = true;
-                                winner = branches.get(i).map(|b| b.target.clone());
-                                record_dialog(&shared, &cell, &request, &r);
-                                // Write before the 2xx reveals the dialog.
-                                crate::engine::commit(&shared, &cell).await?;
-                                for (j, b) in branches.iter_mut().enumerate() {
-                                    if j != i && b.final_status.is_none() && let Some(c) = b.cancel.take() {
-                                        let _ = c.send(());
-                                    }
-                                }
-                            }
-                            forward_up(&tx, &r);
-                        } else {
-                            if let Some(b) = branches.get_mut(i) {
-                                if b.final_status.is_none() { b.final_status = Some(status); } else { continue; }
-                            }
-                            if status >= 600 && !sent_2xx {
-                                // §16.7 step 5: a 6xx ends the search: cancel
-                                // the pending branches, start no more; their
-                                // 487s come back before the 6xx goes up.
-                                queue.clear();
-                                for (j, b) in branches.iter_mut().enumerate() {
-                                    if j != i && b.final_status.is_none() && let Some(c) = b.cancel.take() {
-                                        let _ = c.send(());
-                                    }
-                                }
-                                finals.push(r);
-                                continue;
-                            }
-                            if (300..400).contains(&status) && options.recurse && !cancelled && !sent_2xx {
-                                let before = queue.len();
-                                for c in r.typed_all::<Contact<'_>>().filter_map(Result::ok) {
-                                    if let Contact::Addr(a) = c {
-                                        queue.push_back(a.uri().as_str().to_owned());
-                                    }
-                                }
-                                if queue.len() > before {
-                                    starts = start_next(&mut branches, &mut queue);
-                                    continue;
-                                }
-                            }
-                            if let Some(sup) = options.supervisor.as_ref().filter(|_| !cancelled && !sent_2xx) {
-                                let target = branches.get(i).map(|b| b.target.clone()).unwrap_or_default();
-                                let more = sup(&target, &r);
-                                if !more.is_empty() {
-                                    queue.extend(more);
-                                    finals.push(r);
-                                    starts = start_all(&mut branches, &mut queue);
-                                    continue;
-                                }
-                            }
-                            finals.push(r);
-                        }
+        let (i, ev) = match due.pop_front() {
+            Some(ev) => ev,
+            None => {
+                let deadline = branches.iter().filter_map(Branch::next_deadline).min();
+                tokio::select! {
+                    ev = std::future::poll_fn(|cx| poll_branches(&mut branches, cx)) => ev,
+                    () = sleep_until(deadline) => {
+                        expire(&mut branches, Instant::now(), &mut due);
+                        continue;
                     }
-                    BranchEvent::Event(ClientEvent::Timeout) | BranchEvent::TimedOut => {
-                        if let Some(b) = branches.get_mut(i)
-                            && b.final_status.is_none()
-                        {
-                            b.final_status = Some(408);
-                            if let Ok(r) = synth(&request, 408, "Request Timeout") { finals.push(r); }
+                    () = tx.cancelled(), if is_invite && !cancelled => {
+                        // §16.10: cancel every pending branch; the
+                        // responses (487) still come back through the
+                        // context.
+                        cancelled = true;
+                        queue.clear();
+                        for b in &mut branches {
+                            b.cancel();
                         }
-                    }
-                    BranchEvent::Event(ClientEvent::TransportError) => {
-                        if let Some(b) = branches.get_mut(i)
-                            && b.final_status.is_none()
-                        {
-                            b.final_status = Some(503);
-                            if let Ok(r) = synth(&request, 503, "Service Unavailable (transport error)") { finals.push(r); }
-                        }
-                    }
-                    BranchEvent::Event(_) => {}
-                    BranchEvent::Ended => {
-                        if let Some(b) = branches.get_mut(i) {
-                            b.ended = true;
-                            if b.final_status.is_none() {
-                                b.final_status = Some(408);
-                                if let Ok(r) = synth(&request, 408, "Request Timeout") { finals.push(r); }
-                            }
-                        }
+                        continue;
                     }
                 }
             }
-            () = tx.cancelled(), if is_invite && !cancelled => {
-                // §16.10: cancel every pending branch; the responses (487)
-                // still come back through the context.
-                cancelled = true;
-                queue.clear();
-                for b in &mut branches {
-                    if let Some(c) = b.cancel.take() { let _ = c.send(()); }
+        };
+        match ev {
+            BranchEvent::Event(ClientEvent::Response(r)) => {
+                let status = r.status().unwrap_or(500);
+                if status < 200 {
+                    if status > 100 && !sent_2xx {
+                        forward_up(&tx, &r);
+                    }
+                } else if status < 300 {
+                    if let Some(b) = branches.get_mut(i) {
+                        b.final_status = Some(status);
+                    }
+                    if !sent_2xx {
+                        sent_2xx = true;
+                        winner = branches.get(i).map(|b| b.target.clone());
+                        record_dialog(&shared, &cell, &request, &r);
+                        // Write before the 2xx reveals the dialog.
+                        crate::engine::commit(&shared, &cell).await?;
+                        for (j, b) in branches.iter_mut().enumerate() {
+                            if j != i && b.final_status.is_none() {
+                                b.cancel();
+                            }
+                        }
+                    }
+                    forward_up(&tx, &r);
+                } else {
+                    if let Some(b) = branches.get_mut(i) {
+                        if b.final_status.is_none() {
+                            b.final_status = Some(status);
+                        } else {
+                            continue;
+                        }
+                    }
+                    if status >= 600 && !sent_2xx {
+                        // §16.7 step 5: a 6xx ends the search: cancel
+                        // the pending branches, start no more; their
+                        // 487s come back before the 6xx goes up.
+                        queue.clear();
+                        for (j, b) in branches.iter_mut().enumerate() {
+                            if j != i && b.final_status.is_none() {
+                                b.cancel();
+                            }
+                        }
+                        finals.push(r);
+                        continue;
+                    }
+                    if (300..400).contains(&status) && options.recurse && !cancelled && !sent_2xx {
+                        let before = queue.len();
+                        for c in r.typed_all::<Contact<'_>>().filter_map(Result::ok) {
+                            if let Contact::Addr(a) = c {
+                                queue.push_back(a.uri().as_str().to_owned());
+                            }
+                        }
+                        if queue.len() > before {
+                            starts = start_next(&mut branches, &mut queue);
+                            continue;
+                        }
+                    }
+                    if let Some(sup) = options
+                        .supervisor
+                        .as_ref()
+                        .filter(|_| !cancelled && !sent_2xx)
+                    {
+                        let target = branches
+                            .get(i)
+                            .map(|b| b.target.clone())
+                            .unwrap_or_default();
+                        let more = sup(&target, &r);
+                        if !more.is_empty() {
+                            queue.extend(more);
+                            finals.push(r);
+                            starts = start_all(&mut branches, &mut queue);
+                            continue;
+                        }
+                    }
+                    finals.push(r);
+                }
+            }
+            BranchEvent::Event(ClientEvent::Timeout) | BranchEvent::TimedOut => {
+                if let Some(b) = branches.get_mut(i)
+                    && b.final_status.is_none()
+                {
+                    b.final_status = Some(408);
+                    if let Ok(r) = synth(&request, 408, "Request Timeout") {
+                        finals.push(r);
+                    }
+                }
+            }
+            BranchEvent::Event(ClientEvent::TransportError) => {
+                if let Some(b) = branches.get_mut(i)
+                    && b.final_status.is_none()
+                {
+                    b.final_status = Some(503);
+                    if let Ok(r) = synth(&request, 503, "Service Unavailable (transport error)") {
+                        finals.push(r);
+                    }
+                }
+            }
+            BranchEvent::Event(_) => {}
+            BranchEvent::Ended => {
+                if let Some(b) = branches.get_mut(i) {
+                    b.ended = true;
+                    if b.final_status.is_none() {
+                        b.final_status = Some(408);
+                        if let Ok(r) = synth(&request, 408, "Request Timeout") {
+                            finals.push(r);
+                        }
+                    }
                 }
             }
         }
@@ -349,9 +467,8 @@ pub(crate) async fn run(
     })
 }
 
-/// A branch just started: its index, target and the receiver of its
-/// CANCEL order.
-type Start = (usize, String, oneshot::Receiver<()>);
+/// A branch to start: its index and target.
+type Start = (usize, String);
 
 /// Takes up to `n` targets off the queue as new branches (a target
 /// already tried, or one over the branch limit, is skipped).
@@ -366,14 +483,17 @@ fn take_branches(
         if branches.len() >= MAX_BRANCHES || branches.iter().any(|b| b.target == t) {
             continue;
         }
-        let (ctx, crx) = oneshot::channel();
         branches.push(Branch {
             target: t.clone(),
-            cancel: Some(ctx),
+            ct: None,
             final_status: None,
             ended: false,
+            cancelled: false,
+            heard: false,
+            deadline: None,
+            silent_deadline: None,
         });
-        starts.push((branches.len() - 1, t, crx));
+        starts.push((branches.len() - 1, t));
     }
     starts
 }
@@ -514,74 +634,6 @@ async fn start_branch(
         })
 }
 
-fn spawn_branch(
-    shared: Arc<Shared>,
-    i: usize,
-    mut ct: sip_stack::ClientTransaction,
-    mut cancel: oneshot::Receiver<()>,
-    events: mpsc::UnboundedSender<(usize, Box<BranchEvent>)>,
-    timeout: Option<Duration>,
-    no_response: Option<Duration>,
-) {
-    crate::engine::spawn(async move {
-        let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
-        let silent_deadline = no_response.map(|t| tokio::time::Instant::now() + t);
-        let mut cancelled = false;
-        let mut timed_out = false;
-        let mut heard = false;
-        loop {
-            let silence = async {
-                match silent_deadline {
-                    Some(d) if !heard => tokio::time::sleep_until(d).await,
-                    _ => std::future::pending::<()>().await,
-                }
-            };
-            let sleep = async {
-                match deadline {
-                    Some(d) if !timed_out => tokio::time::sleep_until(d).await,
-                    _ => std::future::pending::<()>().await,
-                }
-            };
-            tokio::select! {
-                () = silence => {
-                    // Nothing from this hop: stop waiting for it (no CANCEL
-                    // before a provisional, §9.1).
-                    let _ = events.send((i, Box::new(BranchEvent::TimedOut)));
-                    let _ = events.send((i, Box::new(BranchEvent::Ended)));
-                    break;
-                }
-                ev = ct.next() => match ev {
-                    Some(e) => {
-                        heard |= matches!(e, ClientEvent::Response(_));
-                        if events.send((i, Box::new(BranchEvent::Event(e.clone())))).is_err() {
-                            // The context ended: keep forwarding 2xx
-                            // retransmissions upstream (RFC 6026 §7.3).
-                            if let ClientEvent::Response(r) = e
-                                && r.status().is_some_and(|s| (200..300).contains(&s))
-                            {
-                                forward_stateless(&shared, &r).await;
-                            }
-                        }
-                    }
-                    None => {
-                        let _ = events.send((i, Box::new(BranchEvent::Ended)));
-                        break;
-                    }
-                },
-                r = &mut cancel, if !cancelled => {
-                    cancelled = true;
-                    if r.is_ok() { ct.cancel(); }
-                }
-                () = sleep => {
-                    timed_out = true;
-                    ct.cancel();
-                    let _ = events.send((i, Box::new(BranchEvent::TimedOut)));
-                }
-            }
-        }
-    });
-}
-
 /// Forwards a response outside any transaction: pop our Via, send to the
 /// next (§16.11, RFC 6026 §8.4 for 2xx retransmissions).
 pub(crate) async fn forward_stateless(shared: &Shared, r: &SipMessage) {
@@ -623,7 +675,7 @@ fn record_dialog(shared: &Shared, cell: &SessionCell, request: &SipMessage, r: &
 /// here, with the Max-Forwards and Via edits, in one pass): statefully,
 /// relaying every response.
 pub(crate) async fn forward_subsequent(
-    shared: Arc<Shared>,
+    shared: &Shared,
     mut tx: ServerTransaction,
     request: SipMessage,
 ) -> Option<u16> {
@@ -640,7 +692,7 @@ pub(crate) async fn forward_subsequent(
         }
         return Some(483);
     }
-    let peer = match routing::next_hop(&shared, &request, true, None).await {
+    let peer = match routing::next_hop(shared, &request, true, None).await {
         Ok(p) => p,
         Err(err) => {
             let (status, reason) = err.response_status();
@@ -651,7 +703,7 @@ pub(crate) async fn forward_subsequent(
         }
     };
     let branch = shared.stack.branch();
-    if e.prepend_via(&routing::via(&shared, peer.transport, &branch))
+    if e.prepend_via(&routing::via(shared, peer.transport, &branch))
         .is_err()
     {
         return None;
@@ -672,17 +724,9 @@ pub(crate) async fn forward_subsequent(
                     let status = r.status().unwrap_or(500);
                     forward_up(&tx, &r);
                     if status >= 200 {
-                        if (200..300).contains(&status) && is_invite {
-                            // Keep relaying 2xx retransmissions.
-                            let shared = Arc::clone(&shared);
-                            crate::engine::spawn(async move {
-                                while let Some(ev) = ct.next().await {
-                                    if let ClientEvent::Response(r) = ev {
-                                        forward_stateless(&shared, &r).await;
-                                    }
-                                }
-                            });
-                        }
+                        // 2xx retransmissions that follow come to the
+                        // engine as stray responses once `ct` is dropped,
+                        // and are relayed statelessly.
                         return Some(status);
                     }
                 }
@@ -705,15 +749,35 @@ pub(crate) async fn forward_subsequent(
 }
 
 /// Forwards an ACK for a 2xx inside a proxied dialog, statelessly, our
-/// Route on top (popped here with the other edits, in one pass).
-pub(crate) async fn forward_ack(shared: &Shared, ack: &SipMessage) {
+/// Route on top (popped here with the other edits, in one pass). Done at
+/// once when the next hop is an address (no task for the usual ACK);
+/// otherwise the returned future looks the name up and sends it.
+pub(crate) fn forward_ack(
+    shared: &Arc<Shared>,
+    ack: SipMessage,
+) -> Option<impl Future<Output = ()> + Send + 'static> {
+    match routing::next_hop_now(shared, &ack, true, None) {
+        Ok(routing::Hop::Ready(peer)) => {
+            send_ack(shared, &ack, peer);
+            None
+        }
+        Err(_) => None,
+        Ok(routing::Hop::Lookup { .. }) => {
+            let shared = Arc::clone(shared);
+            Some(async move {
+                if let Ok(peer) = routing::next_hop(&shared, &ack, true, None).await {
+                    send_ack(&shared, &ack, peer);
+                }
+            })
+        }
+    }
+}
+
+fn send_ack(shared: &Shared, ack: &SipMessage, peer: Peer) {
     let mut e = ack.edit();
     if e.pop_route().is_err() || e.decrement_max_forwards().is_err() {
         return;
     }
-    let Ok(peer) = routing::next_hop(shared, ack, true, None).await else {
-        return;
-    };
     // §16.11: a stateless branch, the same for retransmissions of this ACK.
     let branch = format!(
         "z9hG4bK-ack{}",

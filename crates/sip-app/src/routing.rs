@@ -192,21 +192,69 @@ pub(crate) async fn next_hop(
     pop_own: bool,
     request_uri: Option<&str>,
 ) -> Result<Peer, AppError> {
+    next_hop_now(shared, msg, pop_own, request_uri)?
+        .resolve()
+        .await
+}
+
+/// [`next_hop`] up to the name lookup: [`Hop::Ready`] when the hop's
+/// host is an address.
+pub(crate) fn next_hop_now<'m>(
+    shared: &Shared,
+    msg: &'m SipMessage,
+    pop_own: bool,
+    request_uri: Option<&'m str>,
+) -> Result<Hop<'m>, AppError> {
     if let Some(edge) = shared.pick_edge(msg.call_id().unwrap_or("")) {
-        return Ok(Peer {
+        return Ok(Hop::Ready(Peer {
             transport: TransportKind::Udp,
             addr: edge,
-        });
+        }));
     }
     let route = if pop_own {
         msg.typed_nth::<Route<'_>>(1)
     } else {
         msg.typed::<Route<'_>>()
     };
-    if let Some(Ok(route)) = route {
-        return peer_of_uri(route.uri().as_str()).await;
+    match route {
+        Some(Ok(route)) => hop_of_uri(route.uri().as_str()),
+        _ => hop_of_uri(request_uri.or_else(|| msg.request_uri_str()).unwrap_or("")),
     }
-    peer_of_uri(request_uri.or_else(|| msg.request_uri_str()).unwrap_or("")).await
+}
+
+/// A URI's next hop before any name lookup.
+pub(crate) enum Hop<'a> {
+    /// The host is an address.
+    Ready(Peer),
+    /// The host (or maddr) is a name to resolve.
+    Lookup {
+        /// The URI, for the error when the name does not resolve.
+        uri: &'a str,
+        transport: TransportKind,
+        name: &'a str,
+        port: u16,
+    },
+}
+
+impl Hop<'_> {
+    /// The peer, looking the name up first when there is one.
+    pub(crate) async fn resolve(self) -> Result<Peer, AppError> {
+        match self {
+            Hop::Ready(peer) => Ok(peer),
+            Hop::Lookup {
+                uri,
+                transport,
+                name,
+                port,
+            } => match resolve_host(Host::Domain(name), port).await {
+                Some(addr) => Ok(Peer { transport, addr }),
+                None => Err(AppError::Target {
+                    target: uri.to_owned(),
+                    reason: "cannot resolve the host".to_owned(),
+                }),
+            },
+        }
+    }
 }
 
 /// Where a SIP URI points: its host (an IP address, or a name resolved
@@ -214,6 +262,11 @@ pub(crate) async fn next_hop(
 /// `sips`/TLS), its transport parameter (§19.1.2, RFC 3263 §4 simplified:
 /// no SRV lookup).
 pub(crate) async fn peer_of_uri(uri: &str) -> Result<Peer, AppError> {
+    hop_of_uri(uri)?.resolve().await
+}
+
+/// [`peer_of_uri`] up to the name lookup.
+fn hop_of_uri(uri: &str) -> Result<Hop<'_>, AppError> {
     let bad = |reason: &str| AppError::Target {
         target: uri.to_owned(),
         reason: reason.to_owned(),
@@ -243,15 +296,25 @@ pub(crate) async fn peer_of_uri(uri: &str) -> Result<Peer, AppError> {
     });
     // The URI's host is parsed already; a maddr is parsed here.
     let host = match sip.maddr() {
-        Some(maddr) => Host::parse(maddr).ok(),
-        None => Some(sip.host()),
+        Some(maddr) => Host::parse(maddr).map_err(|_| bad("cannot resolve the host"))?,
+        None => sip.host(),
     };
-    let addr = match host {
-        Some(h) => resolve_host(h, port).await,
-        None => None,
-    }
-    .ok_or_else(|| bad("cannot resolve the host"))?;
-    Ok(Peer { transport, addr })
+    let ip = match host {
+        Host::Ipv4(a) => IpAddr::V4(a),
+        Host::Ipv6(a) => IpAddr::V6(a),
+        Host::Domain(name) => {
+            return Ok(Hop::Lookup {
+                uri,
+                transport,
+                name,
+                port,
+            });
+        }
+    };
+    Ok(Hop::Ready(Peer {
+        transport,
+        addr: SocketAddr::new(ip, port),
+    }))
 }
 
 async fn resolve(host: &str, port: u16) -> Option<SocketAddr> {
@@ -311,6 +374,44 @@ mod tests {
                 .await
                 .is_err()
         );
+        // A name is looked up (the system resolver: `localhost` works
+        // without a network); a maddr overrides the host.
+        let p = peer_of_uri("sip:bob@localhost:5071").await.unwrap();
+        assert!(p.addr.ip().is_loopback() && p.addr.port() == 5071);
+        let p = peer_of_uri("sip:bob@localhost;maddr=10.0.0.7")
+            .await
+            .unwrap();
+        assert_eq!(p.addr, "10.0.0.7:5060".parse().unwrap());
+    }
+
+    #[test]
+    fn addresses_are_hops_at_once_and_names_wait_for_a_lookup() {
+        let ready = |uri: &str| match hop_of_uri(uri) {
+            Ok(Hop::Ready(p)) => Some(p),
+            _ => None,
+        };
+        assert_eq!(
+            ready("sip:bob@10.0.0.1:5070;transport=tcp"),
+            Some(Peer {
+                transport: TransportKind::Tcp,
+                addr: "10.0.0.1:5070".parse().unwrap()
+            })
+        );
+        assert_eq!(
+            ready("sip:bob@example.com;maddr=10.0.0.2").map(|p| p.addr),
+            Some("10.0.0.2:5060".parse().unwrap())
+        );
+        assert!(matches!(
+            hop_of_uri("sips:bob@example.com"),
+            Ok(Hop::Lookup {
+                transport: TransportKind::Tls,
+                name: "example.com",
+                port: 5061,
+                ..
+            })
+        ));
+        assert!(hop_of_uri("sip:bob@10.0.0.1;maddr=not..a..host").is_err());
+        assert!(hop_of_uri("mailto:bob@example.com").is_err());
     }
 
     #[test]

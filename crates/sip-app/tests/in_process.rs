@@ -276,14 +276,19 @@ async fn fork(cx: Context<Fork>, req: IncomingRequest) -> Result<(), AppError> {
     Ok(())
 }
 
-async fn proxy_lab(n: usize, parallel: bool) -> (Lab, LabEngine, Phone, Vec<Phone>) {
-    let lab = Lab::new();
-    let phones: Vec<Phone> = (0..n)
+/// `n` phones `b0`, `b1`, ... at 10.0.1.1, 10.0.1.2, ...
+fn phones(lab: &Lab, n: usize) -> Vec<Phone> {
+    (0..n)
         .map(|i| {
             lab.phone(&format!("b{i}"), &format!("10.0.1.{}:5060", i + 1))
                 .unwrap()
         })
-        .collect();
+        .collect()
+}
+
+async fn proxy_lab(n: usize, parallel: bool) -> (Lab, LabEngine, Phone, Vec<Phone>) {
+    let lab = Lab::new();
+    let phones = phones(&lab, n);
     let app = SipRouter::new().invite(fork).with_state(
         "fork",
         Fork {
@@ -327,6 +332,40 @@ async fn the_proxy_relays_a_call_and_stays_on_its_path() {
     bob.reply(&bye_in, 200, None).unwrap();
     alice.expect_status(200).await.unwrap();
     drop(ok);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_2xx_after_the_request_context_ended_still_reaches_the_caller() {
+    // RFC 6026 §7.3: a proxy forwards every 2xx of an INVITE upstream, the
+    // callee's retransmissions and a late fork's answer, also after its
+    // request context ended with the first 2xx.
+    let (_lab, srv, mut alice, mut bobs) = proxy_lab(1, true).await;
+    let bob = &mut bobs[0];
+    let invite = alice.invite(&target("bob")).unwrap();
+    alice.send(&invite, srv.addr());
+    let got = bob.expect_request("INVITE").await.unwrap();
+    let ok = bob.reply(&got, 200, Some("bob")).unwrap();
+    assert_eq!(
+        alice.expect_status(200).await.unwrap().to_tag(),
+        Some("bob")
+    );
+    // The context is over; the callee did not see an ACK and retransmits
+    // its 2xx after T1 (§13.3.1.4), on the virtual clock.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    bob.send(&ok, got.from);
+    let again = alice.expect_status(200).await.unwrap();
+    assert_eq!(again.to_tag(), Some("bob"));
+    assert_eq!(again.call_id(), invite.call_id());
+    // A second fork downstream answers too: another dialog, forwarded.
+    let fork = bob.reply(&got, 200, Some("bob-fork")).unwrap();
+    let forked = alice.expect_status(200).await.unwrap();
+    assert_eq!(forked.to_tag(), Some("bob-fork"));
+    assert_eq!(
+        forked.top_branch(),
+        invite.top_branch(),
+        "our Via popped: the caller's own on top"
+    );
+    drop(fork);
 }
 
 /// Proxies `bob` to `carol` at this server (a spiral: the request comes
@@ -453,6 +492,56 @@ async fn sequential_forking_tries_the_next_target_after_a_busy() {
     bobs[1].reply(&second, 200, Some("b1")).unwrap();
     let ok = alice.expect_final().await.unwrap();
     assert_eq!((ok.status(), ok.to_tag()), (Some(200), Some("b1")));
+}
+
+/// Hunts through its targets one by one, giving a silent hop 1 s and a
+/// ringing one 3 s.
+async fn timed_hunt(cx: Context<Vec<String>>, req: IncomingRequest) -> Result<(), AppError> {
+    let mut options = ProxyOptions::to(cx.state().clone());
+    options.parallel = false;
+    options.no_response_timeout = Some(Duration::from_secs(1));
+    options.branch_timeout = Some(Duration::from_secs(3));
+    req.proxy(options).await?;
+    Ok(())
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_silent_hop_is_given_up_and_a_ringing_one_cancelled_at_its_timeout() {
+    let lab = Lab::new();
+    let mut bobs = phones(&lab, 3);
+    let targets = bobs.iter().map(Phone::uri).collect();
+    let app = SipRouter::new()
+        .invite(timed_hunt)
+        .with_state("hunt", targets);
+    let srv = server(&lab, AppRouter::new().route(Rule::any(), app)).await;
+    let mut alice = lab.phone("alice", "10.0.0.2:5060").unwrap();
+    let invite = alice.invite(&target("hunt")).unwrap();
+    let start = Instant::now();
+    alice.send(&invite, srv.addr());
+    // b0 never answers, not even 100: after 1 s the hunt moves on.
+    bobs[0].expect_request("INVITE").await.unwrap();
+    let second = bobs[1].expect_request("INVITE").await.unwrap();
+    assert_eq!(
+        start.elapsed(),
+        Duration::from_secs(1),
+        "no-response timeout"
+    );
+    // b1 rings and rings: after its 3 s the proxy cancels it (§16.10 /
+    // §9.1) and counts it as 408, then tries b2.
+    bobs[1].reply(&second, 180, Some("b1")).unwrap();
+    alice.expect_status(180).await.unwrap();
+    let cancel = bobs[1].expect_request("CANCEL").await.unwrap();
+    assert_eq!(
+        start.elapsed(),
+        Duration::from_secs(4),
+        "branch timeout, from the branch's start"
+    );
+    bobs[1].reply(&cancel, 200, None).unwrap();
+    bobs[1].reply(&second, 487, Some("b1")).unwrap();
+    let third = bobs[2].expect_request("INVITE").await.unwrap();
+    bobs[2].reply(&third, 200, Some("b2")).unwrap();
+    let ok = alice.expect_final().await.unwrap();
+    assert_eq!((ok.status(), ok.to_tag()), (Some(200), Some("b2")));
 }
 
 // ---------------------------------------------------------------------------

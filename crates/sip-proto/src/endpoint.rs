@@ -86,6 +86,9 @@ pub enum Event {
         tx: TxId,
         /// The response.
         response: SipMessage,
+        /// Where it came from (a TU that no longer follows the
+        /// transaction handles it as a stray response from there).
+        source: Peer,
     },
     /// A response that matches no client transaction (§18.1.2). A UA drops
     /// it; a stateless proxy forwards it.
@@ -504,6 +507,7 @@ impl Endpoint {
                     self.out.event(Event::Response {
                         tx: id,
                         response: msg,
+                        source,
                     });
                     if was_calling && cancel_pending {
                         let _ = self.send_cancel(now, id);
@@ -517,6 +521,7 @@ impl Endpoint {
                     self.out.event(Event::Response {
                         tx: id,
                         response: msg,
+                        source,
                     });
                 } else {
                     // §17.1.1.3: the transaction ACKs a non-2xx itself.
@@ -537,6 +542,7 @@ impl Endpoint {
                     self.out.event(Event::Response {
                         tx: id,
                         response: msg,
+                        source,
                     });
                 }
             }
@@ -556,6 +562,7 @@ impl Endpoint {
                     self.out.event(Event::Response {
                         tx: id,
                         response: msg,
+                        source,
                     });
                 }
             }
@@ -578,6 +585,7 @@ impl Endpoint {
                 self.out.event(Event::Response {
                     tx: id,
                     response: msg,
+                    source,
                 });
             }
             (TxKind::ClientNonInvite, _) | (TxKind::ClientInvite, _) => {}

@@ -334,7 +334,9 @@ fn forked_2xx_both_reach_the_uac_tu_in_accepted() {
         .events_ms(|e| matches!(e, Event::Response { .. }))
         .into_iter()
         .map(|(at, e)| match e {
-            Event::Response { tx: t, response } => {
+            Event::Response {
+                tx: t, response, ..
+            } => {
                 assert_eq!(t, tx);
                 (at, to_tag(&response))
             }

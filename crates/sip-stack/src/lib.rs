@@ -155,7 +155,11 @@ pub enum StackEvent {
         /// The 2xx's INVITE.
         request: SipMessage,
     },
-    /// A response that matched no client transaction (§18.1.2).
+    /// A response that matched no client transaction (§18.1.2), or a 2xx
+    /// for an INVITE client transaction whose handle was dropped (RFC
+    /// 6026: a proxy forwards 2xx retransmissions and forks statelessly
+    /// after its request context ends, without keeping a task per
+    /// transaction for them).
     StrayResponse {
         /// The response.
         response: SipMessage,
@@ -193,8 +197,19 @@ pub struct ClientTransaction {
 
 impl ClientTransaction {
     /// The next response or failure; `None` once the transaction has ended.
+    /// Dropping the handle stops the events; the transaction runs on, and
+    /// a 2xx it still receives comes as [`StackEvent::StrayResponse`].
     pub async fn next(&mut self) -> Option<ClientEvent> {
         self.events.recv().await.map(|e| *e)
+    }
+
+    /// [`ClientTransaction::next`] as a poll, for a task that follows
+    /// several transactions at once (a proxy's branches).
+    pub fn poll_next(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<ClientEvent>> {
+        self.events.poll_recv(cx).map(|e| e.map(|e| *e))
     }
 
     /// Cancels an INVITE (§9.1); the CANCEL leaves once a provisional has

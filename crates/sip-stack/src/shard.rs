@@ -505,9 +505,26 @@ impl Shard {
                     let _ = c.send(());
                 }
             }
-            Event::Response { tx, response } => {
-                if let Some(c) = self.clients.get(&tx) {
-                    let _ = c.send(Box::new(ClientEvent::Response(response)));
+            Event::Response {
+                tx,
+                response,
+                source,
+            } => {
+                let Some(c) = self.clients.get(&tx) else {
+                    return;
+                };
+                // The transaction user dropped its handle (a proxy whose
+                // request context ended): a 2xx that still comes (a
+                // retransmission or a fork, in Accepted, RFC 6026) is a
+                // stray response to it, which a proxy forwards statelessly;
+                // anything else the transaction absorbs or nobody needs.
+                if let Err(e) = c.send(Box::new(ClientEvent::Response(response)))
+                    && let ClientEvent::Response(response) = *e.0
+                    && response.status().is_some_and(|s| (200..300).contains(&s))
+                {
+                    let _ = self
+                        .events
+                        .send(StackEvent::StrayResponse { response, source });
                 }
             }
             Event::StrayResponse { response, source } => {

@@ -592,18 +592,68 @@ async fn cancel_before_any_provisional_leaves_with_the_100() {
 /// A raw UDP socket as the UAS, to see what the UAC stack sends: the
 /// CANCEL (§9.1) after the 180, and the ACK for the 487 (§17.1.1.3), both
 /// with the INVITE's branch.
+/// A UAC stack whose INVITE went to a raw UDP socket playing the UAS.
+struct RawUas {
+    raw: UdpSocket,
+    raw_addr: SocketAddr,
+    uac_stack: Stack,
+    /// The INVITE as sent, its client transaction, and as received.
+    invite: SipMessage,
+    ctx: ClientTransaction,
+    got: SipMessage,
+    /// Where the UAC stack sent it from.
+    from: SocketAddr,
+}
+
+async fn invite_to_raw_uas() -> RawUas {
+    let raw = UdpSocket::bind(any(V4)).await.unwrap();
+    let raw_addr = raw.local_addr().unwrap();
+    let uac_stack = start(listening(TransportKind::Udp, V4, None)).await;
+    let uac = Ua::new(&uac_stack, TransportKind::Udp, "alice");
+    let invite = uac.request(
+        Method::Invite,
+        &uri("bob", TransportKind::Udp, &raw_addr.to_string()),
+        &uac.call_id(),
+    );
+    let ctx = uac
+        .handle
+        .send_request(invite.clone(), peer(TransportKind::Udp, raw_addr))
+        .await
+        .unwrap();
+    let (got, from) = recv_raw(&raw).await;
+    RawUas {
+        raw,
+        raw_addr,
+        uac_stack,
+        invite,
+        ctx,
+        got,
+        from,
+    }
+}
+
+/// The next datagram on a raw socket, parsed, and where it came from.
+async fn recv_raw(raw: &UdpSocket) -> (SipMessage, SocketAddr) {
+    let mut buf = vec![0u8; 65_535];
+    let (n, from) = raw.recv_from(&mut buf).await.unwrap();
+    (
+        SipMessage::parse(bytes::Bytes::copy_from_slice(&buf[..n])).unwrap(),
+        from,
+    )
+}
+
 #[tokio::test]
 async fn uac_stack_sends_cancel_and_acks_the_487() {
     within("the test", async {
-        let raw = UdpSocket::bind(any(V4)).await.unwrap();
-        let raw_addr = raw.local_addr().unwrap();
-        let uac_stack = start(listening(TransportKind::Udp, V4, None)).await;
-        let uac = Ua::new(&uac_stack, TransportKind::Udp, "alice");
-        let invite = uac.request(
-            Method::Invite,
-            &uri("bob", TransportKind::Udp, &raw_addr.to_string()),
-            &uac.call_id(),
-        );
+        let RawUas {
+            raw,
+            uac_stack: _uac_stack,
+            invite,
+            mut ctx,
+            got,
+            from,
+            ..
+        } = invite_to_raw_uas().await;
         let branch = invite
             .typed::<Via<'_>>()
             .unwrap()
@@ -611,21 +661,7 @@ async fn uac_stack_sends_cancel_and_acks_the_487() {
             .branch()
             .unwrap()
             .to_owned();
-        let mut ctx = uac
-            .handle
-            .send_request(invite.clone(), peer(TransportKind::Udp, raw_addr))
-            .await
-            .unwrap();
-
-        let mut buf = vec![0u8; 65_535];
-        let mut recv = async || {
-            let (n, from) = raw.recv_from(&mut buf).await.unwrap();
-            (
-                SipMessage::parse(bytes::Bytes::copy_from_slice(&buf[..n])).unwrap(),
-                from,
-            )
-        };
-        let (got, from) = recv().await;
+        let recv = || recv_raw(&raw);
         assert_eq!(got.method(), Some(Method::Invite));
         let ringing = response(&got, 180, Some("raw"), Some("<sip:bob@192.0.2.9>"));
         raw.send_to(&ringing.message_bytes(), from).await.unwrap();
@@ -662,6 +698,44 @@ async fn uac_stack_sends_cancel_and_acks_the_487() {
             Some("raw"),
             "To of the response"
         );
+    })
+    .await;
+}
+
+/// RFC 6026: an INVITE client transaction in Accepted hands every 2xx to
+/// the transaction user; once the user dropped its handle (a proxy whose
+/// request context ended), a 2xx comes as a stray response, with where it
+/// came from, and nothing else does.
+#[tokio::test]
+async fn a_2xx_for_a_dropped_transaction_comes_as_a_stray_response() {
+    within("the test", async {
+        let RawUas {
+            raw,
+            raw_addr,
+            mut uac_stack,
+            mut ctx,
+            got,
+            from,
+            ..
+        } = invite_to_raw_uas().await;
+        let ok = response(&got, 200, Some("raw"), Some("<sip:bob@192.0.2.9>"));
+        raw.send_to(&ok.message_bytes(), from).await.unwrap();
+        assert_eq!(next_response(&mut ctx).await.status(), Some(200));
+        drop(ctx);
+        // A 2xx from another fork, then a retransmission of the first.
+        let fork = response(&got, 200, Some("fork"), Some("<sip:bob@192.0.2.10>"));
+        raw.send_to(&fork.message_bytes(), from).await.unwrap();
+        raw.send_to(&ok.message_bytes(), from).await.unwrap();
+        for tag in ["fork", "raw"] {
+            match within("a stray 2xx", uac_stack.next_event()).await {
+                Some(StackEvent::StrayResponse { response, source }) => {
+                    assert_eq!(response.status(), Some(200));
+                    assert_eq!(response.to_tag(), Some(tag));
+                    assert_eq!(source, peer(TransportKind::Udp, raw_addr));
+                }
+                other => panic!("expected a stray 2xx, got {other:?}"),
+            }
+        }
     })
     .await;
 }

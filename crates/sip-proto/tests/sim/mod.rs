@@ -558,9 +558,9 @@ impl Node {
         self.events
             .iter()
             .filter_map(|e| match &e.event {
-                Event::Response { tx: t, response } if *t == tx => {
-                    Some((self.rel(e.at), response.status().unwrap_or(0)))
-                }
+                Event::Response {
+                    tx: t, response, ..
+                } if *t == tx => Some((self.rel(e.at), response.status().unwrap_or(0))),
                 _ => None,
             })
             .collect()
@@ -993,7 +993,7 @@ impl Sim {
                     Event::Request { tx, request, .. } => {
                         format!("Request {tx} {}", request.start_line_str())
                     }
-                    Event::Response { tx, response } => {
+                    Event::Response { tx, response, .. } => {
                         format!("Response {tx} {}", response.start_line_str())
                     }
                     Event::Ack { tx, .. } => format!("Ack {tx:?}"),
