@@ -20,7 +20,7 @@
 # reported as `redis` next to the container's (CPU_PIDS). Store round trips
 # per call come from `INFO commandstats` (reset before each fixed run) over
 # the successful calls. Environment as in bench-proxy.sh (SB, SHARDS, OUTDIR);
-# the same quiet gate before every run.
+# the same quiet gate before every run; SKIP_KAM=1 (fixed: ours only).
 set -uo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 BENCH="${BENCH:-$(cd "$HERE/../../shared/bench" && pwd)}"
@@ -176,7 +176,7 @@ run_fixed() {  # WHO DIR TARGET
 fixed() {
   local r
   for r in $(seq 1 "$REPS"); do
-    run_fixed kam "$OUT/fixed-kamailio-$r" "$TARGET_KAM"
+    [ "${SKIP_KAM:-0}" = 1 ] || run_fixed kam "$OUT/fixed-kamailio-$r" "$TARGET_KAM"
     run_fixed ours_memory "$OUT/fixed-memory-$r" "$TARGET_OURS"
     run_fixed ours_redis "$OUT/fixed-redis-$r" "$TARGET_OURS"
   done
