@@ -352,11 +352,26 @@ impl Endpoint {
     }
 
     /// A request that matched an existing server transaction.
+    ///
+    /// A retransmission that arrives from elsewhere than the original (same
+    /// transport, a different address: the client's NAT binding moved, or
+    /// in a cluster another edge carries it with the same branch because
+    /// the first edge died) moves where the transaction's responses go:
+    /// the resent response, Timer G copies and 2xx retransmissions follow
+    /// the retransmission's Via and source (§18.2.2 applied to the request
+    /// that asked), not an address that may no longer answer.
     fn retransmitted_request(&mut self, now: Instant, id: TxId, msg: &SipMessage, source: Peer) {
         let Some(tx) = self.txs.get_mut(&id) else {
             return;
         };
         let is_ack = msg.method() == Some(Method::Ack);
+        let server = matches!(tx.kind, TxKind::ServerInvite | TxKind::ServerNonInvite);
+        if server && !is_ack {
+            let peer = response_peer(msg, source);
+            if peer.transport == tx.peer.transport {
+                tx.peer = peer;
+            }
+        }
         match (tx.kind, tx.state, is_ack) {
             // §17.2.1: the ACK for a non-2xx confirms; timer I absorbs
             // further ACKs (zero on reliable transports).

@@ -731,3 +731,116 @@ fn the_200_to_cancel_carries_the_invite_responses_to_tag() {
     // the original request SHOULD be the same."
     assert_eq!(to_tag(ok).as_deref(), Some("callee"));
 }
+
+// ---- A retransmission from a new address (cluster failover, NAT rebinding) ---------------------
+
+/// A request as two edges of one cluster carry it: the same top Via (the
+/// cluster's public address as sent-by, a branch derived from the client's)
+/// whichever edge sends it.
+fn edge_request(method: &str) -> String {
+    format!(
+        "{method} sip:bob@192.0.2.2:5060 SIP/2.0\r\n\
+         Via: SIP/2.0/UDP 198.51.100.1:5060;branch=z9hG4bK-sbedge1;rport\r\n\
+         Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK-phone1\r\n\
+         Max-Forwards: 69\r\n\
+         From: <sip:alice@192.0.2.1>;tag=al\r\n\
+         To: <sip:bob@192.0.2.2>{to_tag}\r\n\
+         Call-ID: failover-1@192.0.2.1\r\n\
+         CSeq: 2 {method}\r\n\
+         Contact: <sip:alice@192.0.2.1:5060>\r\n\
+         Content-Length: 0\r\n\r\n",
+        to_tag = if method == "INVITE" { "" } else { ";tag=bb" }
+    )
+}
+
+const EDGE1: &str = "192.0.2.10:40000";
+const EDGE2: &str = "192.0.2.11:40002";
+
+#[test]
+fn a_non_invite_retransmission_through_another_edge_gets_the_response_there() {
+    // Edge 1 carries a BYE and dies before relaying the 200; the client's
+    // retransmission reaches the UAS through edge 2 with the same branch and
+    // must get the 200 back through edge 2, not toward the dead edge.
+    let mut sim = Sim::new(1);
+    let e1 = sim.add_raw("edge1", addr(EDGE1));
+    sim.add_endpoint(
+        "uas",
+        addr(UAS_ADDR),
+        Timers::default(),
+        2,
+        answer_with(200, "bb"),
+    );
+    let e2 = sim.add_raw("edge2", addr(EDGE2));
+    let bye = edge_request("BYE");
+    sim.send_raw(e1, addr(UAS_ADDR), UDP, &bye);
+    sim.run_until_ms(500);
+    sim.send_raw(e2, addr(UAS_ADDR), UDP, &bye);
+    sim.run_until_ms(1000);
+    let ok = |m: &SipMessage| is_response(m, 200, "BYE");
+    assert_eq!(sim.node(e1).received_ms(ok), [20], "{}", sim.trace());
+    assert_eq!(sim.node(e2).received_ms(ok), [520], "{}", sim.trace());
+    // One transaction, one request to the TU.
+    let uas = sim.node(UAS);
+    assert_eq!(
+        uas.events_ms(|e| matches!(e, Event::Request { .. })).len(),
+        1
+    );
+}
+
+#[test]
+fn an_invite_retransmission_through_another_edge_moves_its_responses_there() {
+    // Proceeding: the 180 is resent to edge 2 and the later 200 and its
+    // retransmissions go there too.
+    let mut sim = Sim::new(1);
+    let e1 = sim.add_raw("edge1", addr(EDGE1));
+    sim.add_endpoint(
+        "uas",
+        addr(UAS_ADDR),
+        Timers::default(),
+        2,
+        callee(Some(Duration::ZERO), Some((200, ms(1000))), false),
+    );
+    let e2 = sim.add_raw("edge2", addr(EDGE2));
+    let invite = edge_request("INVITE");
+    sim.send_raw(e1, addr(UAS_ADDR), UDP, &invite);
+    sim.run_until_ms(500);
+    sim.send_raw(e2, addr(UAS_ADDR), UDP, &invite);
+    sim.run_until_ms(2000);
+    let ringing = |m: &SipMessage| is_response(m, 180, "INVITE");
+    let ok = |m: &SipMessage| is_response(m, 200, "INVITE");
+    assert_eq!(sim.node(e1).received_ms(ringing), [20], "{}", sim.trace());
+    assert!(sim.node(e1).received_ms(ok).is_empty(), "{}", sim.trace());
+    assert_eq!(sim.node(e2).received_ms(ringing), [520]);
+    assert_eq!(
+        sim.node(e2).received_ms(ok),
+        [1020, 1520],
+        "{}",
+        sim.trace()
+    );
+
+    // Accepted (RFC 6026): the 200 went to edge 1, which died; the INVITE
+    // retransmission through edge 2 is absorbed but the UAS's 2xx
+    // retransmissions (§13.3.1.4) now go to edge 2.
+    let mut sim = Sim::new(1);
+    let e1 = sim.add_raw("edge1", addr(EDGE1));
+    sim.add_endpoint(
+        "uas",
+        addr(UAS_ADDR),
+        Timers::default(),
+        2,
+        answer_with(200, "bb"),
+    );
+    let e2 = sim.add_raw("edge2", addr(EDGE2));
+    sim.send_raw(e1, addr(UAS_ADDR), UDP, &invite);
+    sim.run_until_ms(700);
+    sim.send_raw(e2, addr(UAS_ADDR), UDP, &invite);
+    sim.run_until_ms(2000);
+    assert_eq!(sim.node(e1).received_ms(ok), [20, 520], "{}", sim.trace());
+    assert_eq!(sim.node(e2).received_ms(ok), [1520], "{}", sim.trace());
+    assert_eq!(
+        sim.node(UAS)
+            .events_ms(|e| matches!(e, Event::Request { .. }))
+            .len(),
+        1
+    );
+}
