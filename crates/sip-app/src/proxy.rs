@@ -553,17 +553,17 @@ pub(crate) fn pop_via(r: &SipMessage) -> Option<SipMessage> {
 }
 
 fn is_loop(shared: &Shared, request: &SipMessage) -> bool {
-    // Our Via on the request with the same Request-URI: the branch we put
-    // there ends with a hash of the Request-URI we received the request
-    // with (§16.6 step 8, `start_branch`); back with that Request-URI it
-    // looped, with another (retargeted to us again) it spirals.
-    let uri_hash = uri_hash(request.request_uri_str().unwrap_or(""));
-    // Only a Via whose text holds the hash can be ours with this
-    // Request-URI: most requests have none, and skip the parse.
-    let hash = uri_hash.as_bytes();
+    // Our Via on the request with the same loop hash: the branch we put
+    // there ends with a hash of what the request was received with (§16.6
+    // step 8, `start_branch`); back unchanged it looped, retargeted to us
+    // again (another Request-URI or Route set) it spirals.
+    let hash = loop_hash(request);
+    // Only a Via whose text holds the hash can be ours with this request:
+    // most requests have none, and skip the parse.
+    let bytes = hash.as_bytes();
     if !request
         .headers_of(sip_message::HeaderName::Via)
-        .any(|h| h.value_bytes().windows(hash.len()).any(|w| w == hash))
+        .any(|h| h.value_bytes().windows(bytes.len()).any(|w| w == bytes))
     {
         return false;
     }
@@ -571,23 +571,55 @@ fn is_loop(shared: &Shared, request: &SipMessage) -> bool {
         .typed_all::<Via<'_>>()
         .filter_map(Result::ok)
         .any(|v| {
-            shared.is_own(v.host_str(), v.port())
-                && v.branch().is_some_and(|b| b.ends_with(&uri_hash))
+            shared.is_own(v.host_str(), v.port()) && v.branch().is_some_and(|b| b.ends_with(&hash))
         })
 }
 
-/// `-<8 hex>` of the Request-URI, the suffix of our branches: enough to
-/// tell spirals from loops.
-fn uri_hash(uri: &str) -> String {
-    let mut h = String::with_capacity(9);
-    push_uri_hash(&mut h, uri);
-    h
+/// `-<8 hex>` of what tells a spiral from a loop (§16.3 step 4, §16.6
+/// step 8, RFC 5393 §4.2): the Request-URI, the Route header fields,
+/// Proxy-Require and Proxy-Authorization. The From tag, To tag, Call-ID
+/// and CSeq are left out: our Via with the branch is in the very request
+/// being checked, so they cannot differ; the top Via is left out because
+/// it changes on every pass through another proxy (RFC 5393 §4.2.1).
+fn loop_hash(request: &SipMessage) -> String {
+    use sip_message::HeaderName;
+    let mut h = fnv1a_update(
+        routing::fnv1a(""),
+        request.request_uri_str().unwrap_or("").as_bytes(),
+    );
+    for name in [
+        HeaderName::Route,
+        HeaderName::ProxyRequire,
+        HeaderName::ProxyAuthorization,
+    ] {
+        for v in request.headers_of(name) {
+            // A separator per field, so that moving bytes between fields
+            // changes the hash.
+            h = fnv1a_update(h, b"\n");
+            h = fnv1a_update(h, v.value_bytes());
+        }
+    }
+    let mut out = String::with_capacity(9);
+    out.push('-');
+    sip_proto::push_hex(&mut out, h, 8);
+    out
 }
 
-/// Appends [`uri_hash`] of `uri` to `out`.
-fn push_uri_hash(out: &mut String, uri: &str) {
-    out.push('-');
-    sip_proto::push_hex(out, routing::fnv1a(uri), 8);
+/// 8 hex digits of `branch`: the stateless branch of a forwarded ACK, the
+/// same for each retransmission of that ACK (§16.11).
+fn ack_hash(branch: &str) -> String {
+    let mut out = String::with_capacity(8);
+    sip_proto::push_hex(&mut out, routing::fnv1a(branch), 8);
+    out
+}
+
+/// Continues an FNV-1a hash ([`routing::fnv1a`]) over `bytes`.
+fn fnv1a_update(mut h: u64, bytes: &[u8]) -> u64 {
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
 }
 
 async fn start_branch(
@@ -614,11 +646,11 @@ async fn start_branch(
     // the request as received, and the message is parsed once, at the end.
     let peer = routing::next_hop(shared, request, false, new_uri).await?;
     // §16.6 step 8: the branch tells this request from others by what it
-    // was received with (the Request-URI before retargeting), so that a
-    // request coming back with that Request-URI is a loop, and one
-    // retargeted to us again (another Request-URI) a spiral (§16.3 step 4).
+    // was received with (the Request-URI before retargeting, the Route set
+    // before popping), so that a request coming back unchanged is a loop,
+    // and one retargeted to us again a spiral (§16.3 step 4).
     let mut branch = shared.stack.branch_with_room(9);
-    push_uri_hash(&mut branch, request.request_uri_str().unwrap_or(""));
+    branch.push_str(&loop_hash(request));
     e.prepend_via(&routing::via(shared, peer.transport, &branch))
         .map_err(|err| AppError::Build(err.to_string()))?;
     let out = e
@@ -779,10 +811,7 @@ fn send_ack(shared: &Shared, ack: &SipMessage, peer: Peer) {
         return;
     }
     // §16.11: a stateless branch, the same for retransmissions of this ACK.
-    let branch = format!(
-        "z9hG4bK-ack{}",
-        uri_hash(ack.top_branch().unwrap_or("")).trim_start_matches('-')
-    );
+    let branch = format!("z9hG4bK-ack{}", ack_hash(ack.top_branch().unwrap_or("")));
     if e.prepend_via(&routing::via(shared, peer.transport, &branch))
         .is_err()
     {
@@ -821,8 +850,32 @@ mod tests {
     }
 
     #[test]
-    fn uri_hashes_differ() {
-        assert_ne!(uri_hash("sip:a@x"), uri_hash("sip:b@x"));
-        assert_eq!(uri_hash("sip:a@x").len(), 9);
+    fn loop_hashes_tell_spirals_from_loops() {
+        let req = |uri: &str, route: &str| {
+            let s = format!(
+                "INVITE {uri} SIP/2.0\r\nVia: SIP/2.0/UDP a;branch=z9hG4bK1\r\n{route}From: <sip:a@x>;tag=1\r\n\
+                 To: <sip:b@x>\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+            );
+            SipMessage::parse(bytes::Bytes::from(s)).unwrap()
+        };
+        let base = loop_hash(&req("sip:a@x", ""));
+        assert_eq!(base.len(), 9);
+        assert!(base.starts_with('-'));
+        // The same request again (another top Via would not matter): a loop.
+        assert_eq!(loop_hash(&req("sip:a@x", "")), base);
+        // Retargeted, or sent back with another Route set: a spiral.
+        assert_ne!(loop_hash(&req("sip:b@x", "")), base);
+        let routed = loop_hash(&req("sip:a@x", "Route: <sip:p1;lr>\r\n"));
+        assert_ne!(routed, base);
+        assert_ne!(
+            loop_hash(&req(
+                "sip:a@x",
+                "Route: <sip:p1;lr>\r\nRoute: <sip:p2;lr>\r\n"
+            )),
+            routed
+        );
+        assert_ne!(loop_hash(&req("sip:a@x", "Proxy-Require: foo\r\n")), base);
+        assert_eq!(ack_hash("z9hG4bK1").len(), 8);
+        assert_ne!(ack_hash("z9hG4bK1"), ack_hash("z9hG4bK2"));
     }
 }

@@ -413,6 +413,38 @@ async fn a_spiral_is_proxied_and_a_loop_gets_482() {
     );
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_request_routed_back_through_the_server_with_the_same_uri_spirals() {
+    // The Request-URI stays `loop@server` on both passes, but the Route set
+    // differs (the first pass pops one entry): a spiral, not a loop (§16.3
+    // step 4, RFC 5393 §4.2). The request leaves by its last Route entry.
+    let lab = Lab::new();
+    let mut carol = lab.phone("carol", "10.0.1.1:5060").unwrap();
+    let app = SipRouter::new()
+        .invite(spiral)
+        .with_state("spiral", carol.uri());
+    let srv = server(&lab, AppRouter::new().route(Rule::any(), app)).await;
+    let mut alice = lab.phone("alice", "10.0.0.2:5060").unwrap();
+    let invite = alice.invite(&target("loop")).unwrap();
+    let mut e = invite.edit();
+    e.add(
+        "Route",
+        &format!("<sip:{SERVER};lr>, <sip:{SERVER};lr>, <sip:10.0.1.1:5060;lr>"),
+    )
+    .unwrap();
+    let invite = e.into_message().unwrap();
+    alice.send(&invite, srv.addr());
+    let got = carol.expect_request("INVITE").await.unwrap();
+    assert_eq!(
+        got.count(sip_message::HeaderName::Via),
+        3,
+        "alice's Via and the server's twice"
+    );
+    assert_eq!(got.request_uri_str(), Some(target("loop").as_str()));
+    carol.reply(&got, 486, None).unwrap();
+    assert_eq!(alice.expect_final().await.unwrap().status(), Some(486));
+}
+
 /// Forks to every phone, lets each answer with its status (0: rings and
 /// stays silent), and returns what alice got and which phones were
 /// cancelled.
