@@ -97,6 +97,11 @@ async fn metrics(State(engine): State<Engine>) -> impl IntoResponse {
         s.requests.load(Ordering::Relaxed),
     );
     counter(
+        "sb_container_acks_total",
+        "ACKs for 2xx received (calls confirmed; proxied dialogs' ACKs too).",
+        s.acks.load(Ordering::Relaxed),
+    );
+    counter(
         "sb_container_sessions_created_total",
         "Application sessions created.",
         s.sessions_created.load(Ordering::Relaxed),
