@@ -88,6 +88,15 @@ fn sessions(node: &Node) -> Option<u64> {
     )
 }
 
+/// ACKs for 2xx the node received (calls confirmed).
+fn acks(node: &Node) -> Option<u64> {
+    let m = http_get(node.http, "/_sb/metrics")?;
+    metric(
+        &m,
+        &format!("sb_container_acks_total{{node=\"{}\"}}", node.name),
+    )
+}
+
 fn loaded(node: &Node) -> u64 {
     let m = http_get(node.http, "/_sb/metrics").unwrap_or_default();
     metric(
@@ -300,8 +309,15 @@ fn held_calls_survive_a_kill_9_of_their_container() {
         String::from_utf8_lossy(&out.stdout).into_owned()
     });
 
-    // Every call is up and held: find the container holding the most.
+    // Every call is up and held (its session exists and the caller's ACK
+    // arrived: a call still ringing when its container dies is lost, as
+    // its transactions are): find the container holding the most. The
+    // converged call above was ACKed too.
     let held: Vec<u64> = wait_for("all calls answered", Duration::from_secs(20), || {
+        let acks: Option<u64> = nodes.iter().map(acks).sum();
+        if acks? < u64::from(1 + CALLS + B2BUA_CALLS) {
+            return None;
+        }
         let counts: Option<Vec<u64>> = nodes.iter().map(sessions).collect();
         counts.filter(|c| c.iter().sum::<u64>() == u64::from(CALLS + B2BUA_CALLS + HTTP_SESSIONS))
     });
