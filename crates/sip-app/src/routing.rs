@@ -146,16 +146,19 @@ pub(crate) fn inbound_transport(msg: &SipMessage, packet: TransportKind) -> Tran
     {
         return packet;
     }
-    let mut vias = msg.typed_all::<Via<'_>>().filter_map(Result::ok);
-    let Some(top) = vias.next() else {
+    // The Vias in order: a malformed one is not skipped (the next would
+    // be the wrong hop's), it leaves the packet's transport.
+    let mut vias = msg.typed_all::<Via<'_>>();
+    let Some(Ok(top)) = vias.next() else {
         return packet;
     };
     if !top.branch().is_some_and(|b| b.starts_with("z9hG4bK-sb")) {
         return packet;
     }
-    vias.next()
-        .and_then(|v| TransportKind::from_via_token(v.transport()))
-        .unwrap_or(packet)
+    match vias.next() {
+        Some(Ok(client)) => TransportKind::from_via_token(client.transport()).unwrap_or(packet),
+        _ => packet,
+    }
 }
 
 /// A Via for a request we send: `SIP/2.0/T local;branch=..;rport`.
@@ -356,6 +359,32 @@ pub(crate) fn top_via_is_ours(shared: &Shared, msg: &SipMessage) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_client_transport_behind_an_edge() {
+        let msg = |vias: &str| {
+            let s = format!(
+                "INVITE sip:b@x SIP/2.0\r\n{vias}From: <sip:a@x>;tag=1\r\nTo: <sip:b@x>\r\n\
+                 Call-ID: c\r\nCSeq: 1 INVITE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+            );
+            SipMessage::parse(bytes::Bytes::from(s)).unwrap()
+        };
+        let edge = "Via: SIP/2.0/UDP 10.0.0.1;branch=z9hG4bK-sb1;rport\r\n";
+        let udp = TransportKind::Udp;
+        // Straight from the client: the packet's transport.
+        let direct = msg("Via: SIP/2.0/TCP 10.0.0.9;branch=z9hG4bK2\r\n");
+        assert_eq!(inbound_transport(&direct, udp), udp);
+        // Behind an edge: the client's Via, the one below the edge's.
+        let behind = msg(&format!(
+            "{edge}Via: SIP/2.0/TCP 10.0.0.9;branch=z9hG4bK2\r\n"
+        ));
+        assert_eq!(inbound_transport(&behind, udp), TransportKind::Tcp);
+        // A malformed client Via is not skipped for the one below it.
+        let malformed = msg(&format!(
+            "{edge}Via: SIP/2.0/TCP ;;;\r\nVia: SIP/2.0/TLS 10.0.0.8;branch=z9hG4bK3\r\n"
+        ));
+        assert_eq!(inbound_transport(&malformed, udp), udp);
+    }
 
     #[tokio::test]
     async fn uri_next_hops() {
