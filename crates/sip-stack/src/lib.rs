@@ -159,7 +159,9 @@ pub enum StackEvent {
     /// for an INVITE client transaction whose handle was dropped (RFC
     /// 6026: a proxy forwards 2xx retransmissions and forks statelessly
     /// after its request context ends, without keeping a task per
-    /// transaction for them).
+    /// transaction for them). A response to a dropped non-INVITE
+    /// transaction is absorbed (§16.7 step 5: after the final response
+    /// only a 2xx to an INVITE goes on).
     StrayResponse {
         /// The response.
         response: SipMessage,

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::task::Poll;
 
 use bytes::Bytes;
-use sip_message::{Peer, SipMessage};
+use sip_message::{Method, Peer, SipMessage};
 use sip_proto::{
     Endpoint, Event, Output, ProtoError, TimerName, Timers, TxId, TxMap, shrink_after_burst,
 };
@@ -514,13 +514,15 @@ impl Shard {
                     return;
                 };
                 // The transaction user dropped its handle (a proxy whose
-                // request context ended): a 2xx that still comes (a
-                // retransmission or a fork, in Accepted, RFC 6026) is a
-                // stray response to it, which a proxy forwards statelessly;
-                // anything else the transaction absorbs or nobody needs.
+                // request context ended): a 2xx to an INVITE that still
+                // comes (a retransmission or a fork, in Accepted, RFC 6026)
+                // is a stray response to it, which a proxy forwards
+                // statelessly; anything else (a late 200 to a non-INVITE
+                // answered 408 upstream, §16.7 step 5) nobody needs.
                 if let Err(e) = c.send(Box::new(ClientEvent::Response(response)))
                     && let ClientEvent::Response(response) = *e.0
                     && response.status().is_some_and(|s| (200..300).contains(&s))
+                    && response.cseq().is_some_and(|(_, m)| m == Method::Invite)
                 {
                     let _ = self
                         .events

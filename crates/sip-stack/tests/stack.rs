@@ -606,12 +606,16 @@ struct RawUas {
 }
 
 async fn invite_to_raw_uas() -> RawUas {
+    request_to_raw_uas(Method::Invite).await
+}
+
+async fn request_to_raw_uas(method: Method<'static>) -> RawUas {
     let raw = UdpSocket::bind(any(V4)).await.unwrap();
     let raw_addr = raw.local_addr().unwrap();
     let uac_stack = start(listening(TransportKind::Udp, V4, None)).await;
     let uac = Ua::new(&uac_stack, TransportKind::Udp, "alice");
     let invite = uac.request(
-        Method::Invite,
+        method,
         &uri("bob", TransportKind::Udp, &raw_addr.to_string()),
         &uac.call_id(),
     );
@@ -735,6 +739,39 @@ async fn a_2xx_for_a_dropped_transaction_comes_as_a_stray_response() {
                 }
                 other => panic!("expected a stray 2xx, got {other:?}"),
             }
+        }
+    })
+    .await;
+}
+
+/// Only a 2xx to an INVITE goes on after the transaction user let go
+/// (§16.7 step 5): a late 200 to a MESSAGE whose handle was dropped (a
+/// proxy branch that timed out and was answered 408 upstream) is absorbed.
+#[tokio::test]
+async fn a_late_2xx_to_a_dropped_non_invite_is_not_a_stray() {
+    within("the test", async {
+        let RawUas {
+            raw,
+            mut uac_stack,
+            ctx,
+            got,
+            from,
+            ..
+        } = request_to_raw_uas(Method::Message).await;
+        drop(ctx);
+        let ok = response(&got, 200, Some("late"), None);
+        raw.send_to(&ok.message_bytes(), from).await.unwrap();
+        // Then a response that matches nothing (another branch): the next
+        // event is that one, not the late 200.
+        let unmatched = String::from_utf8_lossy(&ok.message_bytes())
+            .replacen("branch=", "branch=z9hG4bKother", 1)
+            .replace("tag=late", "tag=other");
+        raw.send_to(unmatched.as_bytes(), from).await.unwrap();
+        match within("the unmatched response", uac_stack.next_event()).await {
+            Some(StackEvent::StrayResponse { response, .. }) => {
+                assert_eq!(response.to_tag(), Some("other"));
+            }
+            other => panic!("expected the unmatched response, got {other:?}"),
         }
     })
     .await;
