@@ -139,6 +139,10 @@ impl Container {
             stack_config.shards = n;
         }
         stack_config.timers = config.sip.to_timers();
+        // The edges write the public address as their Via's sent-by: a
+        // retransmission one of them relays after another died gets its
+        // responses back through it (CLUSTER.md).
+        stack_config.relays = config.public.iter().cloned().collect();
         let stack = Stack::start(stack_config).await?;
         let router = apps.then(app_router(&config, &store));
         let mut engine_config = EngineConfig::new(&config.node);

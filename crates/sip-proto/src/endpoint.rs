@@ -153,6 +153,9 @@ pub struct Endpoint {
     by_ack: HashMap<AckKey, TxId, KeyHash>,
     clock: TimerWheel,
     out: Outbox,
+    /// Sent-by values (host, port) of trusted relays, see
+    /// [`Endpoint::with_relays`].
+    relays: Vec<(String, Option<u16>)>,
 }
 
 /// Outputs waiting for [`Endpoint::poll_output`].
@@ -186,7 +189,44 @@ impl Endpoint {
             by_ack: HashMap::with_hasher(key_hash(seed)),
             clock: TimerWheel::default(),
             out: Outbox::default(),
+            relays: Vec::new(),
         }
+    }
+
+    /// The same endpoint trusting relays that write one of these sent-by
+    /// values (`host` or `host:port`) in their Via: the edges of a cluster,
+    /// which all write the cluster's public address. A retransmission
+    /// whose top Via carries one of them and that arrives from another
+    /// address than the original (the first edge died; another carries
+    /// the client's retransmission with the same branch) moves the server
+    /// transaction's responses there. Without relays, or for any other
+    /// Via, responses stay where the request first came from (§17.2.3,
+    /// §18.2.2): a peer that learnt a transaction's branch and sent-by
+    /// (every downstream hop of a proxy does) cannot redirect its
+    /// responses by sending a copy of the request from elsewhere.
+    #[must_use]
+    pub fn with_relays<S: AsRef<str>>(mut self, sent_by: impl IntoIterator<Item = S>) -> Endpoint {
+        self.relays = sent_by
+            .into_iter()
+            .map(|s| {
+                let s = s.as_ref();
+                match s.rsplit_once(':').map(|(h, p)| (h, p.parse::<u16>())) {
+                    Some((host, Ok(port))) => (host.to_ascii_lowercase(), Some(port)),
+                    _ => (s.to_ascii_lowercase(), None),
+                }
+            })
+            .collect();
+        self
+    }
+
+    /// Whether the request's top Via was written by a trusted relay.
+    fn relayed(&self, msg: &SipMessage) -> bool {
+        !self.relays.is_empty()
+            && msg.top_via().is_some_and(|v| {
+                self.relays
+                    .iter()
+                    .any(|(host, port)| v.host.eq_ignore_ascii_case(host) && v.port == *port)
+            })
     }
 
     /// The same endpoint with the transaction and ACK indexes hashed with
@@ -353,20 +393,22 @@ impl Endpoint {
 
     /// A request that matched an existing server transaction.
     ///
-    /// A retransmission that arrives from elsewhere than the original (same
-    /// transport, a different address: the client's NAT binding moved, or
-    /// in a cluster another edge carries it with the same branch because
-    /// the first edge died) moves where the transaction's responses go:
-    /// the resent response, Timer G copies and 2xx retransmissions follow
-    /// the retransmission's Via and source (§18.2.2 applied to the request
-    /// that asked), not an address that may no longer answer.
+    /// A retransmission relayed by a trusted relay ([`Endpoint::with_relays`])
+    /// that arrives from elsewhere than the original (same transport, a
+    /// different address: in a cluster another edge carries it with the
+    /// same branch because the first edge died) moves where the
+    /// transaction's responses go: the resent response, Timer G copies and
+    /// 2xx retransmissions follow the retransmission's Via and source
+    /// (§18.2.2 applied to the request that asked), not an address that
+    /// may no longer answer.
     fn retransmitted_request(&mut self, now: Instant, id: TxId, msg: &SipMessage, source: Peer) {
+        let relayed = self.relayed(msg);
         let Some(tx) = self.txs.get_mut(&id) else {
             return;
         };
         let is_ack = msg.method() == Some(Method::Ack);
         let server = matches!(tx.kind, TxKind::ServerInvite | TxKind::ServerNonInvite);
-        if server && !is_ack {
+        if server && !is_ack && relayed {
             let peer = response_peer(msg, source);
             if peer.transport == tx.peer.transport {
                 tx.peer = peer;

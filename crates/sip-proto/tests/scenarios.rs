@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use sim::*;
 use sip_message::{Method, SipMessage};
-use sip_proto::{Event, ProtoError, Timers, TransportKind, TxId, TxState};
+use sip_proto::{Endpoint, Event, ProtoError, Timers, TransportKind, TxId, TxState};
 
 const UDP: TransportKind = TransportKind::Udp;
 const TCP: TransportKind = TransportKind::Tcp;
@@ -753,6 +753,11 @@ fn edge_request(method: &str) -> String {
     )
 }
 
+/// A UAS behind the cluster's edges: it trusts their sent-by.
+fn clustered() -> Endpoint {
+    Endpoint::new(Timers::default(), 2).with_relays(["198.51.100.1:5060"])
+}
+
 const EDGE1: &str = "192.0.2.10:40000";
 const EDGE2: &str = "192.0.2.11:40002";
 
@@ -763,13 +768,7 @@ fn a_non_invite_retransmission_through_another_edge_gets_the_response_there() {
     // must get the 200 back through edge 2, not toward the dead edge.
     let mut sim = Sim::new(1);
     let e1 = sim.add_raw("edge1", addr(EDGE1));
-    sim.add_endpoint(
-        "uas",
-        addr(UAS_ADDR),
-        Timers::default(),
-        2,
-        answer_with(200, "bb"),
-    );
+    sim.add_built_endpoint("uas", addr(UAS_ADDR), clustered(), answer_with(200, "bb"));
     let e2 = sim.add_raw("edge2", addr(EDGE2));
     let bye = edge_request("BYE");
     sim.send_raw(e1, addr(UAS_ADDR), UDP, &bye);
@@ -793,11 +792,10 @@ fn an_invite_retransmission_through_another_edge_moves_its_responses_there() {
     // retransmissions go there too.
     let mut sim = Sim::new(1);
     let e1 = sim.add_raw("edge1", addr(EDGE1));
-    sim.add_endpoint(
+    sim.add_built_endpoint(
         "uas",
         addr(UAS_ADDR),
-        Timers::default(),
-        2,
+        clustered(),
         callee(Some(Duration::ZERO), Some((200, ms(1000))), false),
     );
     let e2 = sim.add_raw("edge2", addr(EDGE2));
@@ -823,13 +821,7 @@ fn an_invite_retransmission_through_another_edge_moves_its_responses_there() {
     // retransmissions (§13.3.1.4) now go to edge 2.
     let mut sim = Sim::new(1);
     let e1 = sim.add_raw("edge1", addr(EDGE1));
-    sim.add_endpoint(
-        "uas",
-        addr(UAS_ADDR),
-        Timers::default(),
-        2,
-        answer_with(200, "bb"),
-    );
+    sim.add_built_endpoint("uas", addr(UAS_ADDR), clustered(), answer_with(200, "bb"));
     let e2 = sim.add_raw("edge2", addr(EDGE2));
     sim.send_raw(e1, addr(UAS_ADDR), UDP, &invite);
     sim.run_until_ms(700);
@@ -843,4 +835,29 @@ fn an_invite_retransmission_through_another_edge_moves_its_responses_there() {
             .len(),
         1
     );
+}
+
+#[test]
+fn a_copy_of_a_request_from_elsewhere_does_not_redirect_its_responses() {
+    // Without the cluster's sent-by trusted (a server clients reach
+    // directly), a copy of the request from another address (a downstream
+    // hop that learnt the branch) gets nothing: the 200 goes where the
+    // request came from, each time (§17.2.3, §18.2.2).
+    for ep in [
+        Endpoint::new(Timers::default(), 2),
+        Endpoint::new(Timers::default(), 2).with_relays(["192.0.2.99:5060"]),
+    ] {
+        let mut sim = Sim::new(1);
+        let e1 = sim.add_raw("edge1", addr(EDGE1));
+        sim.add_built_endpoint("uas", addr(UAS_ADDR), ep, answer_with(200, "bb"));
+        let other = sim.add_raw("other", addr(EDGE2));
+        let bye = edge_request("BYE");
+        sim.send_raw(e1, addr(UAS_ADDR), UDP, &bye);
+        sim.run_until_ms(500);
+        sim.send_raw(other, addr(UAS_ADDR), UDP, &bye);
+        sim.run_until_ms(1000);
+        let ok = |m: &SipMessage| is_response(m, 200, "BYE");
+        assert_eq!(sim.node(e1).received_ms(ok), [20, 520], "{}", sim.trace());
+        assert!(sim.node(other).received_ms(ok).is_empty());
+    }
 }

@@ -76,6 +76,12 @@ pub struct StackConfig {
     /// current-thread runtime, the whole stack and its user share one
     /// thread and no message crosses threads (a small UA, a test tool).
     pub dedicated_threads: bool,
+    /// Sent-by values (`host` or `host:port`) of trusted relays: the
+    /// cluster's public address, which every edge writes in its Via. A
+    /// retransmission relayed with one of them from a new address (another
+    /// edge, the first one died) moves its server transaction's responses
+    /// there (sip-proto `Endpoint::with_relays`). Default: none.
+    pub relays: Vec<String>,
 }
 
 impl StackConfig {
@@ -101,6 +107,7 @@ impl Default for StackConfig {
             timer_slack: std::time::Duration::from_millis(10),
             seed: seed_from_time(),
             dedicated_threads: true,
+            relays: Vec::new(),
         }
     }
 }
@@ -521,7 +528,8 @@ impl Stack {
                 transports.clone(),
                 tx.downgrade(),
                 events_tx,
-            );
+            )
+            .with_relays(&config.relays);
             let udp = udp_bindings.next().unwrap_or_default();
             let register = |udp: Vec<ShardSocketBinding>| {
                 udp.into_iter()

@@ -145,6 +145,12 @@ impl Shard {
         }
     }
 
+    /// Trusts relays writing these sent-by values (`StackConfig::relays`).
+    pub(crate) fn with_relays(mut self, relays: &[String]) -> Shard {
+        self.endpoint = self.endpoint.with_relays(relays);
+        self
+    }
+
     /// Gives the shard UDP sockets of its own to read and send from, and
     /// (with several shards) its index and every shard's command sender,
     /// so a message read here whose Call-ID another shard owns reaches it.

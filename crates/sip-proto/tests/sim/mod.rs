@@ -630,6 +630,17 @@ impl Sim {
         self.add(name, at, Some(Endpoint::new(timers, seed)), tu)
     }
 
+    /// Adds an endpoint node built by the caller (relays, index seed).
+    pub fn add_built_endpoint(
+        &mut self,
+        name: &str,
+        at: SocketAddr,
+        ep: Endpoint,
+        tu: Tu,
+    ) -> NodeId {
+        self.add(name, at, Some(ep), tu)
+    }
+
     /// Adds a raw peer: no endpoint, it only records what reaches it.
     pub fn add_raw(&mut self, name: &str, at: SocketAddr) -> NodeId {
         self.add(name, at, None, silent())
