@@ -98,7 +98,7 @@ async fn metrics(State(engine): State<Engine>) -> impl IntoResponse {
     );
     counter(
         "sb_container_acks_total",
-        "ACKs for 2xx received (calls confirmed; proxied dialogs' ACKs too).",
+        "Calls answered here and confirmed (the first ACK for each 2xx sent).",
         s.acks.load(Ordering::Relaxed),
     );
     counter(

@@ -95,9 +95,9 @@ pub(crate) enum PrackWait {
 pub struct Stats {
     /// Requests received (server transactions).
     pub requests: AtomicU64,
-    /// ACKs for 2xx received: calls confirmed here, and ACKs of proxied
-    /// dialogs passing through (an ACK for a non-2xx ends inside its
-    /// INVITE transaction and is not counted).
+    /// Calls answered here and confirmed: the first ACK for each 2xx this
+    /// container sent (copies, and ACKs of proxied dialogs passing
+    /// through, are not counted).
     pub acks: AtomicU64,
     /// Initial requests that created an application session.
     pub sessions_created: AtomicU64,
@@ -434,8 +434,14 @@ async fn run(shared: Arc<Shared>, mut stack: ShardEvents) {
                 shared.stats.requests.fetch_add(1, Ordering::Relaxed);
                 spawn(on_request(Arc::clone(&shared), tx));
             }
-            StackEvent::Ack { request, .. } => {
-                shared.stats.acks.fetch_add(1, Ordering::Relaxed);
+            StackEvent::Ack {
+                request,
+                acknowledged,
+                ..
+            } => {
+                if acknowledged {
+                    shared.stats.acks.fetch_add(1, Ordering::Relaxed);
+                }
                 if let Some(later) = on_ack(&shared, request) {
                     spawn(later);
                 }

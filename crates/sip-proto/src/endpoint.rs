@@ -62,10 +62,12 @@ pub enum Event {
     },
     /// An ACK for a 2xx (its own transaction, §17.1.1.3): for the dialog
     /// layer. `tx` is the INVITE server transaction whose 2xx it
-    /// acknowledges, if this endpoint still has it (its 2xx retransmissions
-    /// stop).
+    /// acknowledges, if this endpoint still has it and this is the first
+    /// ACK for it (its 2xx retransmissions stop); copies that follow (a UAC
+    /// ACKs every 2xx retransmission it gets) come with `tx: None`, so
+    /// each answered call is confirmed once.
     Ack {
-        /// The INVITE server transaction, if known.
+        /// The INVITE server transaction, for the first ACK of its 2xx.
         tx: Option<TxId>,
         /// The ACK.
         request: SipMessage,
@@ -349,7 +351,9 @@ impl Endpoint {
         if method == Method::Ack {
             // An ACK that matches no transaction acknowledges a 2xx (§17.2.3:
             // it is not part of the INVITE transaction).
-            let tx = AckKey::of(&msg).and_then(|k| self.by_ack.get(&k).copied());
+            let tx = AckKey::of(&msg)
+                .and_then(|k| self.by_ack.get(&k).copied())
+                .filter(|&id| self.clock.is_armed(id, TimerName::Retransmit2xx));
             if let Some(id) = tx {
                 self.clock.disarm(id, TimerName::Retransmit2xx);
             }
@@ -431,9 +435,10 @@ impl Endpoint {
             (TxKind::ServerInvite, TxState::Confirmed, true) => {}
             // An RFC 2543 ACK for a 2xx can carry the INVITE's branch.
             (TxKind::ServerInvite, TxState::Accepted, true) => {
+                let first = self.clock.is_armed(id, TimerName::Retransmit2xx);
                 self.clock.disarm(id, TimerName::Retransmit2xx);
                 self.out.event(Event::Ack {
-                    tx: Some(id),
+                    tx: first.then_some(id),
                     request: msg.clone(),
                     source,
                 });

@@ -340,7 +340,7 @@ fn forked_2xx_both_reach_the_uac_tu_in_accepted() {
                 assert_eq!(t, tx);
                 (at, to_tag(&response))
             }
-            _ => unreachable!(),
+            other => panic!("{other:?}"),
         })
         .collect();
     assert_eq!(
@@ -860,4 +860,43 @@ fn a_copy_of_a_request_from_elsewhere_does_not_redirect_its_responses() {
         assert_eq!(sim.node(e1).received_ms(ok), [20, 520], "{}", sim.trace());
         assert!(sim.node(other).received_ms(ok).is_empty());
     }
+}
+
+#[test]
+fn only_the_first_ack_of_a_2xx_names_its_transaction() {
+    // A UAC ACKs every 2xx copy it gets: the first ACK confirms the call
+    // (and stops the 2xx), the copies come without a transaction, so a
+    // count of confirmed calls counts each once.
+    let mut sim = Sim::new(1);
+    sim.add_raw("uac", addr(UAC_ADDR));
+    sim.add_endpoint(
+        "uas",
+        addr(UAS_ADDR),
+        Timers::default(),
+        2,
+        answer_with(200, "bb"),
+    );
+    let invite = legacy_invite("SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKinv1", 7);
+    sim.send_raw(UAC, addr(UAS_ADDR), UDP, &invite);
+    sim.run_until_ms(100);
+    let ack = legacy_ack("SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKack1", "bb");
+    sim.send_raw(UAC, addr(UAS_ADDR), UDP, &ack);
+    sim.run_until_ms(150);
+    sim.send_raw(UAC, addr(UAS_ADDR), UDP, &ack);
+    sim.run_until_ms(200);
+    let uas = sim.node(UAS);
+    let stx = uas
+        .first_tx(|e| matches!(e, Event::Request { .. }))
+        .unwrap();
+    let acks: Vec<(u64, Option<TxId>)> = uas
+        .events_ms(|e| matches!(e, Event::Ack { .. }))
+        .into_iter()
+        .map(|(at, e)| match e {
+            Event::Ack { tx, .. } => (at, tx),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(acks, [(110, Some(stx)), (160, None)], "{}", sim.trace());
+    // The 200 was sent once: the first ACK came before Timer G's T1.
+    assert_eq!(uas.sent_responses_ms(200, "INVITE"), [10]);
 }

@@ -153,7 +153,8 @@ pub enum StackEvent {
         request: SipMessage,
         /// Where it came from.
         source: Peer,
-        /// Whether it matched a 2xx of ours.
+        /// Whether it is the first ACK for a 2xx of ours (copies that
+        /// follow, and ACKs of dialogs this stack only passes on: false).
         acknowledged: bool,
     },
     /// A 2xx this stack sent was never acknowledged within 64*T1
