@@ -446,7 +446,10 @@ async fn run(shared: Arc<Shared>, mut stack: ShardEvents) {
                     spawn(later);
                 }
             }
-            StackEvent::StrayResponse { response, .. }
+            // A 2xx to a proxied INVITE after its request context ended
+            // (RFC 6026). A response that matched no transaction at all
+            // (`StrayResponse`) is dropped (RFC 6026, updating §16.7).
+            StackEvent::LateResponse { response, .. }
                 if routing::top_via_is_ours(&shared, &response) =>
             {
                 let shared = Arc::clone(&shared);

@@ -356,6 +356,14 @@ async fn a_2xx_after_the_request_context_ended_still_reaches_the_caller() {
     let again = alice.expect_status(200).await.unwrap();
     assert_eq!(again.to_tag(), Some("bob"));
     assert_eq!(again.call_id(), invite.call_id());
+    // A 2xx with our Via on top that matches no transaction (another
+    // branch) is stray: dropped, not forwarded (RFC 6026, updating §16.7). The next
+    // thing the caller hears is the fork below.
+    let branch = got.top_branch().unwrap().to_owned();
+    let stray = String::from_utf8_lossy(&ok.message_bytes())
+        .replace(&branch, "z9hG4bK-not-ours")
+        .replace("tag=bob", "tag=bob-stray");
+    bob.send_raw(stray.as_bytes(), got.from);
     // A second fork downstream answers too: another dialog, forwarded.
     let fork = bob.reply(&got, 200, Some("bob-fork")).unwrap();
     let forked = alice.expect_status(200).await.unwrap();

@@ -163,13 +163,23 @@ pub enum StackEvent {
         /// The 2xx's INVITE.
         request: SipMessage,
     },
-    /// A response that matched no client transaction (§18.1.2), or a 2xx
-    /// for an INVITE client transaction whose handle was dropped (RFC
-    /// 6026: a proxy forwards 2xx retransmissions and forks statelessly
-    /// after its request context ends, without keeping a task per
-    /// transaction for them). A response to a dropped non-INVITE
-    /// transaction is absorbed (§16.7 step 5: after the final response
-    /// only a 2xx to an INVITE goes on).
+    /// A 2xx for an INVITE client transaction whose handle was dropped
+    /// (RFC 6026: the transaction, in Accepted, still matches 2xx
+    /// retransmissions and forks; a proxy whose request context ended
+    /// forwards them statelessly, without keeping a task per transaction
+    /// for them). A response to a dropped non-INVITE transaction is
+    /// absorbed (§16.7 step 5: after the final response only a 2xx to an
+    /// INVITE goes on).
+    LateResponse {
+        /// The response.
+        response: SipMessage,
+        /// Where it came from.
+        source: Peer,
+    },
+    /// A response that matched no client transaction (§18.1.2): a proxy
+    /// does not forward it (RFC 6026 replaced the stateless forwarding of
+    /// §16.7: the Accepted state now matches every late 2xx, so what
+    /// matches nothing is stray); a UA may log it.
     StrayResponse {
         /// The response.
         response: SipMessage,
@@ -208,7 +218,8 @@ pub struct ClientTransaction {
 impl ClientTransaction {
     /// The next response or failure; `None` once the transaction has ended.
     /// Dropping the handle stops the events; the transaction runs on, and
-    /// a 2xx it still receives comes as [`StackEvent::StrayResponse`].
+    /// a 2xx to an INVITE it still receives comes as
+    /// [`StackEvent::LateResponse`].
     pub async fn next(&mut self) -> Option<ClientEvent> {
         self.events.recv().await.map(|e| *e)
     }

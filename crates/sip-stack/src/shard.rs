@@ -522,7 +522,7 @@ impl Shard {
                 // The transaction user dropped its handle (a proxy whose
                 // request context ended): a 2xx to an INVITE that still
                 // comes (a retransmission or a fork, in Accepted, RFC 6026)
-                // is a stray response to it, which a proxy forwards
+                // is a late response to it, which a proxy forwards
                 // statelessly; anything else (a late 200 to a non-INVITE
                 // answered 408 upstream, §16.7 step 5) nobody needs.
                 if let Err(e) = c.send(Box::new(ClientEvent::Response(response)))
@@ -532,7 +532,7 @@ impl Shard {
                 {
                     let _ = self
                         .events
-                        .send(StackEvent::StrayResponse { response, source });
+                        .send(StackEvent::LateResponse { response, source });
                 }
             }
             Event::StrayResponse { response, source } => {

@@ -708,10 +708,10 @@ async fn uac_stack_sends_cancel_and_acks_the_487() {
 
 /// RFC 6026: an INVITE client transaction in Accepted hands every 2xx to
 /// the transaction user; once the user dropped its handle (a proxy whose
-/// request context ended), a 2xx comes as a stray response, with where it
+/// request context ended), a 2xx comes as a late response, with where it
 /// came from, and nothing else does.
 #[tokio::test]
-async fn a_2xx_for_a_dropped_transaction_comes_as_a_stray_response() {
+async fn a_2xx_for_a_dropped_transaction_comes_as_a_late_response() {
     within("the test", async {
         let RawUas {
             raw,
@@ -731,13 +731,13 @@ async fn a_2xx_for_a_dropped_transaction_comes_as_a_stray_response() {
         raw.send_to(&fork.message_bytes(), from).await.unwrap();
         raw.send_to(&ok.message_bytes(), from).await.unwrap();
         for tag in ["fork", "raw"] {
-            match within("a stray 2xx", uac_stack.next_event()).await {
-                Some(StackEvent::StrayResponse { response, source }) => {
+            match within("a late 2xx", uac_stack.next_event()).await {
+                Some(StackEvent::LateResponse { response, source }) => {
                     assert_eq!(response.status(), Some(200));
                     assert_eq!(response.to_tag(), Some(tag));
                     assert_eq!(source, peer(TransportKind::Udp, raw_addr));
                 }
-                other => panic!("expected a stray 2xx, got {other:?}"),
+                other => panic!("expected a late 2xx, got {other:?}"),
             }
         }
     })
@@ -905,7 +905,7 @@ async fn malformed_request_gets_a_400_naming_the_header() {
 }
 
 /// §18.1.2: a response that matches no client transaction is handed up
-/// as a stray (a proxy would forward it; a UA drops it).
+/// as a stray (nobody forwards it, RFC 6026; a UA may log it).
 #[tokio::test]
 async fn response_matching_no_transaction_is_a_stray() {
     within("the test", async {
