@@ -205,7 +205,11 @@ impl Endpoint {
     /// Via, responses stay where the request first came from (§17.2.3,
     /// §18.2.2): a peer that learnt a transaction's branch and sent-by
     /// (every downstream hop of a proxy does) cannot redirect its
-    /// responses by sending a copy of the request from elsewhere.
+    /// responses by sending a copy of the request from elsewhere. The
+    /// relays' sent-by is in every request they carry, so the trust rests
+    /// on who can reach this endpoint: behind a cluster's edges, only
+    /// the edges and the cluster's own servers should (OPERATIONS.md). A
+    /// missing port counts as 5060 on both sides.
     #[must_use]
     pub fn with_relays<S: AsRef<str>>(mut self, sent_by: impl IntoIterator<Item = S>) -> Endpoint {
         self.relays = sent_by
@@ -225,9 +229,10 @@ impl Endpoint {
     fn relayed(&self, msg: &SipMessage) -> bool {
         !self.relays.is_empty()
             && msg.top_via().is_some_and(|v| {
-                self.relays
-                    .iter()
-                    .any(|(host, port)| v.host.eq_ignore_ascii_case(host) && v.port == *port)
+                self.relays.iter().any(|(host, port)| {
+                    v.host.eq_ignore_ascii_case(host)
+                        && v.port.unwrap_or(5060) == port.unwrap_or(5060)
+                })
             })
     }
 

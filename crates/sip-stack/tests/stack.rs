@@ -777,6 +777,54 @@ async fn a_late_2xx_to_a_dropped_non_invite_is_not_a_stray() {
     .await;
 }
 
+/// `StackConfig::relays`: a retransmission that a second relay (a
+/// cluster's other edge) carries with the trusted sent-by gets the
+/// response there, over real sockets; one with another sent-by is
+/// answered where the first copy came from.
+#[tokio::test]
+async fn a_retransmission_through_another_relay_is_answered_there() {
+    within("the test", async {
+        let mut uas = Stack::start(StackConfig {
+            relays: vec!["192.0.2.50:5060".to_owned()],
+            ..config(listening(TransportKind::Udp, V4, None))
+        })
+        .await
+        .unwrap();
+        let addr = uas.handle().local_addr(TransportKind::Udp).unwrap();
+        let edge1 = UdpSocket::bind(any(V4)).await.unwrap();
+        let edge2 = UdpSocket::bind(any(V4)).await.unwrap();
+        let request = |sent_by: &str, branch: &str| {
+            format!(
+                "OPTIONS sip:bob@{addr} SIP/2.0\r\n\
+                 Via: SIP/2.0/UDP {sent_by};branch={branch};rport\r\n\
+                 Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK-phone\r\n\
+                 Max-Forwards: 69\r\nFrom: <sip:alice@192.0.2.1>;tag=a\r\n\
+                 To: <sip:bob@{addr}>\r\nCall-ID: relay-{branch}\r\nCSeq: 1 OPTIONS\r\n\
+                 Content-Length: 0\r\n\r\n"
+            )
+        };
+        for (sent_by, moves) in [("192.0.2.50:5060", true), ("192.0.2.51:5060", false)] {
+            let branch = format!("z9hG4bK-sb{}", u8::from(moves));
+            let req = request(sent_by, &branch);
+            edge1.send_to(req.as_bytes(), addr).await.unwrap();
+            let tx = next_request(&mut uas).await;
+            tx.respond(response(tx.request(), 200, Some("b"), None));
+            let (first, _) = recv_raw(&edge1).await;
+            assert_eq!(first.status(), Some(200));
+            // The copy through the other edge.
+            edge2.send_to(req.as_bytes(), addr).await.unwrap();
+            let (again, _) = if moves {
+                recv_raw(&edge2).await
+            } else {
+                recv_raw(&edge1).await
+            };
+            assert_eq!(again.status(), Some(200), "{sent_by}");
+            assert_eq!(again.top_branch(), Some(branch.as_str()));
+        }
+    })
+    .await;
+}
+
 // ---- failures -----------------------------------------------------------------
 
 /// Timer values that make timers B and F fire after 640 ms.
@@ -905,7 +953,7 @@ async fn malformed_request_gets_a_400_naming_the_header() {
 }
 
 /// §18.1.2: a response that matches no client transaction is handed up
-/// as a stray (nobody forwards it, RFC 6026; a UA may log it).
+/// as a stray (nobody forwards it, RFC 6026 §8.9; a UA may log it).
 #[tokio::test]
 async fn response_matching_no_transaction_is_a_stray() {
     within("the test", async {
