@@ -448,7 +448,7 @@ async fn run(shared: Arc<Shared>, mut stack: ShardEvents) {
             }
             // A 2xx to a proxied INVITE after its request context ended
             // (RFC 6026). A response that matched no transaction at all
-            // (`StrayResponse`) is dropped (RFC 6026, updating §16.7).
+            // (`StrayResponse`) is dropped (RFC 6026 §8.9, rewriting §18.1.2).
             StackEvent::LateResponse { response, .. }
                 if routing::top_via_is_ours(&shared, &response) =>
             {

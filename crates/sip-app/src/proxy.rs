@@ -11,7 +11,7 @@
 //! starts, and the 6xx goes up once the others ended); a CANCEL from upstream cancels them all
 //! (§16.10). When the context ends its branches drop their transactions'
 //! handles; a 2xx that still comes (a retransmission, or a late fork, RFC
-//! 6026 §7.3) reaches the engine as a stray response with our Via on top,
+//! 6026 §7.3) reaches the engine as a late response with our Via on top,
 //! which it forwards statelessly: no task waits 64*T1 per proxied INVITE.
 
 use std::sync::Arc;
@@ -757,7 +757,7 @@ pub(crate) async fn forward_subsequent(
                     forward_up(&tx, &r);
                     if status >= 200 {
                         // 2xx retransmissions that follow come to the
-                        // engine as stray responses once `ct` is dropped,
+                        // engine as late responses once `ct` is dropped,
                         // and are relayed statelessly.
                         return Some(status);
                     }

@@ -357,7 +357,7 @@ async fn a_2xx_after_the_request_context_ended_still_reaches_the_caller() {
     assert_eq!(again.to_tag(), Some("bob"));
     assert_eq!(again.call_id(), invite.call_id());
     // A 2xx with our Via on top that matches no transaction (another
-    // branch) is stray: dropped, not forwarded (RFC 6026, updating §16.7). The next
+    // branch) is stray: dropped, not forwarded (RFC 6026 §8.9). The next
     // thing the caller hears is the fork below.
     let branch = got.top_branch().unwrap().to_owned();
     let stray = String::from_utf8_lossy(&ok.message_bytes())

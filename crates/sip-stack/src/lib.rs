@@ -177,9 +177,9 @@ pub enum StackEvent {
         source: Peer,
     },
     /// A response that matched no client transaction (§18.1.2): a proxy
-    /// does not forward it (RFC 6026 replaced the stateless forwarding of
-    /// §16.7: the Accepted state now matches every late 2xx, so what
-    /// matches nothing is stray); a UA may log it.
+    /// does not forward it (RFC 6026 §8.9 rewrote §18.1.2: any element
+    /// but a stateless proxy discards it; the Accepted state now matches
+    /// every late 2xx, so what matches nothing is stray); a UA may log it.
     StrayResponse {
         /// The response.
         response: SipMessage,

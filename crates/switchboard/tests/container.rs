@@ -20,7 +20,7 @@ use sip_testkit::sipp;
 const DEADLINE: Duration = Duration::from_secs(90);
 
 mod common;
-use common::scenario;
+use common::{http_get, metric, scenario};
 
 /// Starts `switchboard container --listen 127.0.0.1:0`; returns it with
 /// its UDP SIP address and HTTP address.
@@ -387,9 +387,56 @@ fn registrar_rules() {
 
 #[test]
 fn the_answer_service_takes_calls_and_unknown_methods_get_501() {
-    let (_c, addr, _http) = container();
+    let (_c, addr, http) = container();
     let (ok, failed, text) = uac(addr, "uac-rr.xml", "answer", 10, 10, 100);
     assert_eq!((ok, failed), (10, 0), "{text}");
+
+    // Each confirmed call counts once in sb_container_acks_total, however
+    // many copies of its ACK arrive.
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let me = sock.local_addr().unwrap();
+    let final_response = |sock: &UdpSocket| -> String {
+        let mut buf = vec![0u8; 65536];
+        loop {
+            let (n, _) = sock.recv_from(&mut buf).expect("a response within 5 s");
+            let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+            if !text.starts_with("SIP/2.0 1") {
+                return text;
+            }
+        }
+    };
+    let head = |method: &str, cseq: u32, branch: &str, to: &str| {
+        format!(
+            "{method} sip:answer@{addr} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch={branch};rport\r\n\
+             From: <sip:a@{me}>;tag=k\r\nTo: {to}\r\nCall-ID: acks@test\r\nCSeq: {cseq} {method}\r\n\
+             Contact: <sip:a@{me}>\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+        )
+    };
+    let to = format!("<sip:answer@{addr}>");
+    sock.send_to(head("INVITE", 1, "z9hG4bK-k1", &to).as_bytes(), addr)
+        .unwrap();
+    let ok = final_response(&sock);
+    assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
+    let to = ok
+        .lines()
+        .find_map(|l| l.strip_prefix("To: "))
+        .unwrap()
+        .to_owned();
+    let ack = head("ACK", 1, "z9hG4bK-k2", &to);
+    sock.send_to(ack.as_bytes(), addr).unwrap();
+    sock.send_to(ack.as_bytes(), addr).unwrap();
+    // The BYE (same Call-ID, so after both ACKs) ends the call.
+    sock.send_to(head("BYE", 2, "z9hG4bK-k3", &to).as_bytes(), addr)
+        .unwrap();
+    let bye = final_response(&sock);
+    assert!(bye.starts_with("SIP/2.0 200"), "{bye}");
+    let m = http_get(http, "/_sb/metrics").unwrap();
+    assert_eq!(
+        metric(&m, "sb_container_acks_total{node=\"c1\"}"),
+        Some(11),
+        "ten SIPp calls and this one: {m}"
+    );
 
     let r = transact(
         addr,
