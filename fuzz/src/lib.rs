@@ -1,4 +1,4 @@
-//! Fuzz harness for `sip-message`.
+//! Fuzz harness for `sip-message` and sip-proto's `Endpoint`.
 //!
 //! The fuzz targets in `fuzz_targets/` are one line each; what they check
 //! lives in [`checks`], which the ordinary test
@@ -6,3 +6,4 @@
 //! committed corpus in CI on the stable toolchain.
 
 pub mod checks;
+pub mod endpoint;
