@@ -583,8 +583,8 @@ fn is_loop(shared: &Shared, request: &SipMessage) -> bool {
 /// it changes on every pass through another proxy (RFC 5393 §4.2.1).
 fn loop_hash(request: &SipMessage) -> String {
     use sip_message::HeaderName;
-    let mut h = fnv1a_update(
-        routing::fnv1a(""),
+    let mut h = routing::fnv1a_update(
+        routing::FNV1A_START,
         request.request_uri_str().unwrap_or("").as_bytes(),
     );
     for name in [
@@ -595,8 +595,8 @@ fn loop_hash(request: &SipMessage) -> String {
         for v in request.headers_of(name) {
             // A separator per field, so that moving bytes between fields
             // changes the hash.
-            h = fnv1a_update(h, b"\n");
-            h = fnv1a_update(h, v.value_bytes());
+            h = routing::fnv1a_update(h, b"\n");
+            h = routing::fnv1a_update(h, v.value_bytes());
         }
     }
     let mut out = String::with_capacity(9);
@@ -611,15 +611,6 @@ fn ack_hash(branch: &str) -> String {
     let mut out = String::with_capacity(8);
     sip_proto::push_hex(&mut out, routing::fnv1a(branch), 8);
     out
-}
-
-/// Continues an FNV-1a hash ([`routing::fnv1a`]) over `bytes`.
-fn fnv1a_update(mut h: u64, bytes: &[u8]) -> u64 {
-    for b in bytes {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h
 }
 
 async fn start_branch(

@@ -16,9 +16,16 @@ pub const TOKEN_PARAM: &str = "sbt";
 /// FNV-1a, 64 bits: a stable hash (the same in every process) for
 /// choosing an edge and for the loop-detection suffix of our branches.
 pub(crate) fn fnv1a(s: &str) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in s.bytes() {
-        h ^= u64::from(b);
+    fnv1a_update(FNV1A_START, s.as_bytes())
+}
+
+/// FNV-1a's offset basis: the hash of nothing.
+pub(crate) const FNV1A_START: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// Continues an FNV-1a hash over `bytes` (several fields hashed as one).
+pub(crate) fn fnv1a_update(mut h: u64, bytes: &[u8]) -> u64 {
+    for b in bytes {
+        h ^= u64::from(*b);
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
     h

@@ -389,15 +389,22 @@ async fn spiral(cx: Context<String>, req: IncomingRequest) -> Result<(), AppErro
     Ok(())
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_spiral_is_proxied_and_a_loop_gets_482() {
+/// The server running [`spiral`], alice calling and carol's phone at
+/// 10.0.1.1:5060.
+async fn spiral_lab() -> (Lab, LabEngine, Phone, Phone) {
     let lab = Lab::new();
-    let mut carol = lab.phone("carol", "10.0.1.1:5060").unwrap();
+    let carol = lab.phone("carol", "10.0.1.1:5060").unwrap();
     let app = SipRouter::new()
         .invite(spiral)
         .with_state("spiral", carol.uri());
     let srv = server(&lab, AppRouter::new().route(Rule::any(), app)).await;
-    let mut alice = lab.phone("alice", "10.0.0.2:5060").unwrap();
+    let alice = lab.phone("alice", "10.0.0.2:5060").unwrap();
+    (lab, srv, alice, carol)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_spiral_is_proxied_and_a_loop_gets_482() {
+    let (_lab, srv, mut alice, mut carol) = spiral_lab().await;
 
     // bob -> carol@server -> the phone: through the server twice.
     let invite = alice.invite(&target("bob")).unwrap();
@@ -426,13 +433,7 @@ async fn a_request_routed_back_through_the_server_with_the_same_uri_spirals() {
     // The Request-URI stays `loop@server` on both passes, but the Route set
     // differs (the first pass pops one entry): a spiral, not a loop (§16.3
     // step 4, RFC 5393 §4.2). The request leaves by its last Route entry.
-    let lab = Lab::new();
-    let mut carol = lab.phone("carol", "10.0.1.1:5060").unwrap();
-    let app = SipRouter::new()
-        .invite(spiral)
-        .with_state("spiral", carol.uri());
-    let srv = server(&lab, AppRouter::new().route(Rule::any(), app)).await;
-    let mut alice = lab.phone("alice", "10.0.0.2:5060").unwrap();
+    let (_lab, srv, mut alice, mut carol) = spiral_lab().await;
     let invite = alice.invite(&target("loop")).unwrap();
     let mut e = invite.edit();
     e.add(

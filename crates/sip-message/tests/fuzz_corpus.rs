@@ -16,8 +16,6 @@
 
 #![allow(clippy::expect_used, clippy::panic)]
 
-use std::fs;
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 
 use bytes::{Bytes, BytesMut};
@@ -30,60 +28,14 @@ use sip_message::{
 #[path = "../../../fuzz/src/checks.rs"]
 mod checks;
 
+#[allow(unreachable_pub)]
+#[path = "../../../fuzz/src/replay.rs"]
+mod replay;
+use replay::{files, read};
+
 /// The fuzz project, from this crate's manifest directory.
 fn fuzz_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz")
-}
-
-/// The files of one input directory, sorted.
-fn files(dir: &Path) -> Vec<PathBuf> {
-    let entries = fs::read_dir(dir)
-        .unwrap_or_else(|e| panic!("input directory {} unreadable: {e}", dir.display()));
-    let mut files: Vec<PathBuf> = entries
-        .map(|e| e.expect("directory entry").path())
-        .filter(|p| p.is_file())
-        .collect();
-    files.sort();
-    files
-}
-
-fn read(path: &Path) -> Vec<u8> {
-    fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-/// Runs every input of `fuzz/<kind>/<target>/` through `check`; reports
-/// every failing file (not only the first) with its panic message.
-fn replay(kind: &str, target: &str, check: fn(&[u8]), required: bool) {
-    let dir = fuzz_dir().join(kind).join(target);
-    let files = if dir.exists() || required {
-        files(&dir)
-    } else {
-        Vec::new()
-    };
-    assert!(
-        !required || !files.is_empty(),
-        "input directory {} is empty",
-        dir.display()
-    );
-    let mut failures = Vec::new();
-    for file in &files {
-        let data = read(file);
-        if let Err(panic) = catch_unwind(AssertUnwindSafe(|| check(&data))) {
-            let msg = panic
-                .downcast_ref::<String>()
-                .map(String::as_str)
-                .or_else(|| panic.downcast_ref::<&str>().copied())
-                .unwrap_or("(non-string panic)");
-            failures.push(format!("{}: {msg}", file.display()));
-        }
-    }
-    assert!(
-        failures.is_empty(),
-        "{} of {} {kind}/{target} inputs fail:\n{}",
-        failures.len(),
-        files.len(),
-        failures.join("\n")
-    );
 }
 
 /// One test per target, replaying its seeds, corpus and regressions.
@@ -91,9 +43,9 @@ macro_rules! replay_tests {
     ($($test:ident: $target:literal => $check:path;)*) => {$(
         #[test]
         fn $test() {
-            replay("seeds", $target, $check, true);
-            replay("corpus", $target, $check, true);
-            replay("regressions", $target, $check, false);
+            replay::replay(&fuzz_dir(), "seeds", $target, $check, true);
+            replay::replay(&fuzz_dir(), "corpus", $target, $check, true);
+            replay::replay(&fuzz_dir(), "regressions", $target, $check, false);
         }
     )*};
 }

@@ -11,51 +11,38 @@
 
 #![allow(clippy::expect_used, clippy::panic)]
 
-use std::fs;
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 
 #[allow(unreachable_pub, dead_code)]
 #[path = "../../../fuzz/src/endpoint.rs"]
 mod endpoint;
 
-fn replay(kind: &str) {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../fuzz")
-        .join(kind)
-        .join("endpoint");
-    let mut files: Vec<PathBuf> = fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("input directory {} unreadable: {e}", dir.display()))
-        .map(|e| e.expect("directory entry").path())
-        .filter(|p| p.is_file())
-        .collect();
-    files.sort();
-    assert!(
-        !files.is_empty(),
-        "input directory {} is empty",
-        dir.display()
-    );
-    let mut failures = Vec::new();
-    for file in &files {
-        let data = fs::read(file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
-        if let Err(panic) = catch_unwind(AssertUnwindSafe(|| endpoint::check_endpoint(&data))) {
-            let msg = panic
-                .downcast_ref::<String>()
-                .map(String::as_str)
-                .or_else(|| panic.downcast_ref::<&str>().copied())
-                .unwrap_or("(non-string panic)");
-            failures.push(format!("{}: {msg}", file.display()));
-        }
-    }
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
+#[allow(unreachable_pub, dead_code)]
+#[path = "../../../fuzz/src/replay.rs"]
+mod replay;
+
+fn fuzz_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz")
 }
 
 #[test]
 fn endpoint_seeds_replay_cleanly() {
-    replay("seeds");
+    replay::replay(
+        &fuzz_dir(),
+        "seeds",
+        "endpoint",
+        endpoint::check_endpoint,
+        true,
+    );
 }
 
 #[test]
 fn endpoint_corpus_replays_cleanly() {
-    replay("corpus");
+    replay::replay(
+        &fuzz_dir(),
+        "corpus",
+        "endpoint",
+        endpoint::check_endpoint,
+        true,
+    );
 }

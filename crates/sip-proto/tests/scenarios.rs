@@ -761,20 +761,39 @@ fn clustered() -> Endpoint {
 const EDGE1: &str = "192.0.2.10:40000";
 const EDGE2: &str = "192.0.2.11:40002";
 
+/// Two edges in front of a UAS `ep` answering with `tu`: `request` comes
+/// through edge 1 at 0 ms and again through edge 2 at `again_ms`; runs
+/// to `until_ms`. Returns the simulation and the two edges.
+fn through_two_edges(
+    ep: Endpoint,
+    tu: Tu,
+    request: &str,
+    again_ms: u64,
+    until_ms: u64,
+) -> (Sim, NodeId, NodeId) {
+    let mut sim = Sim::new(1);
+    let e1 = sim.add_raw("edge1", addr(EDGE1));
+    sim.add_built_endpoint("uas", addr(UAS_ADDR), ep, tu);
+    let e2 = sim.add_raw("edge2", addr(EDGE2));
+    sim.send_raw(e1, addr(UAS_ADDR), UDP, request);
+    sim.run_until_ms(again_ms);
+    sim.send_raw(e2, addr(UAS_ADDR), UDP, request);
+    sim.run_until_ms(until_ms);
+    (sim, e1, e2)
+}
+
 #[test]
 fn a_non_invite_retransmission_through_another_edge_gets_the_response_there() {
     // Edge 1 carries a BYE and dies before relaying the 200; the client's
     // retransmission reaches the UAS through edge 2 with the same branch and
     // must get the 200 back through edge 2, not toward the dead edge.
-    let mut sim = Sim::new(1);
-    let e1 = sim.add_raw("edge1", addr(EDGE1));
-    sim.add_built_endpoint("uas", addr(UAS_ADDR), clustered(), answer_with(200, "bb"));
-    let e2 = sim.add_raw("edge2", addr(EDGE2));
-    let bye = edge_request("BYE");
-    sim.send_raw(e1, addr(UAS_ADDR), UDP, &bye);
-    sim.run_until_ms(500);
-    sim.send_raw(e2, addr(UAS_ADDR), UDP, &bye);
-    sim.run_until_ms(1000);
+    let (sim, e1, e2) = through_two_edges(
+        clustered(),
+        answer_with(200, "bb"),
+        &edge_request("BYE"),
+        500,
+        1000,
+    );
     let ok = |m: &SipMessage| is_response(m, 200, "BYE");
     assert_eq!(sim.node(e1).received_ms(ok), [20], "{}", sim.trace());
     assert_eq!(sim.node(e2).received_ms(ok), [520], "{}", sim.trace());
@@ -790,20 +809,14 @@ fn a_non_invite_retransmission_through_another_edge_gets_the_response_there() {
 fn an_invite_retransmission_through_another_edge_moves_its_responses_there() {
     // Proceeding: the 180 is resent to edge 2 and the later 200 and its
     // retransmissions go there too.
-    let mut sim = Sim::new(1);
-    let e1 = sim.add_raw("edge1", addr(EDGE1));
-    sim.add_built_endpoint(
-        "uas",
-        addr(UAS_ADDR),
+    let invite = edge_request("INVITE");
+    let (sim, e1, e2) = through_two_edges(
         clustered(),
         callee(Some(Duration::ZERO), Some((200, ms(1000))), false),
+        &invite,
+        500,
+        2000,
     );
-    let e2 = sim.add_raw("edge2", addr(EDGE2));
-    let invite = edge_request("INVITE");
-    sim.send_raw(e1, addr(UAS_ADDR), UDP, &invite);
-    sim.run_until_ms(500);
-    sim.send_raw(e2, addr(UAS_ADDR), UDP, &invite);
-    sim.run_until_ms(2000);
     let ringing = |m: &SipMessage| is_response(m, 180, "INVITE");
     let ok = |m: &SipMessage| is_response(m, 200, "INVITE");
     assert_eq!(sim.node(e1).received_ms(ringing), [20], "{}", sim.trace());
@@ -819,14 +832,7 @@ fn an_invite_retransmission_through_another_edge_moves_its_responses_there() {
     // Accepted (RFC 6026): the 200 went to edge 1, which died; the INVITE
     // retransmission through edge 2 is absorbed but the UAS's 2xx
     // retransmissions (§13.3.1.4) now go to edge 2.
-    let mut sim = Sim::new(1);
-    let e1 = sim.add_raw("edge1", addr(EDGE1));
-    sim.add_built_endpoint("uas", addr(UAS_ADDR), clustered(), answer_with(200, "bb"));
-    let e2 = sim.add_raw("edge2", addr(EDGE2));
-    sim.send_raw(e1, addr(UAS_ADDR), UDP, &invite);
-    sim.run_until_ms(700);
-    sim.send_raw(e2, addr(UAS_ADDR), UDP, &invite);
-    sim.run_until_ms(2000);
+    let (sim, e1, e2) = through_two_edges(clustered(), answer_with(200, "bb"), &invite, 700, 2000);
     assert_eq!(sim.node(e1).received_ms(ok), [20, 520], "{}", sim.trace());
     assert_eq!(sim.node(e2).received_ms(ok), [1520], "{}", sim.trace());
     assert_eq!(
@@ -847,15 +853,8 @@ fn a_copy_of_a_request_from_elsewhere_does_not_redirect_its_responses() {
         Endpoint::new(Timers::default(), 2),
         Endpoint::new(Timers::default(), 2).with_relays(["192.0.2.99:5060"]),
     ] {
-        let mut sim = Sim::new(1);
-        let e1 = sim.add_raw("edge1", addr(EDGE1));
-        sim.add_built_endpoint("uas", addr(UAS_ADDR), ep, answer_with(200, "bb"));
-        let other = sim.add_raw("other", addr(EDGE2));
-        let bye = edge_request("BYE");
-        sim.send_raw(e1, addr(UAS_ADDR), UDP, &bye);
-        sim.run_until_ms(500);
-        sim.send_raw(other, addr(UAS_ADDR), UDP, &bye);
-        sim.run_until_ms(1000);
+        let (sim, e1, other) =
+            through_two_edges(ep, answer_with(200, "bb"), &edge_request("BYE"), 500, 1000);
         let ok = |m: &SipMessage| is_response(m, 200, "BYE");
         assert_eq!(sim.node(e1).received_ms(ok), [20, 520], "{}", sim.trace());
         assert!(sim.node(other).received_ms(ok).is_empty());

@@ -393,43 +393,31 @@ fn the_answer_service_takes_calls_and_unknown_methods_get_501() {
 
     // Each confirmed call counts once in sb_container_acks_total, however
     // many copies of its ACK arrive.
-    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let me = sock.local_addr().unwrap();
-    let final_response = |sock: &UdpSocket| -> String {
-        let mut buf = vec![0u8; 65536];
-        loop {
-            let (n, _) = sock.recv_from(&mut buf).expect("a response within 5 s");
-            let text = String::from_utf8_lossy(&buf[..n]).into_owned();
-            if !text.starts_with("SIP/2.0 1") {
-                return text;
-            }
-        }
-    };
     let head = |method: &str, cseq: u32, branch: &str, to: &str| {
         format!(
-            "{method} sip:answer@{addr} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch={branch};rport\r\n\
-             From: <sip:a@{me}>;tag=k\r\nTo: {to}\r\nCall-ID: acks@test\r\nCSeq: {cseq} {method}\r\n\
-             Contact: <sip:a@{me}>\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+            "{method} sip:answer@TARGET SIP/2.0\r\nVia: SIP/2.0/UDP LOCAL;branch={branch};rport\r\n\
+             From: <sip:a@LOCAL>;tag=k\r\nTo: {to}\r\nCall-ID: acks@test\r\nCSeq: {cseq} {method}\r\n\
+             Contact: <sip:a@LOCAL>\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
         )
     };
-    let to = format!("<sip:answer@{addr}>");
-    sock.send_to(head("INVITE", 1, "z9hG4bK-k1", &to).as_bytes(), addr)
-        .unwrap();
-    let ok = final_response(&sock);
+    let ok = transact(
+        addr,
+        &head("INVITE", 1, "z9hG4bK-k1", "<sip:answer@TARGET>"),
+    );
     assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
     let to = ok
         .lines()
         .find_map(|l| l.strip_prefix("To: "))
         .unwrap()
         .to_owned();
-    let ack = head("ACK", 1, "z9hG4bK-k2", &to);
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let ack = head("ACK", 1, "z9hG4bK-k2", &to)
+        .replace("LOCAL", &sock.local_addr().unwrap().to_string())
+        .replace("TARGET", &addr.to_string());
     sock.send_to(ack.as_bytes(), addr).unwrap();
     sock.send_to(ack.as_bytes(), addr).unwrap();
     // The BYE (same Call-ID, so after both ACKs) ends the call.
-    sock.send_to(head("BYE", 2, "z9hG4bK-k3", &to).as_bytes(), addr)
-        .unwrap();
-    let bye = final_response(&sock);
+    let bye = transact(addr, &head("BYE", 2, "z9hG4bK-k3", &to));
     assert!(bye.starts_with("SIP/2.0 200"), "{bye}");
     let m = http_get(http, "/_sb/metrics").unwrap();
     assert_eq!(
